@@ -1,0 +1,256 @@
+// Numeric kernels of omnistream (OmniTransfer section 4): robust baselines, CMND,
+// weighted squared distances and weighted NCC phase alignment. Header-only, templated on
+// the floating type, free of Python so that both the pybind11 module and the C++ tests
+// use the same code. All inputs are C-contiguous row-major buffers.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+namespace omnistream {
+
+// Runs body(begin, end) over [0, n) split into contiguous chunks, one per hardware thread.
+template <class Body>
+void parallel_for(std::size_t n, Body body, std::size_t min_chunk = 1) {
+  std::size_t threads = std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  threads = std::min(threads, std::max<std::size_t>(1, n / std::max<std::size_t>(1, min_chunk)));
+  if (threads <= 1) {
+    body(std::size_t{0}, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(threads);
+  const std::size_t chunk = (n + threads - 1) / threads;
+  for (std::size_t t = 0; t < threads; ++t) {
+    const std::size_t b = t * chunk, e = std::min(n, b + chunk);
+    if (b >= e) break;
+    pool.emplace_back([=] { body(b, e); });
+  }
+  for (auto& th : pool) th.join();
+}
+
+// Robust baseline of each row of x (rows x length): the ceil-free count floor(drop * m) of
+// finite points farthest from the row mean (m = finite points; ties broken by position) are
+// removed, removed and non-finite points are filled by linear interpolation between the
+// nearest kept neighbours (constant beyond the ends), then a trailing moving average of
+// `window` points (shorter at the start) is applied. A row with no finite point stays NaN.
+template <class T>
+void baseline(const T* x, T* out, std::size_t rows, std::size_t length, std::size_t window,
+              double drop) {
+  parallel_for(rows, [&](std::size_t r0, std::size_t r1) {
+    std::vector<std::size_t> order;
+    std::vector<double> dev, filled(length);
+    std::vector<char> keep(length);
+    for (std::size_t r = r0; r < r1; ++r) {
+      const T* row = x + r * length;
+      T* dst = out + r * length;
+      double sum = 0.0;
+      std::size_t finite = 0;
+      for (std::size_t i = 0; i < length; ++i) {
+        const bool ok = std::isfinite(static_cast<double>(row[i]));
+        keep[i] = ok;
+        if (ok) { sum += row[i]; ++finite; }
+      }
+      if (finite == 0) {
+        std::fill(dst, dst + length, std::numeric_limits<T>::quiet_NaN());
+        continue;
+      }
+      const double mean = sum / static_cast<double>(finite);
+      const auto n_drop = static_cast<std::size_t>(std::floor(drop * static_cast<double>(finite)));
+      if (n_drop > 0) {
+        order.clear();
+        dev.assign(length, 0.0);
+        for (std::size_t i = 0; i < length; ++i)
+          if (keep[i]) { order.push_back(i); dev[i] = std::abs(static_cast<double>(row[i]) - mean); }
+        auto farther = [&](std::size_t a, std::size_t b) {
+          return dev[a] > dev[b] || (dev[a] == dev[b] && a < b);
+        };
+        std::nth_element(order.begin(), order.begin() + (n_drop - 1), order.end(), farther);
+        for (std::size_t k = 0; k < n_drop; ++k) keep[order[k]] = 0;
+      }
+      // Linear interpolation over the gaps.
+      std::ptrdiff_t prev = -1;
+      for (std::size_t i = 0; i <= length; ++i) {
+        if (i < length && !keep[i]) continue;
+        if (i < length) filled[i] = row[i];
+        const std::size_t gap_begin = static_cast<std::size_t>(prev + 1);
+        for (std::size_t g = gap_begin; g < i; ++g) {
+          if (prev < 0) filled[g] = row[i];
+          else if (i == length) filled[g] = row[prev];
+          else {
+            const double t = static_cast<double>(g - prev) / static_cast<double>(i - prev);
+            filled[g] = static_cast<double>(row[prev]) + t * (static_cast<double>(row[i]) - row[prev]);
+          }
+        }
+        prev = static_cast<std::ptrdiff_t>(i);
+      }
+      // Trailing moving average.
+      double acc = 0.0;
+      for (std::size_t i = 0; i < length; ++i) {
+        acc += filled[i];
+        if (i >= window) acc -= filled[i - window];
+        const std::size_t count = std::min(i + 1, window);
+        dst[i] = static_cast<T>(acc / static_cast<double>(count));
+      }
+    }
+  }, 16);
+}
+
+// Cumulative mean normalised difference of each row at each candidate period tau:
+// d(t) = sum_i (u_i - u_{i+t})^2, CMND(tau) = d(tau) / (mean_{j<=tau} d(j)); 1 where the
+// denominator vanishes (a constant row has no periodicity to speak of).
+template <class T>
+void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
+          const std::int64_t* periods, std::size_t n_periods) {
+  std::int64_t max_tau = 0;
+  for (std::size_t p = 0; p < n_periods; ++p) max_tau = std::max(max_tau, periods[p]);
+  parallel_for(rows, [&](std::size_t r0, std::size_t r1) {
+    std::vector<double> cum(static_cast<std::size_t>(max_tau) + 1, 0.0);
+    for (std::size_t r = r0; r < r1; ++r) {
+      const T* u = x + r * length;
+      double running = 0.0;
+      for (std::int64_t tau = 1; tau <= max_tau; ++tau) {
+        double d = 0.0;
+        const std::size_t t = static_cast<std::size_t>(tau);
+        for (std::size_t i = 0; i + t < length; ++i) {
+          const double diff = static_cast<double>(u[i]) - static_cast<double>(u[i + t]);
+          d += diff * diff;
+        }
+        running += d;
+        cum[t] = running;
+      }
+      for (std::size_t p = 0; p < n_periods; ++p) {
+        const auto t = static_cast<std::size_t>(periods[p]);
+        const double d_tau = cum[t] - cum[t - 1];
+        const double denom = cum[t] / static_cast<double>(t);
+        out[r * n_periods + p] = denom > 0.0 ? d_tau / denom : 1.0;
+      }
+    }
+  }, 4);
+}
+
+template <class T>
+inline double dot(const T* a, const T* b, std::size_t n) {
+  // Four independent accumulators let the compiler vectorise without -ffast-math.
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += static_cast<double>(a[i]) * b[i];
+    s1 += static_cast<double>(a[i + 1]) * b[i + 1];
+    s2 += static_cast<double>(a[i + 2]) * b[i + 2];
+    s3 += static_cast<double>(a[i + 3]) * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += static_cast<double>(a[i]) * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+// All-pairs weighted squared Euclidean distance between rows of a (na x k) and b (nb x k)
+// with per-column weights w, via |a|_w^2 + |b|_w^2 - 2 <a, w b>, clamped at zero.
+template <class T>
+void weighted_sq_dist(const T* a, const T* b, const T* w, T* out, std::size_t na,
+                      std::size_t nb, std::size_t k) {
+  std::vector<T> bw(nb * k);
+  std::vector<double> nb_sq(nb), na_sq(na);
+  parallel_for(nb, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t j = j0; j < j1; ++j) {
+      double s = 0.0;
+      for (std::size_t c = 0; c < k; ++c) {
+        bw[j * k + c] = b[j * k + c] * w[c];
+        s += static_cast<double>(bw[j * k + c]) * b[j * k + c];
+      }
+      nb_sq[j] = s;
+    }
+  }, 64);
+  parallel_for(na, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      double s = 0.0;
+      for (std::size_t c = 0; c < k; ++c) s += static_cast<double>(a[i * k + c]) * a[i * k + c] * w[c];
+      na_sq[i] = s;
+    }
+  }, 64);
+  // Tiles of rows keep a block of b in cache while the rows of a stream past it.
+  constexpr std::size_t tile = 32;
+  const std::size_t tiles = (nb + tile - 1) / tile;
+  parallel_for(tiles, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) {
+      const std::size_t j0 = t * tile, j1 = std::min(nb, j0 + tile);
+      for (std::size_t i = 0; i < na; ++i) {
+        const T* ai = a + i * k;
+        for (std::size_t j = j0; j < j1; ++j) {
+          const double d = na_sq[i] + nb_sq[j] - 2.0 * dot(ai, bw.data() + j * k, k);
+          out[i * nb + j] = static_cast<T>(d > 0.0 ? d : 0.0);
+        }
+      }
+    }
+  }, 1);
+}
+
+// Weighted NCC (OmniTransfer eq. 6) between a reference ref (m x n) and each of the
+// segments (count x m x n) at every circular shift s in [0, n): the segment is rolled right
+// by s (numpy.roll(seg, s, axis=-1)). out is count x n. Rows with zero norm contribute 0.
+template <class T>
+void weighted_ncc(const T* ref, const T* segments, const T* w, T* out, std::size_t count,
+                  std::size_t m, std::size_t n) {
+  // Reference rows pre-scaled by w_j / |ref_j|.
+  std::vector<double> scaled(m * n);
+  for (std::size_t j = 0; j < m; ++j) {
+    const double norm = std::sqrt(dot(ref + j * n, ref + j * n, n));
+    const double f = norm > 0.0 ? static_cast<double>(w[j]) / norm : 0.0;
+    for (std::size_t i = 0; i < n; ++i) scaled[j * n + i] = f * ref[j * n + i];
+  }
+  parallel_for(count, [&](std::size_t c0, std::size_t c1) {
+    std::vector<double> doubled(2 * n), acc(n);
+    for (std::size_t c = c0; c < c1; ++c) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      const T* seg = segments + c * m * n;
+      for (std::size_t j = 0; j < m; ++j) {
+        const T* row = seg + j * n;
+        const double norm = std::sqrt(dot(row, row, n));
+        if (norm == 0.0) continue;
+        const double inv = 1.0 / norm;
+        for (std::size_t i = 0; i < n; ++i) doubled[i] = doubled[i + n] = row[i] * inv;
+        const double* r = scaled.data() + j * n;
+        // roll(row, s)[i] = row[(i - s) mod n] = doubled[n - s + i]
+        for (std::size_t s = 0; s < n; ++s) acc[s] += dot(r, doubled.data() + (n - s), n);
+      }
+      for (std::size_t s = 0; s < n; ++s) out[c * n + s] = static_cast<T>(acc[s]);
+    }
+  }, 8);
+}
+
+// The shift in [0, n) maximising the weighted NCC for each segment (first on ties).
+template <class T>
+void best_shift(const T* ncc, std::int64_t* shift, T* value, std::size_t count, std::size_t n) {
+  for (std::size_t c = 0; c < count; ++c) {
+    const T* row = ncc + c * n;
+    const std::size_t best = static_cast<std::size_t>(std::max_element(row, row + n) - row);
+    shift[c] = static_cast<std::int64_t>(best);
+    value[c] = row[best];
+  }
+}
+
+// Rolls every row of each segment (count x m x n) right by its shift.
+template <class T>
+void align(const T* segments, const std::int64_t* shift, T* out, std::size_t count,
+           std::size_t m, std::size_t n) {
+  parallel_for(count, [&](std::size_t c0, std::size_t c1) {
+    for (std::size_t c = c0; c < c1; ++c) {
+      const auto nn = static_cast<std::int64_t>(n);
+      const std::size_t s = static_cast<std::size_t>(((shift[c] % nn) + nn) % nn);
+      for (std::size_t j = 0; j < m; ++j) {
+        const T* src = segments + (c * m + j) * n;
+        T* dst = out + (c * m + j) * n;
+        std::copy(src, src + (n - s), dst + s);
+        std::copy(src + (n - s), src + n, dst);
+      }
+    }
+  }, 64);
+}
+
+}  // namespace omnistream

@@ -1,0 +1,1 @@
+"""Detectors, training, thresholds, evaluation, clustering and transfer for omnistream."""

@@ -1,0 +1,147 @@
+"""The numeric kernels of W-HAC (OmniTransfer section 4.3.1) behind one facade.
+
+Backends, first available wins: the C++ extension ``omnistream._core`` (GIL released),
+its numba twins, then vectorised NumPy. ``OMNISTREAM_KERNELS=cpp|numba|numpy`` forces one.
+Definitions shared by all backends:
+
+- ``baseline``: per series, drop the floor(drop * m) finite points farthest from the mean
+  (ties by position), fill them and missing points by linear interpolation, then a trailing
+  moving average of ``window`` points.
+- ``cmnd``: cumulative mean normalised difference d(tau) / mean_{j<=tau} d(j) (eq. 2).
+- ``periodic_weights``: PW = P^-alpha with P the CMND averaged over entities (min over the
+  candidate periods).
+- ``weighted_sq_dist``: sum_j PW_j sum_i (A - B)^2 for all pairs (eq. 4), GEMM identity.
+- ``weighted_ncc``: eq. 6 at every circular shift s in [0, n), the segment rolled right by s.
+- ``best_shift`` / ``align``: eq. 7 and the roll that applies it.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import numpy as np
+
+from omnistream.models import kernels_numpy
+
+
+def _load_backend() -> tuple[str, ModuleType]:
+    wanted = os.environ.get("OMNISTREAM_KERNELS", "").strip().lower()
+    if wanted not in ("", "cpp", "numba", "numpy"):
+        raise ValueError(f"OMNISTREAM_KERNELS must be cpp, numba or numpy, not {wanted!r}")
+    if wanted in ("", "cpp"):
+        try:
+            from omnistream import _core
+
+            return "cpp", _core
+        except ImportError:
+            if wanted == "cpp":
+                raise
+    if wanted in ("", "numba"):
+        try:
+            from omnistream.models import kernels_numba
+
+            return "numba", kernels_numba
+        except ImportError:
+            if wanted == "numba":
+                raise
+    return "numpy", kernels_numpy
+
+
+BACKEND_NAME, _backend = _load_backend()
+
+
+def _float(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
+
+
+def _contiguous(x: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def baseline(x: np.ndarray, window: int = 12, drop: float = 0.05) -> np.ndarray:
+    """Robust baseline along the last axis of ``x`` (any leading shape)."""
+    x = _float(x)
+    if window < 1 or not 0.0 <= drop < 1.0:
+        raise ValueError("baseline: window must be >= 1 and drop in [0, 1)")
+    flat = _contiguous(x.reshape(-1, x.shape[-1]))
+    return _backend.baseline(flat, int(window), float(drop)).reshape(x.shape)
+
+
+def cmnd(x: np.ndarray, periods: list[int] | np.ndarray) -> np.ndarray:
+    """CMND along the last axis at each period -> shape ``x.shape[:-1] + (len(periods),)``."""
+    x = _float(x)
+    periods = np.asarray(periods, dtype=np.int64).reshape(-1)
+    if periods.size == 0 or periods.min() < 1 or periods.max() >= x.shape[-1]:
+        raise ValueError(f"cmnd: periods must be in [1, {x.shape[-1]}), got {periods.tolist()}")
+    flat = _contiguous(x.reshape(-1, x.shape[-1]))
+    return _backend.cmnd(flat, periods).reshape(x.shape[:-1] + (periods.size,))
+
+
+def periodic_weights(x: np.ndarray, periods: list[int], alpha: float = 1.0, eps: float = 1e-6) -> np.ndarray:
+    """PW = P^-alpha for series ``x`` (entities, metrics, time) -> (metrics,)."""
+    x = _float(x)
+    if x.ndim != 3:
+        raise ValueError("periodic_weights: x must be (entities, metrics, time)")
+    strength = cmnd(x, periods).min(axis=-1).mean(axis=0)
+    return np.maximum(strength, eps) ** -float(alpha)
+
+
+def _flatten_segments(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a, b = _float(a), _float(b)
+    dtype = np.result_type(a.dtype, b.dtype)
+    if a.ndim != 3 or b.ndim != 3 or a.shape[1:] != b.shape[1:] or np.shape(w) != (a.shape[1],):
+        raise ValueError("segments must be (count, metrics, time) with matching shapes and w (metrics,)")
+    w_flat = np.repeat(np.asarray(w, dtype=dtype), a.shape[2])
+    return (_contiguous(a.reshape(a.shape[0], -1), dtype), _contiguous(b.reshape(b.shape[0], -1), dtype), w_flat)
+
+
+def weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted squared Euclidean distances between segment sets a (na, m, n) and b (nb, m, n)."""
+    a_flat, b_flat, w_flat = _flatten_segments(a, b, w)
+    return _backend.weighted_sq_dist(a_flat, b_flat, w_flat)
+
+
+def _ncc_inputs(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    segments = _float(segments)
+    dtype = segments.dtype
+    ref = _contiguous(ref, dtype)
+    if segments.ndim != 3 or ref.shape != segments.shape[1:] or np.shape(w) != (ref.shape[0],):
+        raise ValueError("weighted_ncc: ref must be (m, n), segments (count, m, n) and w (m,)")
+    return ref, _contiguous(segments), _contiguous(w, dtype)
+
+
+def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted NCC of each segment against ``ref`` at every circular shift -> (count, n)."""
+    return _backend.weighted_ncc(*_ncc_inputs(ref, segments, w))
+
+
+def best_shift(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, ncc) of the best circular shift of each segment onto ``ref`` (first on ties)."""
+    if BACKEND_NAME == "cpp":
+        return _backend.best_shift(*_ncc_inputs(ref, segments, w))
+    ncc = weighted_ncc(ref, segments, w)
+    shift = ncc.argmax(axis=1).astype(np.int64)
+    return shift, ncc[np.arange(ncc.shape[0]), shift]
+
+
+def align(segments: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Roll each segment (count, m, n) right by its shift along time."""
+    segments = _contiguous(_float(segments))
+    shift = _contiguous(shift, np.int64)
+    if segments.ndim != 3 or shift.shape != (segments.shape[0],):
+        raise ValueError("align: segments must be (count, m, n) and shift (count,)")
+    return _backend.align(segments, shift)
+
+
+def pivot(segments: np.ndarray, w: np.ndarray) -> int:
+    """Index of the segment with the least total weighted distance to all others (eq. 3)."""
+    return int(weighted_sq_dist(segments, segments, w).sum(axis=1).argmin())
+
+
+def assign_nearest(segments: np.ndarray, centroids: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, distance) of the nearest centroid for each segment."""
+    d = weighted_sq_dist(segments, centroids, w)
+    idx = d.argmin(axis=1)
+    return idx, d[np.arange(d.shape[0]), idx]

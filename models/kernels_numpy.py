@@ -1,0 +1,67 @@
+"""Vectorised NumPy versions of the numeric kernels: the last fallback of the facade.
+
+Same definitions as csrc/kernels.hpp (see models/kernels.py for them), written with
+whole-array operations so that they stay usable when neither C++ nor numba is available.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def baseline(x: np.ndarray, window: int, drop: float) -> np.ndarray:
+    rows, length = x.shape
+    out = np.full((rows, length), np.nan, dtype=x.dtype)
+    positions = np.arange(length)
+    for r in range(rows):
+        row = x[r].astype(np.float64)
+        keep = np.isfinite(row)
+        finite = int(keep.sum())
+        if finite == 0:
+            continue
+        n_drop = int(np.floor(drop * finite))
+        if n_drop:
+            idx = np.flatnonzero(keep)
+            dev = np.abs(row[idx] - row[idx].mean())
+            keep[idx[np.argsort(-dev, kind="stable")[:n_drop]]] = False
+        filled = np.interp(positions, positions[keep], row[keep])
+        csum = np.cumsum(filled)
+        csum[window:] = csum[window:] - csum[:-window]
+        out[r] = csum / np.minimum(positions + 1, window)
+    return out
+
+
+def cmnd(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    u = x.astype(np.float64)
+    max_tau = int(periods.max())
+    d = np.stack([((u[:, :-tau] - u[:, tau:]) ** 2).sum(axis=1) for tau in range(1, max_tau + 1)], axis=1)
+    cum = np.cumsum(d, axis=1)
+    idx = periods - 1
+    denom = cum[:, idx] / periods
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, d[:, idx] / denom, 1.0)
+
+
+def weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    na = (a * a) @ w
+    nb = (b * b) @ w
+    return np.maximum(na[:, None] + nb[None, :] - 2.0 * (a * w) @ b.T, 0.0).astype(a.dtype)
+
+
+def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:
+    # Circular cross-correlation through the real FFT, one inverse transform per segment.
+    n = ref.shape[-1]
+    out_dtype = segments.dtype
+    ref, segments, w = (np.asarray(v, dtype=np.float64) for v in (ref, segments, w))
+    ref_norm = np.linalg.norm(ref, axis=-1, keepdims=True)
+    seg_norm = np.linalg.norm(segments, axis=-1, keepdims=True)
+    ref_unit = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=ref_norm > 0)
+    seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape), where=seg_norm > 0)
+    spectrum = (np.fft.rfft(ref_unit, axis=-1)[None] * np.conj(np.fft.rfft(seg_unit, axis=-1))).sum(axis=1)
+    return np.fft.irfft(spectrum, n=n, axis=-1).astype(out_dtype)
+
+
+def align(segments: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    n = segments.shape[-1]
+    idx = (np.arange(n)[None, :] - shift[:, None]) % n
+    return np.take_along_axis(segments, idx[:, None, :], axis=-1)

@@ -1,0 +1,148 @@
+"""Every backend of every kernel against the plain references, as property tests."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import reference_kernels as ref
+from omnistream.models import kernels as facade
+from omnistream.models import kernels_numba, kernels_numpy
+
+_core = importlib.import_module("omnistream._core")
+BACKENDS = {"cpp": _core, "numba": kernels_numba, "numpy": kernels_numpy}
+DTYPES = [np.float32, np.float64]
+finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
+
+
+def tol(dtype) -> dict:
+    return {"rtol": 1e-4, "atol": 1e-3} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-8}
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_baseline_matches_reference(name, dtype, data):
+    rows = data.draw(st.integers(1, 4))
+    length = data.draw(st.integers(1, 80))
+    x = data.draw(hnp.arrays(dtype, (rows, length), elements=st.one_of(finite, st.just(np.nan))))
+    window = data.draw(st.integers(1, 15))
+    drop = data.draw(st.sampled_from([0.0, 0.05, 0.2]))
+    got = BACKENDS[name].baseline(np.ascontiguousarray(x), window, drop)
+    assert got.dtype == dtype
+    want = np.stack([ref.baseline(r, window, drop) for r in x])
+    np.testing.assert_allclose(got, want, **tol(dtype))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_cmnd_matches_reference(name, dtype, data):
+    length = data.draw(st.integers(3, 60))
+    x = data.draw(hnp.arrays(dtype, (3, length), elements=finite))
+    periods = np.array(sorted(set(data.draw(st.lists(st.integers(1, length - 1), min_size=1, max_size=4)))))
+    got = BACKENDS[name].cmnd(np.ascontiguousarray(x), periods)
+    want = np.array([[ref.cmnd(r, int(p)) for p in periods] for r in x])
+    np.testing.assert_allclose(got, want, rtol=1e-3 if dtype == np.float32 else 1e-8, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_weighted_sq_dist_matches_reference(name, dtype, data):
+    m, n = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 12))
+    a = data.draw(hnp.arrays(dtype, (data.draw(st.integers(1, 6)), m, n), elements=st.floats(-10, 10, width=32)))
+    b = data.draw(hnp.arrays(dtype, (data.draw(st.integers(1, 6)), m, n), elements=st.floats(-10, 10, width=32)))
+    w = data.draw(hnp.arrays(dtype, (m,), elements=st.floats(0, 5, width=32)))
+    got = BACKENDS[name].weighted_sq_dist(a.reshape(len(a), -1), b.reshape(len(b), -1), np.repeat(w, n))
+    want = np.array([[ref.weighted_sq_dist(x, y, w) for y in b] for x in a])
+    scale = float(np.abs(want).max()) + 1.0
+    np.testing.assert_allclose(got, want, rtol=0, atol=(1e-4 if dtype == np.float32 else 1e-9) * scale * 10)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_weighted_ncc_matches_reference(name, dtype, data):
+    m, n = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 16))
+    elements = st.floats(-10, 10, width=32)
+    r = data.draw(hnp.arrays(dtype, (m, n), elements=elements))
+    segs = data.draw(hnp.arrays(dtype, (data.draw(st.integers(1, 5)), m, n), elements=elements))
+    w = data.draw(hnp.arrays(dtype, (m,), elements=st.floats(0, 5, width=32)))
+    got = BACKENDS[name].weighted_ncc(r, segs, w)
+    want = np.array([[ref.weighted_ncc(r, s, w, k) for k in range(n)] for s in segs])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 if dtype == np.float32 else 1e-8)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_align_is_numpy_roll(name, data):
+    count, m, n = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 4)), data.draw(st.integers(1, 12))
+    segs = data.draw(hnp.arrays(np.float64, (count, m, n), elements=finite))
+    shift = np.array(data.draw(st.lists(st.integers(-30, 30), min_size=count, max_size=count)), dtype=np.int64)
+    got = BACKENDS[name].align(segs, shift)
+    want = np.stack([np.roll(s, k, axis=-1) for s, k in zip(segs, shift)])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_best_shift_recovers_a_known_phase():
+    rng = np.random.default_rng(0)
+    t = np.arange(60)
+    base = np.stack([np.sin(2 * np.pi * t / 60 * (j + 1)) + 0.01 * rng.standard_normal(60) for j in range(8)])
+    true_shift = np.array([0, 5, 17, 42])
+    segs = np.stack([np.roll(base, -k, axis=-1) for k in true_shift])
+    shift, value = facade.best_shift(base, segs, np.ones(8))
+    np.testing.assert_array_equal(shift, true_shift)
+    np.testing.assert_allclose(facade.align(segs, shift), np.broadcast_to(base, segs.shape))
+    assert np.all(value > 7.9)
+
+
+def test_facade_accepts_strided_and_integer_input():
+    rng = np.random.default_rng(1)
+    wide = rng.standard_normal((4, 6, 40))
+    strided = wide[:, ::2, ::2]
+    assert not strided.flags.c_contiguous
+    np.testing.assert_allclose(facade.baseline(strided, 3), facade.baseline(strided.copy(), 3))
+    w = np.ones(3)
+    np.testing.assert_allclose(facade.weighted_ncc(strided[0], strided, w),
+                               facade.weighted_ncc(strided[0].copy(), strided.copy(), w))
+    ints = np.arange(20).reshape(2, 10)
+    assert facade.baseline(ints, 2).dtype == np.float64
+
+
+def test_facade_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        facade.weighted_ncc(np.zeros((3, 5)), np.zeros((2, 3, 6)), np.ones(3))
+    with pytest.raises(ValueError):
+        facade.cmnd(np.zeros((2, 10)), [10])
+    with pytest.raises(ValueError):
+        _core.baseline(np.zeros((2, 3)), 0, 0.05)
+
+
+def test_periodic_weights_favour_periodic_metrics():
+    rng = np.random.default_rng(2)
+    t = np.arange(600)
+    periodic = np.sin(2 * np.pi * t / 50)
+    noise = rng.standard_normal(600)
+    x = np.stack([np.stack([periodic + 0.05 * rng.standard_normal(600), noise]) for _ in range(3)])
+    pw = facade.periodic_weights(x, [50], alpha=1.0)
+    assert pw[0] > 10 * pw[1]
+
+
+def test_pivot_and_assign_nearest():
+    segs = np.array([[[0.0, 0.0]], [[1.0, 1.0]], [[10.0, 10.0]]])
+    w = np.ones(1)
+    assert facade.pivot(segs, w) == 1
+    idx, dist = facade.assign_nearest(np.array([[[9.0, 9.0]], [[0.2, 0.0]]]), segs[[0, 2]], w)
+    np.testing.assert_array_equal(idx, [1, 0])
+    np.testing.assert_allclose(dist, [2.0, 0.04])
