@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <thread>
@@ -150,6 +151,58 @@ inline double dot(const T* a, const T* b, std::size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+// C (m x n) = A (m x k) * B (k x n), all row-major, accumulated in double. A small packed
+// GEMM: B is packed once into column panels of width NR, each thread packs MR rows of A at
+// a time, and a fixed-size MR x NR micro-kernel keeps its accumulators in vector registers.
+// pack_a(i0, rows, apack) writes rows i0..i0+rows of A as apack[kk * MR + r] (zero-padded to
+// MR rows), which lets a caller transform A on the fly instead of materialising it.
+template <std::size_t MR, class TB, class PackA, class Store>
+void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::size_t n, Store store) {
+  using vec = double __attribute__((vector_size(32)));
+  constexpr std::size_t NV = 3, NR = NV * 4;
+  const std::size_t panels = (n + NR - 1) / NR;
+  std::vector<double> bpack(panels * k * NR, 0.0);
+  for (std::size_t p = 0; p < panels; ++p)
+    for (std::size_t kk = 0; kk < k; ++kk)
+      for (std::size_t q = 0; q < NR && p * NR + q < n; ++q)
+        bpack[(p * k + kk) * NR + q] = static_cast<double>(b[kk * n + p * NR + q]);
+  const std::size_t blocks = (m + MR - 1) / MR;
+  parallel_for(blocks, [&](std::size_t b0, std::size_t b1) {
+    std::vector<double> apack(k * MR);
+    for (std::size_t blk = b0; blk < b1; ++blk) {
+      const std::size_t i0 = blk * MR, rows = std::min(MR, m - i0);
+      pack_a(i0, rows, apack.data());
+      for (std::size_t p = 0; p < panels; ++p) {
+        // Accumulators as GCC vector types so that they live in registers.
+        vec acc[MR][NV] = {};
+        const double* bp = bpack.data() + p * k * NR;
+        for (std::size_t kk = 0; kk < k; ++kk) {
+          vec brow[NV];
+          std::memcpy(brow, bp + kk * NR, sizeof(brow));
+          const double* arow = apack.data() + kk * MR;
+          for (std::size_t r = 0; r < MR; ++r)
+            for (std::size_t v = 0; v < NV; ++v) acc[r][v] += arow[r] * brow[v];
+        }
+        double c[MR][NR];
+        std::memcpy(c, acc, sizeof(c));
+        for (std::size_t r = 0; r < rows; ++r)
+          for (std::size_t q = 0; q < NR && p * NR + q < n; ++q) store(i0 + r, p * NR + q, c[r][q]);
+      }
+    }
+  }, 1);
+}
+
+constexpr std::size_t kGemmRows = 8;
+
+template <class TA, class TB, class Store>
+void gemm(const TA* a, const TB* b, std::size_t m, std::size_t k, std::size_t n, Store store) {
+  gemm_packed<kGemmRows>([&](std::size_t i0, std::size_t rows, double* apack) {
+    for (std::size_t kk = 0; kk < k; ++kk)
+      for (std::size_t r = 0; r < kGemmRows; ++r)
+        apack[kk * kGemmRows + r] = r < rows ? static_cast<double>(a[(i0 + r) * k + kk]) : 0.0;
+  }, b, m, k, n, store);
+}
+
 // All-pairs weighted squared Euclidean distance between rows of a (na x k) and b (nb x k)
 // with per-column weights w, via |a|_w^2 + |b|_w^2 - 2 <a, w b>, clamped at zero.
 template <class T>
@@ -174,21 +227,14 @@ void weighted_sq_dist(const T* a, const T* b, const T* w, T* out, std::size_t na
       na_sq[i] = s;
     }
   }, 64);
-  // Tiles of rows keep a block of b in cache while the rows of a stream past it.
-  constexpr std::size_t tile = 32;
-  const std::size_t tiles = (nb + tile - 1) / tile;
-  parallel_for(tiles, [&](std::size_t t0, std::size_t t1) {
-    for (std::size_t t = t0; t < t1; ++t) {
-      const std::size_t j0 = t * tile, j1 = std::min(nb, j0 + tile);
-      for (std::size_t i = 0; i < na; ++i) {
-        const T* ai = a + i * k;
-        for (std::size_t j = j0; j < j1; ++j) {
-          const double d = na_sq[i] + nb_sq[j] - 2.0 * dot(ai, bw.data() + j * k, k);
-          out[i * nb + j] = static_cast<T>(d > 0.0 ? d : 0.0);
-        }
-      }
-    }
-  }, 1);
+  // <a, w b> for all pairs as one GEMM against (w b) transposed.
+  std::vector<T> bw_t(k * nb);
+  for (std::size_t j = 0; j < nb; ++j)
+    for (std::size_t c = 0; c < k; ++c) bw_t[c * nb + j] = bw[j * k + c];
+  gemm(a, bw_t.data(), na, k, nb, [&](std::size_t i, std::size_t j, double cross) {
+    const double d = na_sq[i] + nb_sq[j] - 2.0 * cross;
+    out[i * nb + j] = static_cast<T>(d > 0.0 ? d : 0.0);
+  });
 }
 
 // Weighted NCC (OmniTransfer eq. 6) between a reference ref (m x n) and each of the
@@ -197,31 +243,30 @@ void weighted_sq_dist(const T* a, const T* b, const T* w, T* out, std::size_t na
 template <class T>
 void weighted_ncc(const T* ref, const T* segments, const T* w, T* out, std::size_t count,
                   std::size_t m, std::size_t n) {
-  // Reference rows pre-scaled by w_j / |ref_j|.
-  std::vector<double> scaled(m * n);
+  // With u_j the unit-norm segment rows and r_j = w_j ref_j / |ref_j|:
+  //   ncc[s] = sum_j sum_i r_j[i] u_j[(i - s) mod n] = sum_j sum_q u_j[q] r_j[(q + s) mod n],
+  // so all segments at once are one GEMM, U (count x m n) times the stacked circulant
+  // R (m n x n) with R[j n + q][s] = r_j[(q + s) mod n].
+  std::vector<double> circulant(m * n * n);
   for (std::size_t j = 0; j < m; ++j) {
     const double norm = std::sqrt(dot(ref + j * n, ref + j * n, n));
     const double f = norm > 0.0 ? static_cast<double>(w[j]) / norm : 0.0;
-    for (std::size_t i = 0; i < n; ++i) scaled[j * n + i] = f * ref[j * n + i];
+    for (std::size_t q = 0; q < n; ++q)
+      for (std::size_t s = 0; s < n; ++s) circulant[(j * n + q) * n + s] = f * ref[j * n + (q + s) % n];
   }
-  parallel_for(count, [&](std::size_t c0, std::size_t c1) {
-    std::vector<double> doubled(2 * n), acc(n);
-    for (std::size_t c = c0; c < c1; ++c) {
-      std::fill(acc.begin(), acc.end(), 0.0);
-      const T* seg = segments + c * m * n;
+  // Segments are scaled to unit-norm rows while being packed, never materialised.
+  auto pack_units = [&](std::size_t i0, std::size_t rows, double* apack) {
+    for (std::size_t r = 0; r < kGemmRows; ++r)
       for (std::size_t j = 0; j < m; ++j) {
-        const T* row = seg + j * n;
-        const double norm = std::sqrt(dot(row, row, n));
-        if (norm == 0.0) continue;
-        const double inv = 1.0 / norm;
-        for (std::size_t i = 0; i < n; ++i) doubled[i] = doubled[i + n] = row[i] * inv;
-        const double* r = scaled.data() + j * n;
-        // roll(row, s)[i] = row[(i - s) mod n] = doubled[n - s + i]
-        for (std::size_t s = 0; s < n; ++s) acc[s] += dot(r, doubled.data() + (n - s), n);
+        const T* row = r < rows ? segments + ((i0 + r) * m + j) * n : nullptr;
+        const double norm = row ? std::sqrt(dot(row, row, n)) : 0.0;
+        const double inv = norm > 0.0 ? 1.0 / norm : 0.0;
+        for (std::size_t i = 0; i < n; ++i)
+          apack[(j * n + i) * kGemmRows + r] = inv > 0.0 ? row[i] * inv : 0.0;
       }
-      for (std::size_t s = 0; s < n; ++s) out[c * n + s] = static_cast<T>(acc[s]);
-    }
-  }, 8);
+  };
+  gemm_packed<kGemmRows>(pack_units, circulant.data(), count, m * n, n,
+       [&](std::size_t c, std::size_t s, double v) { out[c * n + s] = static_cast<T>(v); });
 }
 
 // The shift in [0, n) maximising the weighted NCC for each segment (first on ties).
