@@ -1,0 +1,113 @@
+"""Labelled real datasets: ASD (12 servers x 19 metrics, 5-minute steps) and SMD.
+
+The archives live in ``../shared/data`` beside the repository (or ``OMNISTREAM_DATA``);
+they are unpacked once into ``~/.cache/omnistream/data`` (or ``OMNISTREAM_CACHE``).
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASD_STEP_SECONDS = 300
+SMD_STEP_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class EntitySeries:
+    """One entity's history: train (T1, M), test (T2, M) and test labels (T2,)."""
+
+    entity: str
+    train: np.ndarray
+    test: np.ndarray
+    labels: np.ndarray
+
+
+def data_dir() -> Path:
+    """Folder holding the dataset archives."""
+    env = os.environ.get("OMNISTREAM_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "dataset folder not found: set OMNISTREAM_DATA to the folder holding asd.tar.xz "
+        f"(looked in {', '.join(str(c) for c in candidates)})"
+    )
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("OMNISTREAM_CACHE", Path.home() / ".cache" / "omnistream")) / "data"
+
+
+def _unpack(name: str, member_prefix: str) -> Path:
+    """Extract the members under ``member_prefix`` of ``<name>.tar.xz`` once; return the cache root."""
+    root = cache_dir()
+    marker = root / f".{name}-unpacked"
+    if not marker.exists():
+        archive = data_dir() / f"{name}.tar.xz"
+        if not archive.exists():
+            raise FileNotFoundError(f"dataset archive missing: {archive}")
+        root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(member_prefix)]
+            tar.extractall(root, members=members, filter="data")
+        marker.touch()
+    return root
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+
+
+def asd_entities() -> list[str]:
+    root = _unpack("asd", "asd/csv_derived")
+    names = [p.stem for p in (root / "asd/csv_derived/train").glob("omi-*.csv")]
+    return sorted(names, key=lambda n: int(n.split("-")[1]))
+
+
+def load_asd(entities: list[str] | None = None) -> list[EntitySeries]:
+    """ASD servers (all 12 unless named), train/test/labels as float32 / int8 arrays."""
+    root = _unpack("asd", "asd/csv_derived") / "asd/csv_derived"
+    names = entities or asd_entities()
+    out = []
+    for name in names:
+        if not (root / "train" / f"{name}.csv").exists():
+            raise KeyError(f"unknown ASD entity {name!r}; known: {asd_entities()}")
+        labels = _load_csv(root / "test_label" / f"{name}.csv")[:, 0].astype(np.int8)
+        out.append(EntitySeries(name, _load_csv(root / "train" / f"{name}.csv"),
+                                _load_csv(root / "test" / f"{name}.csv"), labels))
+    return out
+
+
+def asd_metric_names(count: int = 19) -> list[str]:
+    """ASD publishes no metric names; the columns are called m00..m18."""
+    return [f"m{i:02d}" for i in range(count)]
+
+
+def load_smd(entities: list[str] | None = None) -> list[EntitySeries]:
+    """SMD machines with complete train/test/labels (all of them unless named)."""
+    root = _unpack("smd", "smd/ServerMachineDataset") / "smd/ServerMachineDataset"
+    available = sorted(p.stem for p in (root / "train").glob("*.txt") if (root / "test" / p.name).exists()
+                       and (root / "test_label" / p.name).exists())
+    out = []
+    for name in entities or available:
+        if name not in available:
+            raise KeyError(f"unknown or incomplete SMD entity {name!r}; known: {available}")
+        labels = _load_csv(root / "test_label" / f"{name}.txt")[:, 0].astype(np.int8)
+        out.append(EntitySeries(name, _load_csv(root / "train" / f"{name}.txt"),
+                                _load_csv(root / "test" / f"{name}.txt"), labels))
+    return out
+
+
+def load_dataset(name: str, entities: list[str] | None = None) -> list[EntitySeries]:
+    loaders = {"asd": load_asd, "smd": load_smd}
+    if name not in loaders:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(loaders)}")
+    return loaders[name](entities)

@@ -1,0 +1,113 @@
+"""The one small interface every detector implements, and its TorchScript export.
+
+A detector learns from windows (count, T, M) of one entity or cluster, scores windows with
+per-point, per-metric anomaly scores, and exports a self-contained TorchScript file whose
+``forward(x: (B, T, M) float32) -> (B, T, M)`` returns the same scores from raw values
+(normalisation is baked in). Metadata travels inside the file (``omnistream.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+METADATA_NAME = "omnistream.json"
+
+
+@dataclass
+class ModelInfo:
+    """What a scorer needs to know about an exported model."""
+
+    name: str
+    version: str
+    metrics: list[str]
+    window: int
+    threshold: float
+    entity: str | None = None
+    cluster: str | None = None
+    strategy: str = "scratch"
+    training: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ModelInfo":
+        return cls(**json.loads(text))
+
+
+class Detector(Protocol):
+    name: str
+    window: int
+
+    def fit(self, windows: np.ndarray) -> "Detector": ...
+
+    def score(self, windows: np.ndarray) -> np.ndarray: ...
+
+    def scoring_module(self) -> torch.nn.Module: ...
+
+    def transferable_layers(self) -> dict[str, list[str]]: ...
+
+
+def sliding_windows(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
+    """Windows (count, window, M) of a series (T, M) as a read-only strided view."""
+    if series.shape[0] < window:
+        raise ValueError(f"series of {series.shape[0]} points is shorter than the window {window}")
+    view = np.lib.stride_tricks.sliding_window_view(series, window, axis=0)[::stride]
+    return view.transpose(0, 2, 1)
+
+
+def point_scores(detector: Detector, series: np.ndarray, history: np.ndarray | None = None,
+                 batch: int = 1024) -> np.ndarray:
+    """Per-point (T, M) scores of a series, each point scored as the last of its window.
+
+    ``history`` (the points just before the series) fills the first window; without it the
+    first window-1 points get the score of the first full window.
+    """
+    context = series if history is None else np.concatenate([history[-(detector.window - 1):], series])
+    windows = sliding_windows(context, detector.window)
+    last = np.concatenate([detector.score(windows[i:i + batch])[:, -1] for i in range(0, len(windows), batch)])
+    missing = series.shape[0] - last.shape[0]
+    return np.concatenate([np.repeat(last[:1], missing, axis=0), last]) if missing > 0 else last
+
+
+def export(detector: Detector, info: ModelInfo, path: Path, parity_windows: np.ndarray,
+           atol: float = 1e-4) -> str:
+    """Script the detector's scoring module to ``path``, check parity, return its sha256."""
+    module = torch.jit.script(detector.scoring_module().eval())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.jit.save(module, str(tmp), _extra_files={METADATA_NAME: info.to_json()})
+    loaded, _ = load(tmp)
+    with torch.no_grad():
+        got = loaded(torch.from_numpy(np.ascontiguousarray(parity_windows, dtype=np.float32))).numpy()
+    want = detector.score(parity_windows)
+    if not np.allclose(got, want, atol=atol, rtol=1e-4):
+        tmp.unlink()
+        raise RuntimeError(f"TorchScript parity check failed: max |diff| = {np.abs(got - want).max():.3g}")
+    tmp.replace(path)
+    return sha256_file(path)
+
+
+def load(path: Path, device: str = "cpu") -> tuple[torch.jit.ScriptModule, ModelInfo]:
+    """Load an exported model and its metadata."""
+    extra = {METADATA_NAME: ""}
+    module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    if not extra[METADATA_NAME]:
+        raise ValueError(f"{path} is not an omnistream model (no {METADATA_NAME} inside)")
+    return module.eval(), ModelInfo.from_json(extra[METADATA_NAME])
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,99 @@
+"""Worker configuration: defaults, then one YAML or TOML file, then OMNISTREAM_* variables.
+
+Nested keys use a double underscore in the environment, e.g. ``OMNISTREAM_KAFKA__BOOTSTRAP``
+or ``OMNISTREAM_WINDOW__STRIDE``. Kafka security settings (SASL/TLS) pass through
+``kafka.security`` untouched to the clients.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "OMNISTREAM_"
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    partitions: int = Field(8, ge=1)
+    replication: int = Field(1, ge=1)
+    # Passed through to the Kafka clients, e.g. {"security.protocol": "SASL_SSL", ...}.
+    security: dict[str, str] = {}
+
+
+class WindowSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stride: int = Field(1, ge=1, description="score every `stride` new points of an entity")
+    batch_max: int = Field(2000, ge=1, description="records per processing batch")
+    batch_within: float = Field(0.2, gt=0, description="seconds to wait for a batch to fill")
+
+
+class DecideSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resolve_after: int = Field(3, ge=1, description="normal windows in a row that resolve an incident")
+    ongoing_every: int = Field(12, ge=1, description="anomalous windows between 'ongoing' reminders")
+    top_metrics: int = Field(3, ge=1)
+    publish_scores: bool = False
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    app_id: str = "omnistream"
+    kafka: KafkaSettings = KafkaSettings()
+    window: WindowSettings = WindowSettings()
+    decide: DecideSettings = DecideSettings()
+    model_dir: Path = Path("models-store")
+    device: str = Field("auto", description="auto (cuda when present), cpu or cuda")
+    metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 = off")
+    data_dir: Path = Path(".omnistream-state")
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka.topic_prefix}{name}"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix in (".toml",):
+        return tomllib.loads(text)
+    if path.suffix in (".yaml", ".yml"):
+        return yaml.safe_load(text) or {}
+    raise ValueError(f"config file must be .toml, .yaml or .yml: {path}")
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key in (f"{ENV_PREFIX}CONFIG",):
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        if path[0] not in Settings.model_fields:
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(value) if value else value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults < file (``path`` or $OMNISTREAM_CONFIG) < environment < explicit overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    path = path or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if environ.get(f"{ENV_PREFIX}CONFIG") else None)
+    data = _read_file(path) if path else {}
+    data = _merge(data, _env_overrides(environ))
+    data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    return Settings.model_validate(data)

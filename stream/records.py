@@ -1,0 +1,164 @@
+"""Every message omnistream reads or writes, as pydantic models: validated at the edge, and
+the source of the JSON Schema files that consumers use (``omnistream schemas``)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_ENTITY_LENGTH = 200
+
+
+class RecordError(ValueError):
+    """A metric record that cannot be used; the message says why, for the DLQ header."""
+
+
+class MetricRecord(BaseModel):
+    """`metrics.<entity>` / `metrics` value. NaN or null metric values mean missing."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    entity: str | None = Field(None, min_length=1, max_length=MAX_ENTITY_LENGTH)
+    ts: float = Field(description="epoch seconds")
+    metrics: dict[str, float | None] = Field(min_length=1)
+
+    @field_validator("ts")
+    @classmethod
+    def _finite_positive(cls, ts: float) -> float:
+        if not math.isfinite(ts) or ts <= 0:
+            raise ValueError("must be a finite, positive number of epoch seconds")
+        return ts
+
+    @field_validator("metrics")
+    @classmethod
+    def _no_infinity(cls, metrics: dict[str, float | None]) -> dict[str, float | None]:
+        for name, value in metrics.items():
+            if value is not None and math.isinf(value):
+                raise ValueError(f"metric {name!r} is infinite (use null or NaN for missing)")
+        return metrics
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    cluster: str | None = None
+
+
+class MetricContribution(BaseModel):
+    metric: str
+    contribution: float
+
+
+class AnomalyEvent(BaseModel):
+    """`anomalies` value: one state change (or reminder) of an entity's incident."""
+
+    event_id: str
+    entity: str
+    system: str | None = None
+    state: Literal["open", "ongoing", "resolved"]
+    ts: float
+    window: tuple[float, float]
+    score: float
+    threshold: float
+    model: ModelRef
+    top_metrics: list[MetricContribution]
+    related_entities: list[str] = []
+
+
+class ScoreRecord(BaseModel):
+    """`scores` value: every scored window, for dashboards."""
+
+    entity: str
+    ts: float
+    score: float
+    threshold: float
+
+
+class DataRange(BaseModel):
+    topic: str
+    from_ts: float
+    to_ts: float
+
+
+class TransferRequest(BaseModel):
+    """`transfer-requests` value: an entity needs a (new) model."""
+
+    request_id: str
+    entity: str
+    reason: Literal["new_entity", "drift", "schedule"]
+    cluster: str | None = None
+    distance: float | None = None
+    diff_score: float | None = None
+    strategy: Literal["full", "partial"] | None = None
+    data: DataRange
+    ts: float
+
+
+class ModelAnnouncement(BaseModel):
+    """`models` value (compacted): a model file a scorer may load if its sha256 matches."""
+
+    name: str
+    version: str
+    uri: str
+    sha256: str
+    cluster: str | None = None
+    strategy: str
+    metrics: dict = {}
+    ts: float
+
+
+OUTPUT_MODELS = {
+    "metrics": MetricRecord,
+    "anomalies": AnomalyEvent,
+    "scores": ScoreRecord,
+    "transfer-requests": TransferRequest,
+    "models": ModelAnnouncement,
+}
+
+
+def entity_from_topic(topic: str, prefix: str = "") -> str | None:
+    """`<prefix>metrics.<entity>` names its entity; the shared `<prefix>metrics` topic does not."""
+    head = f"{prefix}metrics."
+    if not topic.startswith(head):
+        return None
+    return topic[len(head):] or None
+
+
+def parse_metric_record(value: bytes | None, key: bytes | None, topic: str, prefix: str = "") -> MetricRecord:
+    """Validate one raw record; the entity comes from the record, else the topic, else the key."""
+    if value is None:
+        raise RecordError("empty record (tombstone)")
+    try:
+        record = MetricRecord.model_validate_json(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        raise RecordError(f"{where}: {first['msg']}" + (f" ({exc.error_count()} errors)" if exc.error_count() > 1 else "")) from None
+    topic_entity = entity_from_topic(topic, prefix)
+    key_entity = key.decode("utf-8", "replace") if key else None
+    if record.entity is None:
+        record.entity = topic_entity or key_entity
+        if not record.entity:
+            raise RecordError("entity: missing (not in the record, the topic name or the key)")
+    elif topic_entity is not None and record.entity != topic_entity:
+        raise RecordError(f"entity: record says {record.entity!r} but topic {topic!r} is for {topic_entity!r}")
+    if any(ord(c) < 32 for c in record.entity):
+        raise RecordError("entity: contains control characters")
+    return record
+
+
+def dumps(message: BaseModel) -> bytes:
+    return orjson.dumps(message.model_dump(mode="json"))
+
+
+def stable_id(*parts: object) -> str:
+    """Deterministic id from the parts: the same input always yields the same id."""
+    return hashlib.sha256("|".join(repr(p) for p in parts).encode()).hexdigest()[:32]
+
+
+def json_schemas() -> dict[str, dict]:
+    return {topic: model.model_json_schema() for topic, model in OUTPUT_MODELS.items()}

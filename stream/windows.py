@@ -1,0 +1,106 @@
+"""Per-entity ring buffers of the last W points, appended a batch at a time.
+
+A point is one timestamp and a vector over the entity's metric names (NaN = missing). Each
+buffer serialises to a compact snapshot so that the Faust table changelog can restore it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+
+@dataclass
+class EntityWindow:
+    metrics: list[str]
+    size: int
+    values: np.ndarray = field(init=False)
+    ts: np.ndarray = field(init=False)
+    count: int = 0
+    since_score: int = 0
+    state: dict = field(default_factory=dict)  # incident state and flags, owned by the decider
+
+    def __post_init__(self) -> None:
+        self.values = np.full((self.size, len(self.metrics)), np.nan, dtype=np.float32)
+        self.ts = np.zeros(self.size, dtype=np.float64)
+        self.index = {name: i for i, name in enumerate(self.metrics)}
+
+    @property
+    def last_ts(self) -> float:
+        return float(self.ts[(self.count - 1) % self.size]) if self.count else float("-inf")
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.size
+
+    def append(self, ts: np.ndarray, values: np.ndarray) -> None:
+        """Append k points (ts (k,), values (k, M)) in time order."""
+        k = len(ts)
+        if k == 0:
+            return
+        if k > self.size:
+            ts, values = ts[-self.size:], values[-self.size:]
+            self.count += k - self.size
+            self.since_score += k - self.size
+            k = self.size
+        slots = (self.count + np.arange(k)) % self.size
+        self.values[slots] = values
+        self.ts[slots] = ts
+        self.count += k
+        self.since_score += k
+
+    def ordered(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ts (W,), values (W, M)) oldest first; a copy, made once per scored window."""
+        start = self.count % self.size
+        return np.roll(self.ts, -start), np.roll(self.values, -start, axis=0)
+
+    def vectorise(self, points: list[dict[str, float | None]]) -> np.ndarray:
+        """Rows in this entity's metric order; unknown names are ignored, absent ones are NaN."""
+        out = np.full((len(points), len(self.metrics)), np.nan, dtype=np.float32)
+        index = self.index
+        for row, metrics in enumerate(points):
+            for name, value in metrics.items():
+                col = index.get(name)
+                if col is not None and value is not None:
+                    out[row, col] = value
+        return out
+
+    def snapshot(self) -> bytes:
+        ts, values = self.ordered()
+        n = min(self.count, self.size)
+        return orjson.dumps(
+            {"metrics": self.metrics, "size": self.size, "count": self.count, "since_score": self.since_score,
+             "ts": ts[-n:] if n else [], "values": np.where(np.isnan(values[-n:]), None, values[-n:]).tolist(),
+             "state": self.state},
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+
+    @classmethod
+    def restore(cls, blob: bytes) -> "EntityWindow":
+        data = orjson.loads(blob)
+        window = cls(data["metrics"], data["size"], state=data["state"])
+        n = len(data["ts"])
+        window.count = data["count"] - n  # so that the ring slots line up with the original
+        if n:
+            window.append(np.asarray(data["ts"], dtype=np.float64),
+                          np.asarray(data["values"], dtype=np.float64).astype(np.float32))
+        window.since_score = data["since_score"]
+        return window
+
+
+def fill_missing(windows: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
+    """Forward-fill NaN along time in (B, W, M) windows; what stays NaN gets ``fallback`` (M,) or 0."""
+    mask = np.isnan(windows)
+    if not mask.any():
+        return windows
+    b, w, m = windows.shape
+    idx = np.where(~mask, np.arange(w)[None, :, None], 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    filled = np.take_along_axis(windows, idx, axis=1)
+    still = np.isnan(filled)
+    if still.any():
+        fill = np.zeros(m, dtype=windows.dtype) if fallback is None else fallback.astype(windows.dtype)
+        filled = np.where(still, fill[None, None, :], filled)
+    return filled

@@ -1,0 +1,41 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omnistream.stream.windows import EntityWindow, fill_missing
+
+
+@settings(max_examples=50, deadline=None)
+@given(size=st.integers(1, 10), chunks=st.lists(st.integers(0, 15), min_size=1, max_size=6))
+def test_ring_keeps_the_last_points_in_order(size, chunks):
+    window = EntityWindow(["a", "b"], size)
+    everything = []
+    t = 0
+    for k in chunks:
+        ts = np.arange(t, t + k, dtype=float)
+        vals = np.stack([ts, -ts], axis=1).astype(np.float32)
+        window.append(ts, vals)
+        everything.extend(ts.tolist())
+        t += k
+    assert window.count == len(everything)
+    ts, vals = window.ordered()
+    n = min(size, len(everything))
+    if n == 0:
+        return
+    np.testing.assert_array_equal(ts[-n:], everything[len(everything) - n:])
+    np.testing.assert_array_equal(vals[-n:, 0], everything[len(everything) - n:])
+    restored = EntityWindow.restore(window.snapshot())
+    assert restored.count == window.count and restored.since_score == window.since_score
+    np.testing.assert_array_equal(restored.ordered()[0][-n:], ts[-n:])
+
+
+def test_vectorise_ignores_unknown_and_marks_missing():
+    window = EntityWindow(["cpu", "mem"], 4)
+    rows = window.vectorise([{"cpu": 1.0, "disk": 5.0}, {"mem": None, "cpu": float("nan")}])
+    assert rows[0, 0] == 1.0 and np.isnan(rows[0, 1]) and np.isnan(rows[1]).all()
+
+
+def test_fill_missing_forward_fills_then_falls_back():
+    x = np.array([[[np.nan, 1], [2, np.nan], [np.nan, np.nan]]], dtype=np.float32)
+    got = fill_missing(x, fallback=np.array([9, 9]))
+    np.testing.assert_array_equal(got[0], [[9, 1], [2, 1], [2, 1]])
