@@ -19,7 +19,6 @@ class EntityWindow:
     values: np.ndarray = field(init=False)
     ts: np.ndarray = field(init=False)
     count: int = 0
-    since_score: int = 0
     state: dict = field(default_factory=dict)  # incident state and flags, owned by the decider
 
     def __post_init__(self) -> None:
@@ -43,18 +42,31 @@ class EntityWindow:
         if k > self.size:
             ts, values = ts[-self.size:], values[-self.size:]
             self.count += k - self.size
-            self.since_score += k - self.size
             k = self.size
         slots = (self.count + np.arange(k)) % self.size
         self.values[slots] = values
         self.ts[slots] = ts
         self.count += k
-        self.since_score += k
 
     def ordered(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ts (W,), values (W, M)) oldest first; a copy, made once per scored window."""
+        """(ts, values) of the points held, oldest first: a copy, made once per batch."""
         start = self.count % self.size
-        return np.roll(self.ts, -start), np.roll(self.values, -start, axis=0)
+        ts, values = np.roll(self.ts, -start), np.roll(self.values, -start, axis=0)
+        n = min(self.count, self.size)
+        return ts[self.size - n:], values[self.size - n:]
+
+    def with_metrics(self, metrics: list[str]) -> "EntityWindow":
+        """The same points re-laid in another metric order (when a model arrives)."""
+        other = EntityWindow(metrics, self.size, state=self.state)
+        ts, values = self.ordered()
+        cols = [self.index.get(name) for name in metrics]
+        laid = np.full((len(ts), len(metrics)), np.nan, dtype=np.float32)
+        for j, col in enumerate(cols):
+            if col is not None:
+                laid[:, j] = values[:, col]
+        other.count = self.count - len(ts)
+        other.append(ts, laid)
+        return other
 
     def vectorise(self, points: list[dict[str, float | None]]) -> np.ndarray:
         """Rows in this entity's metric order; unknown names are ignored, absent ones are NaN."""
@@ -69,11 +81,9 @@ class EntityWindow:
 
     def snapshot(self) -> bytes:
         ts, values = self.ordered()
-        n = min(self.count, self.size)
         return orjson.dumps(
-            {"metrics": self.metrics, "size": self.size, "count": self.count, "since_score": self.since_score,
-             "ts": ts[-n:] if n else [], "values": np.where(np.isnan(values[-n:]), None, values[-n:]).tolist(),
-             "state": self.state},
+            {"metrics": self.metrics, "size": self.size, "count": self.count, "ts": ts,
+             "values": np.where(np.isnan(values), None, values).tolist(), "state": self.state},
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
 
@@ -86,11 +96,11 @@ class EntityWindow:
         if n:
             window.append(np.asarray(data["ts"], dtype=np.float64),
                           np.asarray(data["values"], dtype=np.float64).astype(np.float32))
-        window.since_score = data["since_score"]
         return window
 
 
 def fill_missing(windows: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
+    # Each window is filled on its own, so a point's window never depends on batching.
     """Forward-fill NaN along time in (B, W, M) windows; what stays NaN gets ``fallback`` (M,) or 0."""
     mask = np.isnan(windows)
     if not mask.any():

@@ -1,0 +1,149 @@
+"""The Faust application: ingest -> points (re-keyed by entity) -> windows, scoring, decisions.
+
+- ``ingest`` reads every ``<prefix>metrics`` and ``<prefix>metrics.<entity>`` topic (a pattern
+  subscription, so new entities' topics are picked up), validates each record and forwards
+  it keyed by entity, or sends the original bytes to ``metrics-dlq`` with the error in the
+  headers.
+- ``score`` reads the points topic in batches, runs the ``Processor`` and publishes anomaly
+  events, scores and transfer requests, and persists each touched entity's window to the
+  ``windows`` table, whose changelog restores it after a restart.
+Offsets are committed only after a batch's messages are handed to the producer, so delivery is
+at-least-once; the processor drops redelivered points, and event ids are deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+import orjson
+
+from omnistream.stream import telemetry
+from omnistream.stream.config import Settings
+from omnistream.stream.processor import Point, Processor
+from omnistream.stream.records import RecordError, dumps, parse_metric_record
+from omnistream.stream.scorer import ModelStore, pick_device
+from omnistream.stream.topics import POINTS, metric_topics
+
+log = logging.getLogger(__name__)
+
+
+def _credentials(security: dict[str, str]) -> faust.types.auth.CredentialsT | None:
+    """SASL / TLS settings in librdkafka spelling, for Faust's own client."""
+    protocol = security.get("security.protocol", "PLAINTEXT").upper()
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if "SSL" in protocol:
+        ssl_context = faust.ssl.create_default_context(cafile=security.get("ssl.ca.location"))
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=security.get("sasl.username"), password=security.get("sasl.password"),
+                                     mechanism=security.get("sasl.mechanism", "PLAIN"), ssl_context=ssl_context)
+    return faust.SSLCredentials(ssl_context)
+
+
+def create_app(settings: Settings) -> faust.App:
+    k = settings.kafka
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{k.bootstrap}",
+        broker_credentials=_credentials(k.security),
+        store="memory://",
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication,
+        datadir=str(settings.data_dir),
+        web_enabled=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    # Faust cannot subscribe by pattern, so the metric topics are listed now and re-listed
+    # by `discover_metric_topics`; `metrics` itself always exists (ensure_topics).
+    source = app.topic(*(metric_topics(settings) or [settings.topic("metrics")]), **raw)
+    points = app.topic(settings.topic(POINTS), partitions=k.partitions, internal=False, **raw)
+    anomalies = app.topic(settings.topic("anomalies"), **raw)
+    scores = app.topic(settings.topic("scores"), **raw)
+    transfers = app.topic(settings.topic("transfer-requests"), **raw)
+    dlq = app.topic(settings.topic("metrics-dlq"), **raw)
+    windows = app.Table("windows", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes)
+    windows.key_serializer = windows.value_serializer = "raw"  # snapshots are already bytes
+    models = ModelStore(settings.model_dir, pick_device(settings.device))
+
+    def restore(entity: str) -> bytes | None:
+        return windows.get(entity.encode())
+
+    processor = Processor(settings, models, restore)
+    app.omnistream_processor = processor  # for tests and the demo
+
+    @app.task
+    async def load_models() -> None:
+        models.refresh()
+        telemetry.MODELS_LOADED.set(len(models.models))
+        telemetry.serve(settings.metrics_port)
+
+    @app.timer(interval=30.0)
+    async def reload_models() -> None:
+        if models.refresh():
+            telemetry.MODELS_LOADED.set(len(models.models))
+
+    @app.timer(interval=30.0)
+    async def discover_metric_topics() -> None:
+        found = await app.loop.run_in_executor(None, metric_topics, settings)
+        new = sorted(set(found) - set(source.topics))
+        if new:
+            log.info("subscribing to new metric topics: %s", ", ".join(new))
+            source.topics = sorted(set(source.topics) | set(new))
+            app.topics._flag_changes()  # the conductor re-reads every channel's topic names
+
+    @app.agent(source)
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
+            for event in events:
+                msg = event.message
+                telemetry.RECORDS_IN.labels(msg.topic).inc()
+                try:
+                    record = parse_metric_record(msg.value, msg.key, msg.topic, k.topic_prefix)
+                except RecordError as exc:
+                    telemetry.RECORDS_DLQ.labels(str(exc).split(":", 1)[0]).inc()
+                    await dlq.send(key=msg.key, value=msg.value, headers=[
+                        ("error", str(exc).encode()), ("source.topic", msg.topic.encode()),
+                        ("source.partition", str(msg.partition).encode()),
+                        ("source.offset", str(msg.offset).encode())])
+                    continue
+                value = orjson.dumps({"entity": record.entity, "ts": record.ts, "metrics": record.metrics,
+                                      "source": msg.topic})
+                await points.send(key=record.entity.encode(), value=value)
+
+    @app.agent(points)
+    async def score(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
+            started = time.perf_counter()
+            batch = []
+            for event in events:
+                data = orjson.loads(event.value)
+                batch.append(Point(data["entity"], data["ts"], data["metrics"], data["source"],
+                                   event.message.partition))
+            outcome = processor.process(batch)
+            for event in outcome.anomalies:
+                await anomalies.send(key=event.entity.encode(), value=dumps(event))
+                telemetry.EVENTS_OUT.labels(event.state).inc()
+            if settings.decide.publish_scores:
+                for record in outcome.scores:
+                    await scores.send(key=record.entity.encode(), value=dumps(record))
+            for request in outcome.transfers:
+                await transfers.send(key=request.entity.encode(), value=dumps(request))
+                telemetry.TRANSFER_REQUESTS.labels(request.reason).inc()
+            for entity, (partition, blob) in outcome.snapshots.items():
+                key = entity.encode()
+                windows.data[key] = blob
+                windows.send_changelog(partition, key, blob)
+            telemetry.RECORDS_LATE.inc(outcome.late)
+            telemetry.POINTS_SCORED.inc(outcome.scored)
+            for size in outcome.batch_sizes:
+                telemetry.BATCH_SIZE.observe(size)
+            telemetry.SCORE_SECONDS.observe(outcome.score_seconds)
+            telemetry.BATCH_SECONDS.observe(time.perf_counter() - started)
+            telemetry.OPEN_INCIDENTS.set(processor.open_incidents())
+
+    return app

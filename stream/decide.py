@@ -1,0 +1,66 @@
+"""From window scores to incidents: threshold, open / ongoing / resolved, deterministic ids.
+
+The incident state lives in the entity's persisted window state (a plain dict), so a
+restarted worker continues the same incident, and a replay of the same input produces the
+same events with the same ``event_id``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from omnistream.models.detector import ModelInfo
+from omnistream.stream.config import DecideSettings
+from omnistream.stream.records import AnomalyEvent, MetricContribution, ModelRef, ScoreRecord, stable_id
+from omnistream.stream.scorer import WindowScores
+
+
+def top_contributions(per_metric: np.ndarray, names: list[str], k: int) -> list[MetricContribution]:
+    """Share of each metric in the point's squared score, largest first."""
+    energy = np.nan_to_num(per_metric.astype(np.float64) ** 2)
+    total = energy.sum()
+    if total <= 0:
+        return []
+    order = np.argsort(-energy, kind="stable")[:k]
+    return [MetricContribution(metric=names[j], contribution=round(float(energy[j] / total), 4)) for j in order]
+
+
+class Decider:
+    """Turns each scored chunk of an entity into zero or one anomaly event."""
+
+    def __init__(self, settings: DecideSettings):
+        self.settings = settings
+
+    def decide(self, entity: str, state: dict, scores: WindowScores, point_ts: np.ndarray,
+               window_span: tuple[float, float], info: ModelInfo) -> tuple[AnomalyEvent | None, ScoreRecord]:
+        i = int(np.argmax(scores.point))
+        score, ts = float(scores.point[i]), float(point_ts[i])
+        threshold = float(info.threshold)
+        record = ScoreRecord(entity=entity, ts=float(point_ts[-1]), score=score, threshold=threshold)
+        anomalous = score >= threshold
+        incident = state.get("incident")
+        new_state = None
+        if incident is None:
+            if anomalous:
+                incident = state["incident"] = {"opened": ts, "anomalous": 1, "normal_run": 0}
+                new_state = "open"
+        elif anomalous:
+            incident["anomalous"] += 1
+            incident["normal_run"] = 0
+            if incident["anomalous"] % self.settings.ongoing_every == 0:
+                new_state = "ongoing"
+        else:
+            incident["normal_run"] += 1
+            if incident["normal_run"] >= self.settings.resolve_after:
+                new_state = "resolved"
+                state["incident"] = None
+        if new_state is None:
+            return None, record
+        event_ts = ts if new_state != "resolved" else float(point_ts[-1])
+        event = AnomalyEvent(
+            event_id=stable_id(entity, incident["opened"], new_state, event_ts, info.name, info.version),
+            entity=entity, state=new_state, ts=event_ts, window=window_span, score=score, threshold=threshold,
+            model=ModelRef(name=info.name, version=info.version, cluster=info.cluster),
+            top_metrics=top_contributions(scores.per_metric[i], info.metrics, self.settings.top_metrics),
+        )
+        return event, record

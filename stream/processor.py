@@ -1,0 +1,167 @@
+"""The heart of the worker, free of Kafka: a batch of validated points in, the messages to
+publish and the state to persist out.
+
+Every point whose window is full is scored as the last point of its own window (every
+``stride``-th point of an entity), so a point's score, and any event it causes, depends only
+on the input and never on how records were batched: replays give the same events and ids.
+Windows of all entities in a batch are stacked and scored with one call per model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from omnistream.stream.config import Settings
+from omnistream.stream.decide import Decider
+from omnistream.stream.records import AnomalyEvent, DataRange, ScoreRecord, TransferRequest, stable_id
+from omnistream.stream.scorer import LoadedModel, ModelStore, WindowScores, score_batch
+from omnistream.stream.windows import EntityWindow, fill_missing
+
+DEFAULT_WINDOW = 64
+
+
+@dataclass(frozen=True)
+class Point:
+    """One validated record, as carried on the internal points topic."""
+
+    entity: str
+    ts: float
+    metrics: dict[str, float | None]
+    source: str
+    partition: int
+
+
+@dataclass
+class Outcome:
+    anomalies: list[AnomalyEvent] = field(default_factory=list)
+    scores: list[ScoreRecord] = field(default_factory=list)
+    transfers: list[TransferRequest] = field(default_factory=list)
+    snapshots: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    points: int = 0
+    late: int = 0
+    scored: int = 0
+    score_seconds: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    entity: str
+    window: EntityWindow
+    model: LoadedModel
+    ts: np.ndarray  # (W,) timestamps of the scored window
+    values: np.ndarray  # (W, M)
+
+
+class Processor:
+    """Keeps the entities' windows and turns batches of points into outcomes."""
+
+    def __init__(self, settings: Settings, models: ModelStore,
+                 restore: Callable[[str], bytes | None] = lambda entity: None):
+        self.settings = settings
+        self.models = models
+        self.decider = Decider(settings.decide)
+        self.windows: dict[str, EntityWindow] = {}
+        self.restore = restore
+
+    def _window(self, entity: str, first: Point, model: LoadedModel | None) -> EntityWindow:
+        window = self.windows.get(entity)
+        if window is None:
+            blob = self.restore(entity)
+            if blob is not None:
+                window = EntityWindow.restore(blob)
+            elif model is not None:
+                window = EntityWindow(list(model.info.metrics), model.info.window)
+            else:
+                window = EntityWindow(sorted(first.metrics), DEFAULT_WINDOW)
+        if model is not None and (window.metrics != model.info.metrics or window.size != model.info.window):
+            window = window.with_metrics(list(model.info.metrics)) if window.size == model.info.window else \
+                EntityWindow(list(model.info.metrics), model.info.window, state=window.state)
+        self.windows[entity] = window
+        return window
+
+    def process(self, points: list[Point]) -> Outcome:
+        out = Outcome(points=len(points))
+        by_entity: dict[str, list[Point]] = defaultdict(list)
+        for p in points:
+            by_entity[p.entity].append(p)
+        jobs: list[_Job] = []
+        for entity, group in by_entity.items():
+            model = self.models.get(entity)
+            window = self._window(entity, group[0], model)
+            fresh = []
+            last = window.last_ts
+            for p in group:  # at-least-once delivery: drop what is not newer than what we hold
+                if p.ts > last:
+                    fresh.append(p)
+                    last = p.ts
+            out.late += len(group) - len(fresh)
+            if not fresh:
+                continue
+            ts = np.fromiter((p.ts for p in fresh), dtype=np.float64, count=len(fresh))
+            values = window.vectorise([p.metrics for p in fresh])
+            if model is not None:
+                jobs.extend(self._jobs(entity, window, model, ts, values))
+            elif not window.state.get("transfer_requested"):
+                out.transfers.append(self._transfer_request(entity, fresh[0], ts))
+                window.state["transfer_requested"] = True
+            window.append(ts, values)
+            out.snapshots[entity] = (group[-1].partition, b"")
+        if jobs:
+            self._score(jobs, out)
+        for entity in out.snapshots:
+            out.snapshots[entity] = (out.snapshots[entity][0], self.windows[entity].snapshot())
+        return out
+
+    def _jobs(self, entity: str, window: EntityWindow, model: LoadedModel, ts: np.ndarray,
+              values: np.ndarray) -> list[_Job]:
+        """One job per new point that completes a window and falls on the stride."""
+        size, stride = window.size, self.settings.window.stride
+        held_ts, held_values = window.ordered()
+        keep = min(len(held_ts), size - 1)
+        all_ts = np.concatenate([held_ts[len(held_ts) - keep:], ts])
+        all_values = np.concatenate([held_values[len(held_values) - keep:], values])
+        first_index = window.count - keep  # global index of all_ts[0]
+        jobs = []
+        for j in range(keep, len(all_ts)):
+            g = first_index + j
+            if j >= size - 1 and (g - (size - 1)) % stride == 0:
+                jobs.append(_Job(entity, window, model, all_ts[j - size + 1:j + 1], all_values[j - size + 1:j + 1]))
+        return jobs
+
+    def _score(self, jobs: list[_Job], out: Outcome) -> None:
+        groups: dict[str, list[_Job]] = defaultdict(list)
+        for job in jobs:
+            groups[job.model.sha256].append(job)
+        started = time.perf_counter()
+        results: dict[int, WindowScores] = {}
+        for group in groups.values():
+            model = group[0].model
+            center = getattr(model.module, "center", None)
+            fallback = center.detach().cpu().numpy() if center is not None else None
+            stacked = fill_missing(np.stack([j.values for j in group]), fallback)
+            for job, scores in zip(group, score_batch(model, stacked, [1] * len(group))):
+                results[id(job)] = scores
+            out.batch_sizes.append(len(group))
+        out.score_seconds += time.perf_counter() - started
+        out.scored += len(jobs)
+        for job in jobs:  # jobs are in time order per entity
+            event, record = self.decider.decide(job.entity, job.window.state, results[id(job)], job.ts[-1:],
+                                                (float(job.ts[0]), float(job.ts[-1])), job.model.info)
+            out.scores.append(record)
+            if event is not None:
+                out.anomalies.append(event)
+
+    def _transfer_request(self, entity: str, first: Point, ts: np.ndarray) -> TransferRequest:
+        return TransferRequest(
+            request_id=stable_id(entity, "new_entity", float(ts[0])), entity=entity, reason="new_entity",
+            data=DataRange(topic=first.source, from_ts=float(ts[0]), to_ts=float(ts[-1])), ts=time.time(),
+        )
+
+    def open_incidents(self) -> int:
+        return sum(1 for w in self.windows.values() if w.state.get("incident"))

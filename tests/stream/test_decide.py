@@ -1,0 +1,37 @@
+import numpy as np
+
+from omnistream.models.detector import ModelInfo
+from omnistream.stream.config import DecideSettings
+from omnistream.stream.decide import Decider, top_contributions
+from omnistream.stream.scorer import WindowScores
+
+INFO = ModelInfo(name="dcvae", version="v1", metrics=["cpu", "mem"], window=4, threshold=1.0)
+
+
+def run(scores, settings=DecideSettings(resolve_after=2, ongoing_every=2)):
+    decider, state, events = Decider(settings), {}, []
+    for t, s in enumerate(scores):
+        per_metric = np.array([[s, 0.1]])
+        event, _ = decider.decide("e1", state, WindowScores(np.array([s]), per_metric), np.array([float(t)]),
+                                  (t - 3.0, float(t)), INFO)
+        if event:
+            events.append(event)
+    return events
+
+
+def test_incident_lifecycle():
+    events = run([0.1, 2.0, 3.0, 2.5, 0.2, 0.1, 0.3, 5.0])
+    assert [e.state for e in events] == ["open", "ongoing", "resolved", "open"]
+    assert events[0].ts == 1.0 and events[2].ts == 5.0
+    assert events[0].top_metrics[0].metric == "cpu"
+
+
+def test_event_ids_are_deterministic_and_distinct():
+    a, b = run([0.1, 2.0, 3.0, 0.0, 0.0]), run([0.1, 2.0, 3.0, 0.0, 0.0])
+    assert [e.event_id for e in a] == [e.event_id for e in b]
+    assert len({e.event_id for e in a}) == len(a)
+
+
+def test_top_contributions_share_of_energy():
+    got = top_contributions(np.array([1.0, 3.0, 0.0]), ["a", "b", "c"], 2)
+    assert [c.metric for c in got] == ["b", "a"] and abs(got[0].contribution - 0.9) < 1e-9
