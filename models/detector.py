@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -99,7 +100,9 @@ def export(detector: Detector, info: ModelInfo, path: Path, parity_windows: np.n
 def load(path: Path, device: str = "cpu") -> tuple[torch.jit.ScriptModule, ModelInfo]:
     """Load an exported model and its metadata."""
     extra = {METADATA_NAME: ""}
-    module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    with warnings.catch_warnings():  # TorchScript stays the deployment format here
+        warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=FutureWarning)
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     if not extra[METADATA_NAME]:
         raise ValueError(f"{path} is not an omnistream model (no {METADATA_NAME} inside)")
     return module.eval(), ModelInfo.from_json(extra[METADATA_NAME])

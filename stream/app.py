@@ -59,8 +59,10 @@ def create_app(settings: Settings) -> faust.App:
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     # Faust cannot subscribe by pattern, so the metric topics are listed now and re-listed
-    # by `discover_metric_topics`; `metrics` itself always exists (ensure_topics).
-    source = app.topic(*(metric_topics(settings) or [settings.topic("metrics")]), **raw)
+    # by `discover_metric_topics`; `metrics` itself always exists (ensure_topics). The name
+    # list is shared with the agent's clones of this topic, so it is extended in place.
+    source = app.topic(settings.topic("metrics"), **raw)
+    source.topics = sorted(set(metric_topics(settings)) | {settings.topic("metrics")})
     points = app.topic(settings.topic(POINTS), partitions=k.partitions, internal=False, **raw)
     anomalies = app.topic(settings.topic("anomalies"), **raw)
     scores = app.topic(settings.topic("scores"), **raw)
@@ -87,13 +89,13 @@ def create_app(settings: Settings) -> faust.App:
         if models.refresh():
             telemetry.MODELS_LOADED.set(len(models.models))
 
-    @app.timer(interval=30.0)
+    @app.timer(interval=k.discover_every)
     async def discover_metric_topics() -> None:
         found = await app.loop.run_in_executor(None, metric_topics, settings)
         new = sorted(set(found) - set(source.topics))
         if new:
             log.info("subscribing to new metric topics: %s", ", ".join(new))
-            source.topics = sorted(set(source.topics) | set(new))
+            source.topics.extend(new)
             app.topics._flag_changes()  # the conductor re-reads every channel's topic names
 
     @app.agent(source)

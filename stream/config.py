@@ -24,6 +24,7 @@ class KafkaSettings(BaseModel):
     topic_prefix: str = ""
     partitions: int = Field(8, ge=1)
     replication: int = Field(1, ge=1)
+    discover_every: float = Field(30.0, gt=0, description="seconds between looks for new metrics.<entity> topics")
     # Passed through to the Kafka clients, e.g. {"security.protocol": "SASL_SSL", ...}.
     security: dict[str, str] = {}
 

@@ -1,6 +1,34 @@
-"""Shared test set-up: tests/ on sys.path for the plain references."""
+"""Shared test set-up: tests/ on sys.path for the plain references, and small real models
+trained on real ASD data (a couple of epochs: real weights, real TorchScript files)."""
 
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+TEST_ENTITIES = ["omi-1", "omi-2"]
+
+
+@pytest.fixture(scope="session")
+def asd_series():
+    from omnistream.models.data import load_asd
+
+    return {s.entity: s for s in load_asd(TEST_ENTITIES)}
+
+
+@pytest.fixture(scope="session")
+def trained_models(asd_series, tmp_path_factory):
+    """(model folder, {entity: detector}) for TEST_ENTITIES, window 32, two epochs."""
+    from omnistream.models.data import asd_metric_names
+    from omnistream.models.dcvae import DCVAEConfig
+    from omnistream.models.evaluate import export_entity, train_entity
+
+    folder = tmp_path_factory.mktemp("models")
+    config = DCVAEConfig(window=32, channels=16, dilations=[1, 2, 4, 8], epochs=2)
+    detectors = {}
+    for name, series in asd_series.items():
+        detectors[name] = train_entity(series, config, train_stride=4)
+        export_entity(detectors[name], series, folder, asd_metric_names(series.train.shape[1]))
+    return folder, detectors

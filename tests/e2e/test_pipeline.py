@@ -1,0 +1,155 @@
+"""ASD through the real broker: replay -> worker -> anomalies / DLQ / transfer requests, and
+a worker killed mid-stream that resumes from its changelog without changing the events."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer
+
+from omnistream.models.data import asd_metric_names
+from omnistream.stream.config import Settings
+from omnistream.stream.processor import Point, Processor
+from omnistream.stream.replay import replay
+from omnistream.stream.scorer import ModelStore
+
+pytestmark = pytest.mark.e2e
+N_POINTS = 500
+START_TS = 1_700_000_000.0
+
+
+def asd_records(asd_series, stop=N_POINTS, start=0):
+    out = []
+    for i in range(start, stop):
+        for entity, series in asd_series.items():
+            names = asd_metric_names(series.test.shape[1])
+            out.append({"entity": entity, "ts": START_TS + 300 * i, "metrics": dict(zip(names, series.test[i].tolist()))})
+    return out
+
+
+def expected_events(folder, records):
+    store = ModelStore(folder)
+    store.refresh()
+    points = [Point(r["entity"], r["ts"], r["metrics"], "", 0) for r in records]
+    return {e.event_id for e in Processor(Settings(), store).process(points).anomalies}
+
+
+class Worker:
+    """`omnistream worker` as a subprocess with its own app id, prefix and state folder."""
+
+    def __init__(self, bootstrap, prefix, model_dir, tmp: Path):
+        self.cmd = [sys.executable, "-m", "omnistream.stream.cli", "worker", "--bootstrap", bootstrap,
+                    "--prefix", prefix, "--model-dir", str(model_dir), "--loglevel", "info"]
+        self.env = {**os.environ, "OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}",
+                    "OMNISTREAM_DATA_DIR": str(tmp / "state"), "OMNISTREAM_KAFKA__DISCOVER_EVERY": "3"}
+        self.log_path = tmp / "worker.log"
+        self.proc = None
+
+    def start(self, timeout=120):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if b"[^Worker]: Ready" in self.log_path.read_bytes():
+                return self
+            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        raise AssertionError("worker not ready:\n" + self.log_path.read_text()[-3000:])
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self.log.write(b"\n--- killed ---\n")
+        self.log.flush()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+def consume(bootstrap, topic, until, timeout=180.0):
+    """Messages of ``topic`` from the start until ``until(messages)`` holds or time runs out."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time_ns()}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    messages, deadline = [], time.time() + timeout
+    try:
+        while time.time() < deadline and not until(messages):
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                messages.append(msg)
+    finally:
+        consumer.close()
+    return messages
+
+
+def ids(messages):
+    return {orjson.loads(m.value())["event_id"] for m in messages}
+
+
+@pytest.fixture
+def worker(kafka_bootstrap, topic_prefix, trained_models, tmp_path):
+    w = Worker(kafka_bootstrap, topic_prefix, trained_models[0], tmp_path)
+    yield w
+    w.stop()
+
+
+def test_asd_replay_yields_the_expected_events_dlq_and_transfer_requests(kafka_bootstrap, topic_prefix,
+                                                                       trained_models, asd_series, worker):
+    records = asd_records(asd_series)
+    expected = expected_events(trained_models[0], records)
+    assert expected, "the models should flag something in the first ASD test points"
+    worker.start()
+    bad = [b"{not json", orjson.dumps({"entity": "omi-1", "ts": "yesterday", "metrics": {"m00": 1}}),
+           orjson.dumps({"ts": 5.0, "metrics": {"m00": "high"}}), orjson.dumps({"ts": 5.0, "metrics": {"m00": 1}})]
+    newcomer = [{"entity": "brand-new", "ts": START_TS + i, "metrics": {"cpu": 0.5}} for i in range(3)]
+    config = {"bootstrap.servers": kafka_bootstrap}
+    assert replay(records + newcomer, config, topic_prefix) == len(records) + 3
+    assert replay(bad, config, topic_prefix) == len(bad)
+
+    events = consume(kafka_bootstrap, f"{topic_prefix}anomalies", lambda m: ids(m) >= expected)
+    assert ids(events) == expected
+    for m in events:
+        event = orjson.loads(m.value())
+        assert m.key().decode() == event["entity"] and event["state"] in ("open", "ongoing", "resolved")
+        assert event["top_metrics"] and event["window"][0] < event["window"][1]
+
+    dead = consume(kafka_bootstrap, f"{topic_prefix}metrics-dlq", lambda m: len(m) >= len(bad), timeout=60)
+    assert sorted(m.value() for m in dead) == sorted(bad)
+    errors = {dict(m.headers())["error"].decode() for m in dead}
+    assert any("Invalid JSON" in e for e in errors) and any(e.startswith("ts:") for e in errors)
+    assert any(e.startswith("metrics.m00") for e in errors) and any(e.startswith("entity: missing") for e in errors)
+    assert all(dict(m.headers())["source.topic"] == f"{topic_prefix}metrics".encode() for m in dead)
+
+    requests = consume(kafka_bootstrap, f"{topic_prefix}transfer-requests", lambda m: len(m) >= 1, timeout=60)
+    request = orjson.loads(requests[0].value())
+    assert request["entity"] == "brand-new" and request["reason"] == "new_entity"
+    assert request["data"]["topic"] == f"{topic_prefix}metrics.brand-new"
+
+
+def test_killed_worker_resumes_without_changing_events(kafka_bootstrap, topic_prefix, trained_models,
+                                                       asd_series, worker):
+    records = asd_records(asd_series)
+    expected = expected_events(trained_models[0], records)
+    config = {"bootstrap.servers": kafka_bootstrap}
+    half = len(records) // 2
+    replay(records[:half], config, topic_prefix)
+    worker.start()
+    time.sleep(4.0)  # let it process part of the stream, then kill it without warning
+    worker.kill()
+    replay(records[half:], config, topic_prefix)
+    worker.start()
+    events = consume(kafka_bootstrap, f"{topic_prefix}anomalies", lambda m: ids(m) >= expected)
+    assert ids(events) == expected  # redelivery may repeat an event, never change one
