@@ -26,8 +26,8 @@ class DCVAEConfig:
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
     latent: int = 4
     epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
+    batch_size: int = 256
+    learning_rate: float = 2e-3
     val_fraction: float = 0.1
     patience: int = 5
     min_log_var: float = -9.0

@@ -81,11 +81,13 @@ def point_scores(detector: Detector, series: np.ndarray, history: np.ndarray | N
 def export(detector: Detector, info: ModelInfo, path: Path, parity_windows: np.ndarray,
            atol: float = 1e-4) -> str:
     """Script the detector's scoring module to ``path``, check parity, return its sha256."""
-    module = torch.jit.script(detector.scoring_module().eval())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.jit.save(module, str(tmp), _extra_files={METADATA_NAME: info.to_json()})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=FutureWarning)
+        module = torch.jit.script(detector.scoring_module().eval())
+        torch.jit.save(module, str(tmp), _extra_files={METADATA_NAME: info.to_json()})
     loaded, _ = load(tmp)
     with torch.no_grad():
         got = loaded(torch.from_numpy(np.ascontiguousarray(parity_windows, dtype=np.float32))).numpy()
@@ -101,7 +103,7 @@ def load(path: Path, device: str = "cpu") -> tuple[torch.jit.ScriptModule, Model
     """Load an exported model and its metadata."""
     extra = {METADATA_NAME: ""}
     with warnings.catch_warnings():  # TorchScript stays the deployment format here
-        warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=FutureWarning)
         module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     if not extra[METADATA_NAME]:
         raise ValueError(f"{path} is not an omnistream model (no {METADATA_NAME} inside)")

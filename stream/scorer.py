@@ -1,8 +1,8 @@
 """Batched TorchScript scoring: windows of many entities, grouped by model, one call each.
 
-Models are files ``<model_dir>/<entity>.pt`` (or ``cluster-<id>.pt`` named by a model's
-metadata) exported by ``omnistream fit``; the store re-scans the folder when asked and loads
-only files whose sha256 is new, so a replaced file is hot-reloaded.
+Models are files ``<model_dir>/<entity>.pt`` exported by ``omnistream fit``; the file name
+routes, so one model may serve several entities through copies or links. The store re-scans
+the folder when asked and loads only files whose sha256 is new: a replaced file is hot-reloaded.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class ModelStore:
             except Exception as exc:  # a broken file must not stop the worker
                 log.error("skipping model %s: %s", path, exc)
                 continue
-            key = info.entity or path.stem
+            key = path.stem  # the file name routes: <entity>.pt serves that entity
             self.models[key] = LoadedModel(module, info, sha, path, self.device)
             changed.append(key)
             log.info("loaded model %s v%s for %s (sha256 %s)", info.name, info.version, key, sha[:12])

@@ -1,0 +1,117 @@
+"""End-to-end throughput: records/s through the real broker and worker, against the same
+points processed in-process (no Kafka) in the same run.
+
+Every bench entity is served by a copy of one ASD model, so many entities can be scored.
+The records are produced first; the clock runs from the worker being ready until it has
+published the score of every window (scores topic), so it measures consumption, validation,
+re-keying, windows, batched scoring, decisions and publishing.
+
+    python bench/e2e.py [--entities 50] [--points 600] [--bootstrap 127.0.0.1:9092]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from omnistream.models.data import REPO_ROOT, asd_metric_names, load_asd
+from omnistream.stream.config import Settings
+from omnistream.stream.processor import Point, Processor
+from omnistream.stream.replay import replay
+from omnistream.stream.scorer import ModelStore
+from omnistream.stream.topics import ensure_topics
+
+MODEL = REPO_ROOT / "deploy" / "demo" / "models" / "omi-2.pt"
+
+
+def records(entities: int, points: int) -> list[dict]:
+    series = load_asd(["omi-2"])[0].test
+    names = asd_metric_names(series.shape[1])
+    out = []
+    for i in range(points):
+        for e in range(entities):
+            row = series[(i + 37 * e) % len(series)]  # each entity at its own phase
+            out.append({"entity": f"bench-{e}", "ts": 1_700_000_000.0 + 300 * i, "metrics": dict(zip(names, row.tolist()))})
+    return out
+
+
+def model_dir(entities: int) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="omnistream-bench-models-"))
+    for e in range(entities):
+        shutil.copyfile(MODEL, folder / f"bench-{e}.pt")
+    return folder
+
+
+def offline_rate(folder: Path, recs: list[dict]) -> tuple[float, int]:
+    store = ModelStore(folder)
+    store.refresh()
+    processor = Processor(Settings(), store)
+    points = [Point(r["entity"], r["ts"], r["metrics"], "", 0) for r in recs]
+    t0 = time.perf_counter()
+    scored = sum(processor.process(points[i:i + 2000]).scored for i in range(0, len(points), 2000))
+    return len(points) / (time.perf_counter() - t0), scored
+
+
+def count(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    total = sum(hi - lo for lo, hi in (consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                                       for p in parts))
+    consumer.close()
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entities", type=int, default=50)
+    parser.add_argument("--points", type=int, default=600)
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    args = parser.parse_args()
+    recs = records(args.entities, args.points)
+    folder = model_dir(args.entities)
+    offline, scored = offline_rate(folder, recs)
+
+    prefix = f"bench-{time.strftime('%H%M%S')}."
+    settings = Settings(kafka={"bootstrap": args.bootstrap, "topic_prefix": prefix})
+    ensure_topics(settings, extra=tuple(f"metrics.bench-{e}" for e in range(args.entities)))
+    t0 = time.perf_counter()
+    replay(recs, {"bootstrap.servers": args.bootstrap}, prefix)
+    produce = len(recs) / (time.perf_counter() - t0)
+
+    log = open(folder / "worker.log", "wb")
+    env = {**os.environ, "OMNISTREAM_APP_ID": f"bench-{prefix.rstrip('.')}", "OMNISTREAM_DECIDE__PUBLISH_SCORES": "true",
+           "OMNISTREAM_DATA_DIR": str(folder / "state")}
+    worker = subprocess.Popen([sys.executable, "-m", "omnistream.stream.cli", "worker", "--bootstrap", args.bootstrap,
+                               "--prefix", prefix, "--model-dir", str(folder), "--loglevel", "info"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while b"[^Worker]: Ready" not in (folder / "worker.log").read_bytes():
+            if worker.poll() is not None:
+                raise SystemExit((folder / "worker.log").read_text()[-2000:])
+            time.sleep(0.2)
+        t0 = time.perf_counter()
+        while count(args.bootstrap, settings.topic("scores")) < scored:
+            time.sleep(0.5)
+            if time.perf_counter() - t0 > 900:
+                raise SystemExit("timed out waiting for scores")
+        streamed = len(recs) / (time.perf_counter() - t0)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"entities={args.entities} points/entity={args.points} records={len(recs)} windows scored={scored}")
+    print(f"produce (replay)        {produce:10.0f} records/s")
+    print(f"in-process (no Kafka)   {offline:10.0f} records/s   (reference)")
+    print(f"end to end via Kafka    {streamed:10.0f} records/s   ({streamed / offline:.2f}x of in-process)")
+
+
+if __name__ == "__main__":
+    main()

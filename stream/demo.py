@@ -1,0 +1,126 @@
+"""`omnistream demo`: a local broker, bundled ASD data, a worker and anomaly events printed live.
+
+Bundled (deploy/demo/): the first test points of three ASD servers, and DC-VAE models that
+`omnistream fit` trained on those servers' train split. Everything the demo starts, it stops.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer
+from rich.console import Console
+
+from omnistream.models.data import REPO_ROOT
+from omnistream.stream.config import load_settings
+from omnistream.stream.replay import replay
+from omnistream.stream.topics import client_config, ensure_topics
+
+DEMO_DIR = REPO_ROOT / "deploy" / "demo"
+BROKER = REPO_ROOT / "deploy" / "kafka" / "broker.sh"
+BAD_RECORDS = [b"{\"entity\": \"omi-2\", \"ts\": ", orjson.dumps({"entity": "omi-3", "ts": "noon", "metrics": {"m00": 1}})]
+
+
+def _records(limit: int) -> list[dict]:
+    with gzip.open(DEMO_DIR / "asd-demo.jsonl.gz", "rb") as f:
+        records = [orjson.loads(line) for line in f]
+    per_entity: dict[str, int] = {}
+    kept = []
+    for r in records:
+        per_entity[r["entity"]] = per_entity.get(r["entity"], 0) + 1
+        if per_entity[r["entity"]] <= limit:
+            kept.append(r)
+    return kept
+
+
+def _broker(action: str) -> int:
+    return subprocess.call([str(BROKER), action], stdout=subprocess.DEVNULL)
+
+
+def _print_event(console: Console, event: dict) -> None:
+    colour = {"open": "bold red", "ongoing": "yellow", "resolved": "green"}[event["state"]]
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(event["ts"]))
+    top = ", ".join(f"{m['metric']} {m['contribution']:.0%}" for m in event["top_metrics"])
+    console.print(f"[{colour}]{event['state']:>8}[/] {event['entity']:<6} {when}  score {event['score']:8.2f} "
+                  f"(threshold {event['threshold']:.2f})  top: {top}")
+
+
+def run_demo(speed: float, limit: int, console: Console) -> int:
+    started_broker = _broker("status") != 0
+    if started_broker:
+        console.print("[bold]starting the local Kafka broker[/] (first run fetches the jars from Maven Central)")
+        if subprocess.call([str(BROKER), "start"]) != 0:
+            console.print("[red]the broker did not start[/]")
+            return 1
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    prefix = f"demo-{run_id}."
+    settings = load_settings(environ={}, kafka={"topic_prefix": prefix})
+    records = _records(limit)
+    entities = sorted({r["entity"] for r in records})
+    ensure_topics(settings, extra=tuple(f"metrics.{e}" for e in entities))
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"omnistream-demo-{run_id}.log"
+    env = {**os.environ, "OMNISTREAM_APP_ID": f"omnistream-demo-{run_id}",
+           "OMNISTREAM_DATA_DIR": str(log_path.with_suffix(".state"))}
+    cmd = [sys.executable, "-m", "omnistream.stream.cli", "worker", "--prefix", prefix,
+           "--model-dir", str(DEMO_DIR / "models"), "--loglevel", "warning"]
+    console.print(f"[bold]starting the worker[/] (log: {log_path})")
+    log = open(log_path, "wb")
+    worker = subprocess.Popen(cmd, env={**env, "OMNISTREAM_CONFIG": ""}, stdout=log, stderr=subprocess.STDOUT)
+    consumer = Consumer({**client_config(settings), "group.id": f"demo-viewer-{run_id}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([settings.topic("anomalies"), settings.topic("metrics-dlq")])
+    counts = {"open": 0, "ongoing": 0, "resolved": 0, "dlq": 0}
+    try:
+        console.print(f"[bold]replaying[/] {len(records)} ASD points of {', '.join(entities)} at {speed:g}x "
+                      f"plus {len(BAD_RECORDS)} malformed records; events appear as they are detected:")
+        t0 = time.perf_counter()
+        done = threading.Event()
+
+        def produce() -> None:
+            replay(records, client_config(settings), prefix, True, speed)
+            replay(BAD_RECORDS, client_config(settings), prefix)
+            done.set()
+
+        threading.Thread(target=produce, daemon=True).start()
+        last_seen = time.monotonic()
+        while worker.poll() is None:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                last_seen = time.monotonic()
+                if msg.topic().endswith("metrics-dlq"):
+                    counts["dlq"] += 1
+                    error = dict(msg.headers() or [])["error"].decode()
+                    console.print(f"[magenta]     dlq[/] {msg.value()[:40]!r}: {error}")
+                else:
+                    event = orjson.loads(msg.value())
+                    counts[event["state"]] += 1
+                    _print_event(console, event)
+            if done.is_set() and time.monotonic() - last_seen > 15:
+                break
+        if worker.poll() is not None:
+            console.print(f"[red]the worker stopped unexpectedly[/]; see {log_path}")
+            return 1
+        elapsed = time.perf_counter() - t0
+        console.print(f"[bold]done[/]: {len(records)} points in {elapsed:.1f} s; events: {counts['open']} open, "
+                      f"{counts['ongoing']} ongoing, {counts['resolved']} resolved; {counts['dlq']} records dead-lettered")
+        return 0
+    finally:
+        consumer.close()
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+        if started_broker:
+            _broker("stop")
+            console.print("stopped the worker and the broker")
+        else:
+            console.print("stopped the worker (the broker was already running and stays up)")

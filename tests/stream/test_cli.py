@@ -1,0 +1,29 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ["broker", "worker", "replay", "record", "fit", "evaluate", "bench", "schemas", "demo"]
+
+
+def omnistream(*args):
+    return subprocess.run([sys.executable, "-m", "omnistream.stream.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = omnistream(command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_replay_rejects_ambiguous_input():
+    result = omnistream("replay")
+    assert result.returncode != 0 and "either a FILE or --dataset" in result.stdout + result.stderr
+
+
+def test_schemas_are_written(tmp_path):
+    assert omnistream("schemas", "--out", str(tmp_path)).returncode == 0
+    schema = json.loads((tmp_path / "anomalies.schema.json").read_text())
+    assert schema["title"] == "AnomalyEvent"

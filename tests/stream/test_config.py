@@ -1,0 +1,25 @@
+import pytest
+from pydantic import ValidationError
+
+from omnistream.stream.config import load_settings
+
+
+def test_file_then_environment_then_overrides(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("kafka:\n  bootstrap: file:1\n  topic_prefix: p.\nwindow:\n  stride: 2\n")
+    env = {"OMNISTREAM_KAFKA__BOOTSTRAP": "env:2", "OMNISTREAM_DECIDE__PUBLISH_SCORES": "true", "HOME": "/x"}
+    s = load_settings(config, environ=env, device="cpu")
+    assert s.kafka.bootstrap == "env:2" and s.kafka.topic_prefix == "p." and s.window.stride == 2
+    assert s.decide.publish_scores is True and s.device == "cpu" and s.topic("anomalies") == "p.anomalies"
+
+
+def test_toml_and_errors(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('[kafka]\nsecurity = {"security.protocol" = "SASL_SSL"}\n')
+    assert load_settings(toml, environ={}).kafka.security == {"security.protocol": "SASL_SSL"}
+    with pytest.raises(ValidationError):
+        load_settings(environ={"OMNISTREAM_WINDOW__STRIDE": "0"})
+    bad = tmp_path / "c.yaml"
+    bad.write_text("kafka:\n  bootstrapp: typo\n")
+    with pytest.raises(ValidationError):
+        load_settings(bad, environ={})

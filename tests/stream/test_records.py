@@ -1,0 +1,43 @@
+import math
+
+import orjson
+import pytest
+
+from omnistream.stream.records import AnomalyEvent, RecordError, entity_from_topic, json_schemas, parse_metric_record
+
+
+def test_entity_from_topic_name_record_or_key():
+    assert entity_from_topic("p.metrics.web-1", "p.") == "web-1"
+    assert entity_from_topic("p.metrics", "p.") is None and entity_from_topic("other", "") is None
+    ok = parse_metric_record(b'{"ts": 10, "metrics": {"cpu": NaN, "mem": null, "io": 3}}', None, "metrics.db-1")
+    assert ok.entity == "db-1" and math.isnan(ok.metrics["cpu"]) and ok.metrics["mem"] is None
+    assert parse_metric_record(b'{"ts": 10, "metrics": {"cpu": 1}}', b"k-1", "metrics").entity == "k-1"
+
+
+@pytest.mark.parametrize("value, topic, reason", [
+    (b"{nope", "metrics.a", "Invalid JSON"),
+    (b"[1, 2]", "metrics.a", "should be an object"),
+    (b'{"ts": 1, "metrics": {"cpu": 1}}', "metrics", "entity: missing"),
+    (b'{"entity": "b", "ts": 1, "metrics": {"cpu": 1}}', "metrics.a", "but topic"),
+    (b'{"ts": "1", "metrics": {"cpu": 1}}', "metrics.a", "ts:"),
+    (b'{"ts": true, "metrics": {"cpu": 1}}', "metrics.a", "ts:"),
+    (b'{"ts": NaN, "metrics": {"cpu": 1}}', "metrics.a", "finite"),
+    (b'{"ts": -5, "metrics": {"cpu": 1}}', "metrics.a", "positive"),
+    (b'{"ts": 1, "metrics": {}}', "metrics.a", "metrics:"),
+    (b'{"ts": 1, "metrics": {"cpu": "high"}}', "metrics.a", "metrics.cpu"),
+    (b'{"ts": 1, "metrics": {"cpu": Infinity}}', "metrics.a", "infinite"),
+    (b'{"entity": "a\\u0001", "ts": 1, "metrics": {"cpu": 1}}', "metrics", "control"),
+    (None, "metrics.a", "tombstone"),
+])
+def test_bad_records_say_why(value, topic, reason):
+    with pytest.raises(RecordError, match=reason):
+        parse_metric_record(value, None, topic)
+
+
+def test_schemas_cover_every_topic():
+    schemas = json_schemas()
+    assert set(schemas) == {"metrics", "anomalies", "scores", "transfer-requests", "models"}
+    assert "event_id" in schemas["anomalies"]["required"]
+    event = AnomalyEvent(event_id="x", entity="e", state="open", ts=1.0, window=(0.0, 1.0), score=2.0,
+                         threshold=1.0, model={"name": "dcvae", "version": "1"}, top_metrics=[])
+    assert orjson.loads(event.model_dump_json())["window"] == [0.0, 1.0]
