@@ -56,6 +56,10 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
+        # Larger buffers let `take_events` fill whole batches, which keeps the model calls big.
+        stream_buffer_maxsize=32768,
+        broker_max_poll_records=5000,
+        producer_linger=0.01,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     # Faust cannot subscribe by pattern, so the metric topics are listed now and re-listed
@@ -115,7 +119,7 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 value = orjson.dumps({"entity": record.entity, "ts": record.ts, "metrics": record.metrics,
                                       "source": msg.topic})
-                await points.send(key=record.entity.encode(), value=value)
+                points.send_soon(key=record.entity.encode(), value=value)  # buffered; flushed before commit
 
     @app.agent(points)
     async def score(stream: faust.StreamT) -> None:
@@ -128,13 +132,13 @@ def create_app(settings: Settings) -> faust.App:
                                    event.message.partition))
             outcome = processor.process(batch)
             for event in outcome.anomalies:
-                await anomalies.send(key=event.entity.encode(), value=dumps(event))
+                anomalies.send_soon(key=event.entity.encode(), value=dumps(event))
                 telemetry.EVENTS_OUT.labels(event.state).inc()
             if settings.decide.publish_scores:
                 for record in outcome.scores:
-                    await scores.send(key=record.entity.encode(), value=dumps(record))
+                    scores.send_soon(key=record.entity.encode(), value=dumps(record))
             for request in outcome.transfers:
-                await transfers.send(key=request.entity.encode(), value=dumps(request))
+                transfers.send_soon(key=request.entity.encode(), value=dumps(request))
                 telemetry.TRANSFER_REQUESTS.labels(request.reason).inc()
             for entity, (partition, blob) in outcome.snapshots.items():
                 key = entity.encode()

@@ -50,7 +50,7 @@ def _print_event(console: Console, event: dict) -> None:
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(event["ts"]))
     top = ", ".join(f"{m['metric']} {m['contribution']:.0%}" for m in event["top_metrics"])
     console.print(f"[{colour}]{event['state']:>8}[/] {event['entity']:<6} {when}  score {event['score']:8.2f} "
-                  f"(threshold {event['threshold']:.2f})  top: {top}")
+                  f"(threshold {event['threshold']:.2f})  top: {top}", soft_wrap=True)
 
 
 def run_demo(speed: float, limit: int, console: Console) -> int:
@@ -97,7 +97,7 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
                 if msg.topic().endswith("metrics-dlq"):
                     counts["dlq"] += 1
                     error = dict(msg.headers() or [])["error"].decode()
-                    console.print(f"[magenta]     dlq[/] {msg.value()[:40]!r}: {error}")
+                    console.print(f"[magenta]     dlq[/] {msg.value()[:40]!r}: {error}", soft_wrap=True)
                 else:
                     event = orjson.loads(msg.value())
                     counts[event["state"]] += 1
