@@ -26,7 +26,7 @@ def trained_models(asd_series, tmp_path_factory):
     from omnistream.models.evaluate import export_entity, train_entity
 
     folder = tmp_path_factory.mktemp("models")
-    config = DCVAEConfig(window=32, channels=16, dilations=[1, 2, 4, 8], epochs=2)
+    config = DCVAEConfig(window=32, channels=16, dilations=[1, 2, 4, 8], epochs=2, batch_size=64, learning_rate=1e-3)
     detectors = {}
     for name, series in asd_series.items():
         detectors[name] = train_entity(series, config, train_stride=4)
