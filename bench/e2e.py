@@ -12,10 +12,7 @@ re-keying, windows, batched scoring, decisions and publishing.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +24,7 @@ from omnistream.stream.config import Settings
 from omnistream.stream.processor import Point, Processor
 from omnistream.stream.replay import replay
 from omnistream.stream.scorer import ModelStore
+from omnistream.stream.supervise import WorkerProcess
 from omnistream.stream.topics import ensure_topics
 
 MODEL = REPO_ROOT / "deploy" / "demo" / "models" / "omi-2.pt"
@@ -86,26 +84,20 @@ def main() -> None:
     replay(recs, {"bootstrap.servers": args.bootstrap}, prefix)
     produce = len(recs) / (time.perf_counter() - t0)
 
-    log = open(folder / "worker.log", "wb")
-    env = {**os.environ, "OMNISTREAM_APP_ID": f"bench-{prefix.rstrip('.')}", "OMNISTREAM_DECIDE__PUBLISH_SCORES": "true",
-           "OMNISTREAM_DATA_DIR": str(folder / "state")}
-    worker = subprocess.Popen([sys.executable, "-m", "omnistream.stream.cli", "worker", "--bootstrap", args.bootstrap,
-                               "--prefix", prefix, "--model-dir", str(folder), "--loglevel", "info"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = WorkerProcess(["--bootstrap", args.bootstrap, "--prefix", prefix, "--model-dir", str(folder)],
+                           folder / "worker.log",
+                           {"OMNISTREAM_APP_ID": f"bench-{prefix.rstrip('.')}", "OMNISTREAM_DATA_DIR": str(folder / "state"),
+                            "OMNISTREAM_DECIDE__PUBLISH_SCORES": "true"})
     try:
-        while b"[^Worker]: Ready" not in (folder / "worker.log").read_bytes():
-            if worker.poll() is not None:
-                raise SystemExit((folder / "worker.log").read_text()[-2000:])
-            time.sleep(0.2)
+        worker.start()
         t0 = time.perf_counter()
         while count(args.bootstrap, settings.topic("scores")) < scored:
             time.sleep(0.5)
-            if time.perf_counter() - t0 > 900:
-                raise SystemExit("timed out waiting for scores")
+            if time.perf_counter() - t0 > 900 or not worker.running():
+                raise SystemExit(f"no complete scores: {worker.tail()}")
         streamed = len(recs) / (time.perf_counter() - t0)
     finally:
-        worker.terminate()
-        worker.wait(60)
+        worker.stop()
         shutil.rmtree(folder, ignore_errors=True)
     print(f"entities={args.entities} points/entity={args.points} records={len(recs)} windows scored={scored}")
     print(f"produce (replay)        {produce:10.0f} records/s")

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from rich.console import Console
 from omnistream.models.data import REPO_ROOT
 from omnistream.stream.config import load_settings
 from omnistream.stream.replay import replay
+from omnistream.stream.supervise import WorkerProcess
 from omnistream.stream.topics import client_config, ensure_topics
 
 DEMO_DIR = REPO_ROOT / "deploy" / "demo"
@@ -67,13 +66,17 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
     entities = sorted({r["entity"] for r in records})
     ensure_topics(settings, extra=tuple(f"metrics.{e}" for e in entities))
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"omnistream-demo-{run_id}.log"
-    env = {**os.environ, "OMNISTREAM_APP_ID": f"omnistream-demo-{run_id}",
-           "OMNISTREAM_DATA_DIR": str(log_path.with_suffix(".state"))}
-    cmd = [sys.executable, "-m", "omnistream.stream.cli", "worker", "--prefix", prefix,
-           "--model-dir", str(DEMO_DIR / "models"), "--loglevel", "warning"]
+    worker = WorkerProcess(["--prefix", prefix, "--model-dir", str(DEMO_DIR / "models"), "--loglevel", "warning"],
+                           log_path, {"OMNISTREAM_APP_ID": f"omnistream-demo-{run_id}",
+                                      "OMNISTREAM_DATA_DIR": str(log_path.with_suffix(".state"))})
     console.print(f"[bold]starting the worker[/] (log: {log_path})")
-    log = open(log_path, "wb")
-    worker = subprocess.Popen(cmd, env={**env, "OMNISTREAM_CONFIG": ""}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        worker.start()
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/]")
+        if started_broker:
+            _broker("stop")
+        return 1
     consumer = Consumer({**client_config(settings), "group.id": f"demo-viewer-{run_id}", "auto.offset.reset": "earliest"})
     consumer.subscribe([settings.topic("anomalies"), settings.topic("metrics-dlq")])
     counts = {"open": 0, "ongoing": 0, "resolved": 0, "dlq": 0}
@@ -90,7 +93,7 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
 
         threading.Thread(target=produce, daemon=True).start()
         last_seen = time.monotonic()
-        while worker.poll() is None:
+        while worker.running():
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error():
                 last_seen = time.monotonic()
@@ -104,7 +107,7 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
                     _print_event(console, event)
             if done.is_set() and time.monotonic() - last_seen > 15:
                 break
-        if worker.poll() is not None:
+        if not worker.running():
             console.print(f"[red]the worker stopped unexpectedly[/]; see {log_path}")
             return 1
         elapsed = time.perf_counter() - t0
@@ -113,12 +116,7 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
         return 0
     finally:
         consumer.close()
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+        worker.stop()
         if started_broker:
             _broker("stop")
             console.print("stopped the worker and the broker")

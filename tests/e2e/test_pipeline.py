@@ -3,11 +3,8 @@ a worker killed mid-stream that resumes from its changelog without changing the 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -19,9 +16,11 @@ from omnistream.stream.config import Settings
 from omnistream.stream.processor import Point, Processor
 from omnistream.stream.replay import replay
 from omnistream.stream.scorer import ModelStore
+from omnistream.stream.supervise import WorkerProcess
 
 pytestmark = pytest.mark.e2e
 N_POINTS = 500
+METRICS_PORT = 19108
 START_TS = 1_700_000_000.0
 
 
@@ -41,44 +40,12 @@ def expected_events(folder, records):
     return {e.event_id for e in Processor(Settings(), store).process(points).anomalies}
 
 
-class Worker:
-    """`omnistream worker` as a subprocess with its own app id, prefix and state folder."""
-
-    def __init__(self, bootstrap, prefix, model_dir, tmp: Path):
-        self.cmd = [sys.executable, "-m", "omnistream.stream.cli", "worker", "--bootstrap", bootstrap,
-                    "--prefix", prefix, "--model-dir", str(model_dir), "--loglevel", "info"]
-        self.env = {**os.environ, "OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}",
-                    "OMNISTREAM_DATA_DIR": str(tmp / "state"), "OMNISTREAM_KAFKA__DISCOVER_EVERY": "3"}
-        self.log_path = tmp / "worker.log"
-        self.proc = None
-
-    def start(self, timeout=120):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if b"[^Worker]: Ready" in self.log_path.read_bytes():
-                return self
-            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            time.sleep(0.5)
-        raise AssertionError("worker not ready:\n" + self.log_path.read_text()[-3000:])
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-        self.log.write(b"\n--- killed ---\n")
-        self.log.flush()
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+def start_worker(bootstrap, prefix, model_dir, tmp: Path, metrics_port: int = 0) -> WorkerProcess:
+    args = ["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(model_dir), "--loglevel", "info",
+            "--metrics-port", str(metrics_port)]
+    env = {"OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}", "OMNISTREAM_DATA_DIR": str(tmp / "state"),
+           "OMNISTREAM_KAFKA__DISCOVER_EVERY": "3"}
+    return WorkerProcess(args, tmp / "worker.log", env)
 
 
 def consume(bootstrap, topic, until, timeout=180.0):
@@ -103,7 +70,7 @@ def ids(messages):
 
 @pytest.fixture
 def worker(kafka_bootstrap, topic_prefix, trained_models, tmp_path):
-    w = Worker(kafka_bootstrap, topic_prefix, trained_models[0], tmp_path)
+    w = start_worker(kafka_bootstrap, topic_prefix, trained_models[0], tmp_path, metrics_port=METRICS_PORT)
     yield w
     w.stop()
 
@@ -139,6 +106,12 @@ def test_asd_replay_yields_the_expected_events_dlq_and_transfer_requests(kafka_b
     request = orjson.loads(requests[0].value())
     assert request["entity"] == "brand-new" and request["reason"] == "new_entity"
     assert request["data"]["topic"] == f"{topic_prefix}metrics.brand-new"
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
+    assert f'omnistream_records_in_total{{topic="{topic_prefix}metrics.omi-1"}} {float(N_POINTS)}' in metrics
+    dlq_lines = [line for line in metrics.splitlines() if line.startswith("omnistream_records_dlq_total{")]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in dlq_lines) == len(bad)
+    assert "omnistream_models_loaded 2.0" in metrics
 
 
 def test_killed_worker_resumes_without_changing_events(kafka_bootstrap, topic_prefix, trained_models,
