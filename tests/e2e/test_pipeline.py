@@ -41,7 +41,7 @@ def expected_events(folder, records):
 
 
 def start_worker(bootstrap, prefix, model_dir, tmp: Path, metrics_port: int = 0) -> WorkerProcess:
-    args = ["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(model_dir), "--loglevel", "info",
+    args = ["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(model_dir),
             "--metrics-port", str(metrics_port)]
     env = {"OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}", "OMNISTREAM_DATA_DIR": str(tmp / "state"),
            "OMNISTREAM_KAFKA__DISCOVER_EVERY": "3"}
