@@ -8,10 +8,12 @@ per-point, per-metric anomaly scores, and exports a self-contained TorchScript f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -84,8 +86,7 @@ def export(detector: Detector, info: ModelInfo, path: Path, parity_windows: np.n
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=FutureWarning)
+    with _quiet_torchscript():
         module = torch.jit.script(detector.scoring_module().eval())
         torch.jit.save(module, str(tmp), _extra_files={METADATA_NAME: info.to_json()})
     loaded, _ = load(tmp)
@@ -102,12 +103,25 @@ def export(detector: Detector, info: ModelInfo, path: Path, parity_windows: np.n
 def load(path: Path, device: str = "cpu") -> tuple[torch.jit.ScriptModule, ModelInfo]:
     """Load an exported model and its metadata."""
     extra = {METADATA_NAME: ""}
-    with warnings.catch_warnings():  # TorchScript stays the deployment format here
-        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=FutureWarning)
+    with _quiet_torchscript():
         module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     if not extra[METADATA_NAME]:
         raise ValueError(f"{path} is not an omnistream model (no {METADATA_NAME} inside)")
     return module.eval(), ModelInfo.from_json(extra[METADATA_NAME])
+
+
+def optimise_for_inference(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """Freeze the weights in and fold batch norm into the convolutions (same outputs, ~2x faster)."""
+    with _quiet_torchscript():
+        return torch.jit.optimize_for_inference(torch.jit.freeze(module.eval()))
+
+
+@contextlib.contextmanager
+def _quiet_torchscript() -> Iterator[None]:
+    """TorchScript is the deployment format here; its deprecation notices are not for users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=FutureWarning)
+        yield
 
 
 def sha256_file(path: Path) -> str:

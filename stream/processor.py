@@ -142,9 +142,7 @@ class Processor:
         results: dict[int, WindowScores] = {}
         for group in groups.values():
             model = group[0].model
-            center = getattr(model.module, "center", None)
-            fallback = center.detach().cpu().numpy() if center is not None else None
-            stacked = fill_missing(np.stack([j.values for j in group]), fallback)
+            stacked = fill_missing(np.stack([j.values for j in group]), model.center)
             for job, scores in zip(group, score_batch(model, stacked, [1] * len(group))):
                 results[id(job)] = scores
             out.batch_sizes.append(len(group))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omnistream.models.detector import ModelInfo, load, sha256_file
+from omnistream.models.detector import ModelInfo, load, optimise_for_inference, sha256_file
 from omnistream.models.scoring import reduce_scores
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class LoadedModel:
     sha256: str
     path: Path
     device: str
+    center: np.ndarray | None  # per-metric values for points missing from a whole window
 
 
 def pick_device(name: str = "auto") -> str:
@@ -57,11 +58,14 @@ class ModelStore:
                 if current and current.sha256 == sha:
                     continue
                 module, info = load(path, self.device)
+                center = getattr(module, "center", None)
+                center = center.detach().cpu().numpy() if center is not None else None
+                module = optimise_for_inference(module)
             except Exception as exc:  # a broken file must not stop the worker
                 log.error("skipping model %s: %s", path, exc)
                 continue
             key = path.stem  # the file name routes: <entity>.pt serves that entity
-            self.models[key] = LoadedModel(module, info, sha, path, self.device)
+            self.models[key] = LoadedModel(module, info, sha, path, self.device, center)
             changed.append(key)
             log.info("loaded model %s v%s for %s (sha256 %s)", info.name, info.version, key, sha[:12])
         return changed
