@@ -8,8 +8,8 @@ Definitions shared by all backends:
   (ties by position), fill them and missing points by linear interpolation, then a trailing
   moving average of ``window`` points.
 - ``cmnd``: cumulative mean normalised difference d(tau) / mean_{j<=tau} d(j) (eq. 2).
-- ``periodic_weights``: PW = P^-alpha with P the CMND averaged over entities (min over the
-  candidate periods).
+- ``periodicity`` / ``periodic_weights``: P = CMND at the best candidate period averaged
+  over entities, and PW = P^-alpha.
 - ``weighted_sq_dist``: sum_j PW_j sum_i (A - B)^2 for all pairs (eq. 4), GEMM identity.
 - ``weighted_ncc``: eq. 6 at every circular shift s in [0, n), the segment rolled right by s.
 - ``best_shift`` / ``align``: eq. 7 and the roll that applies it.
@@ -79,13 +79,20 @@ def cmnd(x: np.ndarray, periods: list[int] | np.ndarray) -> np.ndarray:
     return _backend.cmnd(flat, periods).reshape(x.shape[:-1] + (periods.size,))
 
 
-def periodic_weights(x: np.ndarray, periods: list[int], alpha: float = 1.0, eps: float = 1e-6) -> np.ndarray:
-    """PW = P^-alpha for series ``x`` (entities, metrics, time) -> (metrics,)."""
+def periodicity(x: np.ndarray, periods: list[int]) -> np.ndarray:
+    """P (metrics,): each metric's CMND at its best candidate period, averaged over entities.
+
+    ``x`` is (entities, metrics, time); smaller means more periodic.
+    """
     x = _float(x)
     if x.ndim != 3:
-        raise ValueError("periodic_weights: x must be (entities, metrics, time)")
-    strength = cmnd(x, periods).min(axis=-1).mean(axis=0)
-    return np.maximum(strength, eps) ** -float(alpha)
+        raise ValueError("periodicity: x must be (entities, metrics, time)")
+    return cmnd(x, periods).min(axis=-1).mean(axis=0)
+
+
+def periodic_weights(p: np.ndarray, alpha: float = 1.0, eps: float = 1e-6) -> np.ndarray:
+    """PW = P^-alpha (P floored at ``eps``): strongly periodic metrics weigh more."""
+    return np.maximum(np.asarray(p, dtype=np.float64), eps) ** -float(alpha)
 
 
 def _flatten_segments(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

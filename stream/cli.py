@@ -140,8 +140,8 @@ def evaluate(dataset: Annotated[str, typer.Option(help="asd | smd")] = "asd", en
 
 @app.command()
 def bench() -> None:
-    """Kernel benchmarks: C++ and numba against NumPy, as ratios from the same run."""
-    script = REPO_ROOT / "bench" / "kernels.py"
+    """Benchmarks (kernels; end to end when a broker answers on 127.0.0.1:9092), as ratios from the same run."""
+    script = REPO_ROOT / "bench" / "run.py"
     if not script.exists():
         raise typer.BadParameter(f"{script} not found: benchmarks run from a source checkout")
     raise typer.Exit(subprocess.call([sys.executable, str(script)]))

@@ -135,7 +135,7 @@ def test_periodic_weights_favour_periodic_metrics():
     periodic = np.sin(2 * np.pi * t / 50)
     noise = rng.standard_normal(600)
     x = np.stack([np.stack([periodic + 0.05 * rng.standard_normal(600), noise]) for _ in range(3)])
-    pw = facade.periodic_weights(x, [50], alpha=1.0)
+    pw = facade.periodic_weights(facade.periodicity(x, [50]), alpha=1.0)
     assert pw[0] > 10 * pw[1]
 
 
