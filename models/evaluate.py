@@ -111,6 +111,9 @@ def run(dataset: str = "asd", entities: list[str] | None = None, config: DCVAECo
             detector = train_entity(series, config, train_stride)
             per_entity[name], scores[name] = evaluate_entity(detector, series)
             per_entity[name]["train_seconds"] = round(detector.train_seconds, 2)
+            progress.console.print(f"{name}: best F1 {per_entity[name]['mean_sq']['best_f1']['f1']:.3f}, "
+                                   f"with point-adjust {per_entity[name]['mean_sq']['best_f1_pa']['f1']:.3f} "
+                                   f"(trained in {detector.train_seconds:.0f} s)")
             if export_dir is not None:
                 names = asd_metric_names(series.train.shape[1])
                 exported[name] = export_entity(detector, series, export_dir, names)
