@@ -14,7 +14,7 @@ from confluent_kafka import Consumer
 from omnistream.models.data import asd_metric_names
 from omnistream.stream.config import Settings
 from omnistream.stream.processor import Point, Processor
-from omnistream.stream.replay import replay
+from omnistream.stream.replay import record_topic, replay
 from omnistream.stream.scorer import ModelStore
 from omnistream.stream.supervise import WorkerProcess
 
@@ -76,7 +76,7 @@ def worker(kafka_bootstrap, topic_prefix, trained_models, tmp_path):
 
 
 def test_asd_replay_yields_the_expected_events_dlq_and_transfer_requests(kafka_bootstrap, topic_prefix,
-                                                                       trained_models, asd_series, worker):
+                                                                       trained_models, asd_series, worker, tmp_path):
     records = asd_records(asd_series)
     expected = expected_events(trained_models[0], records)
     assert expected, "the models should flag something in the first ASD test points"
@@ -112,6 +112,10 @@ def test_asd_replay_yields_the_expected_events_dlq_and_transfer_requests(kafka_b
     dlq_lines = [line for line in metrics.splitlines() if line.startswith("omnistream_records_dlq_total{")]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in dlq_lines) == len(bad)
     assert "omnistream_models_loaded 2.0" in metrics
+
+    recorded = tmp_path / "anomalies.jsonl"
+    assert record_topic(f"{topic_prefix}anomalies", recorded, config, idle_seconds=2.0) == len(events)
+    assert {orjson.loads(line)["event_id"] for line in recorded.read_bytes().splitlines()} == expected
 
 
 def test_killed_worker_resumes_without_changing_events(kafka_bootstrap, topic_prefix, trained_models,
