@@ -2,9 +2,11 @@
 points processed in-process (no Kafka) in the same run.
 
 Every bench entity is served by a copy of one ASD model, so many entities can be scored.
-The records are produced first; the clock runs from the worker being ready until it has
-published the score of every window (scores topic), so it measures consumption, validation,
-re-keying, windows, batched scoring, decisions and publishing.
+The records are produced first; the clock runs from the worker being ready until its
+consumer group has committed every record of the internal points topic, i.e. until every
+record was consumed, validated, re-keyed, windowed, scored (every point, stride 1), decided
+and its window state persisted. Faust commits every few seconds, hence the default of many
+records.
 
     python bench/e2e.py [--entities 50] [--points 600] [--bootstrap 127.0.0.1:9092]
 """
@@ -25,7 +27,7 @@ from omnistream.stream.processor import Point, Processor
 from omnistream.stream.replay import replay
 from omnistream.stream.scorer import ModelStore
 from omnistream.stream.supervise import WorkerProcess
-from omnistream.stream.topics import ensure_topics
+from omnistream.stream.topics import POINTS, ensure_topics
 
 MODEL = REPO_ROOT / "deploy" / "demo" / "models" / "omi-2.pt"
 
@@ -58,19 +60,19 @@ def offline_rate(folder: Path, recs: list[dict]) -> tuple[float, int]:
     return len(points) / (time.perf_counter() - t0), scored
 
 
-def count(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` the consumer group has committed (its offsets summed)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    total = sum(hi - lo for lo, hi in (consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                                       for p in parts))
+    offsets = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
     consumer.close()
-    return total
+    return sum(max(tp.offset, 0) for tp in offsets)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=50)
-    parser.add_argument("--points", type=int, default=600)
+    parser.add_argument("--points", type=int, default=1200)
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     args = parser.parse_args()
     recs = records(args.entities, args.points)
@@ -84,17 +86,16 @@ def main() -> None:
     replay(recs, {"bootstrap.servers": args.bootstrap}, prefix)
     produce = len(recs) / (time.perf_counter() - t0)
 
+    group = f"bench-{prefix.rstrip('.')}"
     worker = WorkerProcess(["--bootstrap", args.bootstrap, "--prefix", prefix, "--model-dir", str(folder)],
-                           folder / "worker.log",
-                           {"OMNISTREAM_APP_ID": f"bench-{prefix.rstrip('.')}", "OMNISTREAM_DATA_DIR": str(folder / "state"),
-                            "OMNISTREAM_DECIDE__PUBLISH_SCORES": "true"})
+                           folder / "worker.log", {"OMNISTREAM_APP_ID": group, "OMNISTREAM_DATA_DIR": str(folder / "state")})
     try:
         worker.start()
         t0 = time.perf_counter()
-        while count(args.bootstrap, settings.topic("scores")) < scored:
-            time.sleep(0.5)
+        while committed(args.bootstrap, group, settings.topic(POINTS)) < len(recs):
+            time.sleep(0.25)
             if time.perf_counter() - t0 > 900 or not worker.running():
-                raise SystemExit(f"no complete scores: {worker.tail()}")
+                raise SystemExit(f"the worker did not get through the records: {worker.tail()}")
         streamed = len(recs) / (time.perf_counter() - t0)
     finally:
         worker.stop()

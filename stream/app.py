@@ -130,7 +130,9 @@ def create_app(settings: Settings) -> faust.App:
                 data = orjson.loads(event.value)
                 batch.append(Point(data["entity"], data["ts"], data["metrics"], data["source"],
                                    event.message.partition))
-            outcome = processor.process(batch)
+            # In a thread (torch releases the GIL) so that ingestion goes on meanwhile; batches
+            # are still processed one at a time, in order.
+            outcome = await app.loop.run_in_executor(None, processor.process, batch)
             for event in outcome.anomalies:
                 anomalies.send_soon(key=event.entity.encode(), value=dumps(event))
                 telemetry.EVENTS_OUT.labels(event.state).inc()
