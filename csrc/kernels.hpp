@@ -103,39 +103,6 @@ void baseline(const T* x, T* out, std::size_t rows, std::size_t length, std::siz
   }, 16);
 }
 
-// Cumulative mean normalised difference of each row at each candidate period tau:
-// d(t) = sum_i (u_i - u_{i+t})^2, CMND(tau) = d(tau) / (mean_{j<=tau} d(j)); 1 where the
-// denominator vanishes (a constant row has no periodicity to speak of).
-template <class T>
-void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
-          const std::int64_t* periods, std::size_t n_periods) {
-  std::int64_t max_tau = 0;
-  for (std::size_t p = 0; p < n_periods; ++p) max_tau = std::max(max_tau, periods[p]);
-  parallel_for(rows, [&](std::size_t r0, std::size_t r1) {
-    std::vector<double> cum(static_cast<std::size_t>(max_tau) + 1, 0.0);
-    for (std::size_t r = r0; r < r1; ++r) {
-      const T* u = x + r * length;
-      double running = 0.0;
-      for (std::int64_t tau = 1; tau <= max_tau; ++tau) {
-        double d = 0.0;
-        const std::size_t t = static_cast<std::size_t>(tau);
-        for (std::size_t i = 0; i + t < length; ++i) {
-          const double diff = static_cast<double>(u[i]) - static_cast<double>(u[i + t]);
-          d += diff * diff;
-        }
-        running += d;
-        cum[t] = running;
-      }
-      for (std::size_t p = 0; p < n_periods; ++p) {
-        const auto t = static_cast<std::size_t>(periods[p]);
-        const double d_tau = cum[t] - cum[t - 1];
-        const double denom = cum[t] / static_cast<double>(t);
-        out[r * n_periods + p] = denom > 0.0 ? d_tau / denom : 1.0;
-      }
-    }
-  }, 4);
-}
-
 template <class T>
 inline double dot(const T* a, const T* b, std::size_t n) {
   // Four independent accumulators let the compiler vectorise without -ffast-math.
@@ -149,6 +116,49 @@ inline double dot(const T* a, const T* b, std::size_t n) {
   }
   for (; i < n; ++i) s0 += static_cast<double>(a[i]) * b[i];
   return (s0 + s1) + (s2 + s3);
+}
+
+// sum_i (a_i - b_i)^2 with the same four-accumulator layout.
+inline double sq_diff_sum(const double* a, const double* b, std::size_t n) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const double d0 = a[i] - b[i], d1 = a[i + 1] - b[i + 1], d2 = a[i + 2] - b[i + 2], d3 = a[i + 3] - b[i + 3];
+    s0 += d0 * d0;
+    s1 += d1 * d1;
+    s2 += d2 * d2;
+    s3 += d3 * d3;
+  }
+  for (; i < n; ++i) s0 += (a[i] - b[i]) * (a[i] - b[i]);
+  return (s0 + s1) + (s2 + s3);
+}
+
+// Cumulative mean normalised difference of each row at each candidate period tau:
+// d(t) = sum_i (u_i - u_{i+t})^2, CMND(tau) = d(tau) / (mean_{j<=tau} d(j)); 1 where the
+// denominator vanishes (a constant row has no periodicity to speak of).
+template <class T>
+void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
+          const std::int64_t* periods, std::size_t n_periods) {
+  std::int64_t max_tau = 0;
+  for (std::size_t p = 0; p < n_periods; ++p) max_tau = std::max(max_tau, periods[p]);
+  parallel_for(rows, [&](std::size_t r0, std::size_t r1) {
+    std::vector<double> cum(static_cast<std::size_t>(max_tau) + 1, 0.0), u(length);
+    for (std::size_t r = r0; r < r1; ++r) {
+      std::copy(x + r * length, x + (r + 1) * length, u.begin());
+      double running = 0.0;
+      for (std::int64_t tau = 1; tau <= max_tau; ++tau) {
+        const std::size_t t = static_cast<std::size_t>(tau);
+        running += sq_diff_sum(u.data(), u.data() + t, length - t);
+        cum[t] = running;
+      }
+      for (std::size_t p = 0; p < n_periods; ++p) {
+        const auto t = static_cast<std::size_t>(periods[p]);
+        const double d_tau = cum[t] - cum[t - 1];
+        const double denom = cum[t] / static_cast<double>(t);
+        out[r * n_periods + p] = denom > 0.0 ? d_tau / denom : 1.0;
+      }
+    }
+  }, 4);
 }
 
 // C (m x n) = A (m x k) * B (k x n), all row-major, accumulated in double. A small packed
