@@ -25,10 +25,17 @@ EntitiesOpt = Annotated[Optional[str], typer.Option(help="comma-separated entity
 
 
 def _settings(config: Path | None, bootstrap: str | None = None, prefix: str | None = None, **top):
+    from pydantic import ValidationError
+
     from omnistream.stream.config import load_settings
 
     kafka = {k: v for k, v in {"bootstrap": bootstrap, "topic_prefix": prefix}.items() if v is not None}
-    return load_settings(config, **({"kafka": kafka} if kafka else {}), **top)
+    try:
+        return load_settings(config, **({"kafka": kafka} if kafka else {}), **top)
+    except (OSError, ValueError) as exc:  # missing file, bad YAML/TOML, or a setting out of range
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()) \
+            if isinstance(exc, ValidationError) else str(exc)
+        raise typer.BadParameter(f"configuration: {detail}") from None
 
 
 def _split(entities: str | None) -> list[str] | None:
@@ -58,6 +65,7 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
            metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus port, 0 = off [default: 0]")] = None,
            loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info") -> None:
     """Consume metric topics, score windows with the models, publish anomaly events."""
+    from confluent_kafka import KafkaException
     from faust.worker import Worker
 
     from omnistream.stream.app import create_app
@@ -66,7 +74,11 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
     window = {"stride": stride} if stride else None
     settings = _settings(config, bootstrap, prefix, model_dir=model_dir, device=device, metrics_port=metrics_port,
                          **({"window": window} if window else {}))
-    ensure_topics(settings)
+    try:
+        ensure_topics(settings)
+    except KafkaException as exc:
+        console.print(f"[red]cannot reach Kafka at {settings.kafka.bootstrap}[/]: {exc}")
+        raise typer.Exit(2) from None
     faust_app = create_app(settings)
     Worker(faust_app, loglevel=loglevel.upper()).execute_from_commandline()
 

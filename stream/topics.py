@@ -33,10 +33,10 @@ def metric_topics(settings: Settings, timeout: float = 10.0) -> list[str]:
     return sorted(name for name in topics if pattern.match(name))
 
 
-def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: float = 30.0) -> list[str]:
+def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: float = 15.0) -> list[str]:
     """Create the topics omnistream reads and writes if they are missing; return those created."""
     admin = AdminClient(client_config(settings))
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    existing = set(admin.list_topics(timeout=timeout).topics)  # raises KafkaException when unreachable
     k = settings.kafka
     wanted = {settings.topic(name): {} for name in ("metrics", POINTS, *OUTPUTS, *extra)}
     wanted.update({settings.topic(name): {"cleanup.policy": "compact"} for name in COMPACTED})
