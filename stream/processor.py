@@ -91,6 +91,7 @@ class Processor:
         for p in points:
             by_entity[p.entity].append(p)
         jobs: list[_Job] = []
+        touched: dict[str, int] = {}  # entity -> partition its state is persisted under
         for entity, group in by_entity.items():
             model = self.models.get(entity)
             window = self._window(entity, group[0], model)
@@ -111,11 +112,11 @@ class Processor:
                 out.transfers.append(self._transfer_request(entity, fresh[0], ts))
                 window.state["transfer_requested"] = True
             window.append(ts, values)
-            out.snapshots[entity] = (group[-1].partition, b"")
+            touched[entity] = group[-1].partition
         if jobs:
             self._score(jobs, out)
-        for entity in out.snapshots:
-            out.snapshots[entity] = (out.snapshots[entity][0], self.windows[entity].snapshot())
+        # After scoring, so that the snapshots carry the incident state the events reflect.
+        out.snapshots = {entity: (partition, self.windows[entity].snapshot()) for entity, partition in touched.items()}
         return out
 
     def _jobs(self, entity: str, window: EntityWindow, model: LoadedModel, ts: np.ndarray,
