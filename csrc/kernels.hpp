@@ -162,51 +162,63 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
 }
 
 // C (m x n) = A (m x k) * B (k x n), all row-major, accumulated in double. A small packed
-// GEMM: B is packed once into column panels of width NR, each thread packs MR rows of A at
-// a time, and a fixed-size MR x NR micro-kernel keeps its accumulators in vector registers.
-// pack_a(i0, rows, apack) writes rows i0..i0+rows of A as apack[kk * MR + r] (zero-padded to
-// MR rows), which lets a caller transform A on the fly instead of materialising it.
-template <std::size_t MR, class TB, class PackA, class Store>
+// GEMM: B is packed once into column panels one vector wide (NR doubles); each thread packs
+// blocks of kGemmBlockRows rows of A and sweeps every B panel over all tiles of the block
+// while the panel is in cache, so B, large when n is, is read once per block, not once per
+// MR rows. The MR x NR micro-kernel keeps its MR accumulators in vector registers: 16 of
+// 512 bits where the CPU has AVX-512 (32 registers), else 8 of 256 bits (16 registers).
+// pack_a(i0, rows, apack) writes rows i0..i0+rows of A as apack[kk * MR + r] (zero-padded
+// to MR rows), which lets a caller transform A on the fly instead of materialising it;
+// store(i, j, c) receives each element of C once.
+#if defined(__AVX512F__)
+constexpr std::size_t kVectorBytes = 64, kGemmRows = 16;
+#else
+constexpr std::size_t kVectorBytes = 32, kGemmRows = 8;
+#endif
+constexpr std::size_t kGemmBlockRows = 128;  // rows of A per block: a multiple of kGemmRows
+
+template <class TB, class PackA, class Store>
 void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::size_t n, Store store) {
-  using vec = double __attribute__((vector_size(32)));
-  constexpr std::size_t NV = 3, NR = NV * 4;
+  using vec = double __attribute__((vector_size(kVectorBytes)));
+  constexpr std::size_t MR = kGemmRows, NR = kVectorBytes / sizeof(double), MC = kGemmBlockRows;
   const std::size_t panels = (n + NR - 1) / NR;
   std::vector<double> bpack(panels * k * NR, 0.0);
   for (std::size_t p = 0; p < panels; ++p)
     for (std::size_t kk = 0; kk < k; ++kk)
       for (std::size_t q = 0; q < NR && p * NR + q < n; ++q)
         bpack[(p * k + kk) * NR + q] = static_cast<double>(b[kk * n + p * NR + q]);
-  const std::size_t blocks = (m + MR - 1) / MR;
+  const std::size_t blocks = (m + MC - 1) / MC;
   parallel_for(blocks, [&](std::size_t b0, std::size_t b1) {
-    std::vector<double> apack(k * MR);
+    std::vector<double> apack(MC * k);
     for (std::size_t blk = b0; blk < b1; ++blk) {
-      const std::size_t i0 = blk * MR, rows = std::min(MR, m - i0);
-      pack_a(i0, rows, apack.data());
+      const std::size_t i0 = blk * MC, rows = std::min(MC, m - i0), tiles = (rows + MR - 1) / MR;
+      for (std::size_t t = 0; t < tiles; ++t)
+        pack_a(i0 + t * MR, std::min(MR, rows - t * MR), apack.data() + t * k * MR);
       for (std::size_t p = 0; p < panels; ++p) {
-        // Accumulators as GCC vector types so that they live in registers.
-        vec acc[MR][NV] = {};
         const double* bp = bpack.data() + p * k * NR;
-        for (std::size_t kk = 0; kk < k; ++kk) {
-          vec brow[NV];
-          std::memcpy(brow, bp + kk * NR, sizeof(brow));
-          const double* arow = apack.data() + kk * MR;
-          for (std::size_t r = 0; r < MR; ++r)
-            for (std::size_t v = 0; v < NV; ++v) acc[r][v] += arow[r] * brow[v];
+        for (std::size_t t = 0; t < tiles; ++t) {
+          vec acc[MR] = {};  // GCC vector types, so that the accumulators live in registers
+          const double* ap = apack.data() + t * k * MR;
+          for (std::size_t kk = 0; kk < k; ++kk) {
+            vec brow;
+            std::memcpy(&brow, bp + kk * NR, sizeof(brow));
+            const double* arow = ap + kk * MR;
+            for (std::size_t r = 0; r < MR; ++r) acc[r] += arow[r] * brow;
+          }
+          double c[MR][NR];
+          std::memcpy(c, acc, sizeof(c));
+          const std::size_t r_end = std::min(MR, rows - t * MR), q_end = std::min(NR, n - p * NR);
+          for (std::size_t r = 0; r < r_end; ++r)
+            for (std::size_t q = 0; q < q_end; ++q) store(i0 + t * MR + r, p * NR + q, c[r][q]);
         }
-        double c[MR][NR];
-        std::memcpy(c, acc, sizeof(c));
-        for (std::size_t r = 0; r < rows; ++r)
-          for (std::size_t q = 0; q < NR && p * NR + q < n; ++q) store(i0 + r, p * NR + q, c[r][q]);
       }
     }
   }, 1);
 }
 
-constexpr std::size_t kGemmRows = 8;
-
 template <class TA, class TB, class Store>
 void gemm(const TA* a, const TB* b, std::size_t m, std::size_t k, std::size_t n, Store store) {
-  gemm_packed<kGemmRows>([&](std::size_t i0, std::size_t rows, double* apack) {
+  gemm_packed([&](std::size_t i0, std::size_t rows, double* apack) {
     for (std::size_t kk = 0; kk < k; ++kk)
       for (std::size_t r = 0; r < kGemmRows; ++r)
         apack[kk * kGemmRows + r] = r < rows ? static_cast<double>(a[(i0 + r) * k + kk]) : 0.0;
@@ -275,7 +287,7 @@ void weighted_ncc(const T* ref, const T* segments, const T* w, T* out, std::size
           apack[(j * n + i) * kGemmRows + r] = inv > 0.0 ? row[i] * inv : 0.0;
       }
   };
-  gemm_packed<kGemmRows>(pack_units, circulant.data(), count, m * n, n,
+  gemm_packed(pack_units, circulant.data(), count, m * n, n,
        [&](std::size_t c, std::size_t s, double v) { out[c * n + s] = static_cast<T>(v); });
 }
 
