@@ -7,8 +7,10 @@
 - ``score`` reads the points topic in batches, runs the ``Processor`` and publishes anomaly
   events, scores and transfer requests, and persists each touched entity's window to the
   ``windows`` table, whose changelog restores it after a restart.
-Offsets are committed only after a batch's messages are handed to the producer, so delivery is
-at-least-once; the processor drops redelivered points, and event ids are deterministic.
+Messages go straight to the Kafka producer (which batches them; Faust's own send buffer would
+throttle a batch of thousands a hundred at a time), and Faust flushes the producer before it
+commits offsets, so delivery is at-least-once; the processor drops redelivered points, and
+event ids are deterministic.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 value = orjson.dumps({"entity": record.entity, "ts": record.ts, "metrics": record.metrics,
                                       "source": msg.topic})
-                points.send_soon(key=record.entity.encode(), value=value)  # buffered; flushed before commit
+                await points.send(key=record.entity.encode(), value=value)
 
     @app.agent(points)
     async def score(stream: faust.StreamT) -> None:
@@ -134,13 +136,13 @@ def create_app(settings: Settings) -> faust.App:
             # are still processed one at a time, in order.
             outcome = await app.loop.run_in_executor(None, processor.process, batch)
             for event in outcome.anomalies:
-                anomalies.send_soon(key=event.entity.encode(), value=dumps(event))
+                await anomalies.send(key=event.entity.encode(), value=dumps(event))
                 telemetry.EVENTS_OUT.labels(event.state).inc()
             if settings.decide.publish_scores:
                 for record in outcome.scores:
-                    scores.send_soon(key=record.entity.encode(), value=dumps(record))
+                    await scores.send(key=record.entity.encode(), value=dumps(record))
             for request in outcome.transfers:
-                transfers.send_soon(key=request.entity.encode(), value=dumps(request))
+                await transfers.send(key=request.entity.encode(), value=dumps(request))
                 telemetry.TRANSFER_REQUESTS.labels(request.reason).inc()
             for entity, (partition, blob) in outcome.snapshots.items():
                 key = entity.encode()
