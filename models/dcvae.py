@@ -2,9 +2,9 @@
 
 Encoder and decoder are stacks of kernel-2 causal Conv1d layers with growing dilation, so
 each time step sees only its past; the decoder outputs a Gaussian (mean, log-variance) per
-time step and metric. The decision rule is alpha-sigma: a point is anomalous when some
-metric leaves mean +- alpha * sigma, so the per-point, per-metric score is |x - mean| / sigma
-and the point score is its maximum over metrics.
+time step and metric. The per-point, per-metric score is the alpha-sigma distance
+|x - mean| / sigma (the paper flags a metric when it exceeds its alpha); ``models.scoring``
+reduces it to one score per point, by default the mean of its squares over metrics.
 """
 
 from __future__ import annotations
