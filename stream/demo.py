@@ -25,6 +25,7 @@ from omnistream.stream.topics import client_config, ensure_topics
 
 DEMO_DIR = REPO_ROOT / "deploy" / "demo"
 BROKER = REPO_ROOT / "deploy" / "kafka" / "broker.sh"
+IDLE_SECONDS = 15.0  # quiet time after the replay (no event, no dead letter) that ends the demo
 BAD_RECORDS = [b"{\"entity\": \"omi-2\", \"ts\": ", orjson.dumps({"entity": "omi-3", "ts": "noon", "metrics": {"m00": 1}})]
 
 
@@ -84,19 +85,19 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
         console.print(f"[bold]replaying[/] {len(records)} ASD points of {', '.join(entities)} at {speed:g}x "
                       f"plus {len(BAD_RECORDS)} malformed records; events appear as they are detected:")
         t0 = time.perf_counter()
-        done = threading.Event()
+        produced_at: list[float] = []  # set by the producing thread when it is done
 
         def produce() -> None:
             replay(records, client_config(settings), prefix, True, speed)
             replay(BAD_RECORDS, client_config(settings), prefix)
-            done.set()
+            produced_at.append(time.monotonic())
 
         threading.Thread(target=produce, daemon=True).start()
-        last_seen = time.monotonic()
+        last_message = 0.0
         while worker.running():
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error():
-                last_seen = time.monotonic()
+                last_message = time.monotonic()
                 if msg.topic().endswith("metrics-dlq"):
                     counts["dlq"] += 1
                     error = dict(msg.headers() or [])["error"].decode()
@@ -105,7 +106,7 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
                     event = orjson.loads(msg.value())
                     counts[event["state"]] += 1
                     _print_event(console, event)
-            if done.is_set() and time.monotonic() - last_seen > 15:
+            if produced_at and time.monotonic() - max(produced_at[0], last_message) > IDLE_SECONDS:
                 break
         if not worker.running():
             console.print(f"[red]the worker stopped unexpectedly[/]; see {log_path}")

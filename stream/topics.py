@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -51,5 +52,16 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: floa
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     if created:
+        _await_metadata(admin, created, timeout)
         log.info("created topics: %s", ", ".join(sorted(created)))
     return created
+
+
+def _await_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Wait until new topics show in the broker's metadata (a second or two after creation),
+    so that a worker started right after `ensure_topics` subscribes to them."""
+    deadline = time.monotonic() + timeout
+    while not set(names) <= set(admin.list_topics(timeout=timeout).topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics created but not yet in the broker's metadata: {', '.join(sorted(names))}")
+        time.sleep(0.2)
