@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> faust.App:
     windows = app.Table("windows", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes)
     windows.key_serializer = windows.value_serializer = "raw"  # snapshots are already bytes
     models = ModelStore(settings.model_dir, pick_device(settings.device))
+    models.refresh()  # before any record is consumed, so that no known entity looks new
 
     def restore(entity: str) -> bytes | None:
         return windows.get(entity.encode())
@@ -85,14 +86,14 @@ def create_app(settings: Settings) -> faust.App:
     app.omnistream_processor = processor  # for tests and the demo
 
     @app.task
-    async def load_models() -> None:
-        models.refresh()
+    async def start_telemetry() -> None:
         telemetry.MODELS_LOADED.set(len(models.models))
         telemetry.serve(settings.metrics_port)
 
     @app.timer(interval=30.0)
     async def reload_models() -> None:
-        if models.refresh():
+        # In a thread: hashing and loading files must not hold up the event loop.
+        if await app.loop.run_in_executor(None, models.refresh):
             telemetry.MODELS_LOADED.set(len(models.models))
 
     @app.timer(interval=k.discover_every)

@@ -2,7 +2,8 @@
 
 Models are files ``<model_dir>/<entity>.pt`` exported by ``omnistream fit``; the file name
 routes, so one model may serve several entities through copies or links. The store re-scans
-the folder when asked and loads only files whose sha256 is new: a replaced file is hot-reloaded.
+the folder when asked and loads only files whose sha256 is new: a replaced file is hot-reloaded,
+a removed one unloaded.
 """
 
 from __future__ import annotations
@@ -45,30 +46,49 @@ class ModelStore:
         self.folder = Path(folder)
         self.device = device
         self.models: dict[str, LoadedModel] = {}
+        self._stamps: dict[str, tuple[int, int]] = {}  # entity -> (size, mtime) of its file when read
 
     def refresh(self) -> list[str]:
-        """Load new or changed model files; return the entities whose model changed."""
-        changed = []
+        """Load new or changed model files and forget removed ones; return the entities whose
+        model changed.
+
+        A file is hashed only when its size or modification time changed, and each distinct
+        content is loaded once however many entities it serves (copies of a cluster's model).
+        """
         if not self.folder.is_dir():
-            return changed
+            return []
+        changed, present = [], set()
+        by_sha = {m.sha256: m for m in self.models.values()}
         for path in sorted(self.folder.glob("*.pt")):
+            key = path.stem  # the file name routes: <entity>.pt serves that entity
+            present.add(key)
             try:
-                sha = sha256_file(path)
-                current = self.models.get(path.stem)
-                if current and current.sha256 == sha:
+                stat = path.stat()
+                stamp = (stat.st_size, stat.st_mtime_ns)
+                current = self.models.get(key)
+                if current and self._stamps.get(key) == stamp:
                     continue
-                module, info = load(path, self.device)
-                center = getattr(module, "center", None)
-                center = center.detach().cpu().numpy() if center is not None else None
-                module = optimise_for_inference(module)
+                sha = sha256_file(path)
+                if not (current and current.sha256 == sha):
+                    by_sha[sha] = self.models[key] = by_sha.get(sha) or self._load(path, sha)
+                    changed.append(key)
+                    log.info("model %s v%s serves %s (sha256 %s)", self.models[key].info.name,
+                             self.models[key].info.version, key, sha[:12])
+                self._stamps[key] = stamp
             except Exception as exc:  # a broken file must not stop the worker
                 log.error("skipping model %s: %s", path, exc)
-                continue
-            key = path.stem  # the file name routes: <entity>.pt serves that entity
-            self.models[key] = LoadedModel(module, info, sha, path, self.device, center)
+        for key in sorted(set(self.models) - present):
+            del self.models[key]
+            self._stamps.pop(key, None)
             changed.append(key)
-            log.info("loaded model %s v%s for %s (sha256 %s)", info.name, info.version, key, sha[:12])
+            log.info("model file of %s removed: its points now go unscored", key)
         return changed
+
+    def _load(self, path: Path, sha: str) -> LoadedModel:
+        module, info = load(path, self.device)
+        center = getattr(module, "center", None)
+        center = center.detach().cpu().numpy() if center is not None else None
+        return LoadedModel(optimise_for_inference(module), info, sha, path, self.device, center)
 
     def get(self, entity: str) -> LoadedModel | None:
         return self.models.get(entity)

@@ -1,6 +1,8 @@
 """The worker's processing, without Kafka: streaming equals offline scoring, batching and
 restarts never change the events."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,17 @@ def test_broken_model_files_are_skipped(tmp_path, bad_model):
     (tmp_path / "broken.pt").write_bytes(bad_model)
     store = ModelStore(tmp_path)
     assert store.refresh() == [] and store.models == {}
+
+
+def test_store_loads_each_content_once_and_follows_the_folder(trained_models, tmp_path):
+    source = trained_models[0]
+    for entity in ("web-1", "web-2"):
+        shutil.copyfile(source / "omi-1.pt", tmp_path / f"{entity}.pt")
+    store = ModelStore(tmp_path)
+    assert store.refresh() == ["web-1", "web-2"]
+    assert store.get("web-1") is store.get("web-2")  # one module serves both copies
+    assert store.refresh() == []  # nothing changed on disk
+    shutil.copyfile(source / "omi-2.pt", tmp_path / "web-2.pt")  # replaced: hot reload
+    (tmp_path / "web-1.pt").unlink()  # removed: unloaded
+    assert sorted(store.refresh()) == ["web-1", "web-2"]
+    assert store.get("web-1") is None and store.get("web-2").info.entity == "omi-2"
