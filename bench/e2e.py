@@ -3,10 +3,10 @@ points processed in-process (no Kafka) in the same run.
 
 Every bench entity is served by a copy of one ASD model, so many entities can be scored.
 The records are produced first; the clock runs from the worker being ready until its
-consumer group has committed every record of the internal points topic, i.e. until every
-record was consumed, validated, re-keyed, windowed, scored (every point, stride 1), decided
-and its window state persisted. Faust commits every few seconds, hence the default of many
-records.
+consumer group has committed the metric topics and the internal points topic to their ends,
+i.e. until every record was consumed, validated, re-keyed, windowed, scored (every point,
+stride 1), decided and its window state persisted. Faust commits every few seconds, hence the
+default of many records.
 
     python bench/e2e.py [--entities 50] [--points 600] [--bootstrap 127.0.0.1:9092]
 """
@@ -60,13 +60,19 @@ def offline_rate(folder: Path, recs: list[dict]) -> tuple[float, int]:
     return len(points) / (time.perf_counter() - t0), scored
 
 
-def committed(bootstrap: str, group: str, topic: str) -> int:
-    """Records of ``topic`` the consumer group has committed (its offsets summed)."""
+def caught_up(bootstrap: str, group: str, topics: list[str]) -> bool:
+    """Whether the consumer group has committed every partition of ``topics`` up to its end."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    offsets = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-    consumer.close()
-    return sum(max(tp.offset, 0) for tp in offsets)
+    try:
+        metadata = consumer.list_topics(timeout=10).topics
+        parts = [TopicPartition(t, p) for t in topics for p in metadata[t].partitions]
+        for tp in consumer.committed(parts, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if max(tp.offset, low) < high:  # an empty partition has no committed offset
+                return False
+        return True
+    finally:
+        consumer.close()
 
 
 def main() -> None:
@@ -92,7 +98,8 @@ def main() -> None:
     try:
         worker.start()
         t0 = time.perf_counter()
-        while committed(args.bootstrap, group, settings.topic(POINTS)) < len(recs):
+        watched = [settings.topic(f"metrics.bench-{e}") for e in range(args.entities)] + [settings.topic(POINTS)]
+        while not caught_up(args.bootstrap, group, watched):
             time.sleep(0.25)
             if time.perf_counter() - t0 > 900 or not worker.running():
                 raise SystemExit(f"the worker did not get through the records: {worker.tail()}")

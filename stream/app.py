@@ -2,8 +2,8 @@
 
 - ``ingest`` reads every ``<prefix>metrics`` and ``<prefix>metrics.<entity>`` topic (a pattern
   subscription, so new entities' topics are picked up), validates each record and forwards
-  it keyed by entity, or sends the original bytes to ``metrics-dlq`` with the error in the
-  headers.
+  the valid points keyed by entity, packed by entity (``points``), or sends the original
+  bytes to ``metrics-dlq`` with the error in the headers.
 - ``score`` reads the points topic in batches, runs the ``Processor`` and publishes anomaly
   events, scores and transfer requests, and persists each touched entity's window to the
   ``windows`` table, whose changelog restores it after a restart.
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 
 import faust
-import orjson
 
 from omnistream.stream import telemetry
 from omnistream.stream.config import Settings
-from omnistream.stream.processor import Point, Processor
+from omnistream.stream.points import pack_points, unpack_points
+from omnistream.stream.processor import Processor
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.scorer import ModelStore, pick_device
 from omnistream.stream.topics import POINTS, metric_topics
@@ -108,6 +109,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(source)
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
+            valid: dict[tuple[str, str], list] = defaultdict(list)  # (entity, topic) -> [(ts, metrics)]
             for event in events:
                 msg = event.message
                 telemetry.RECORDS_IN.labels(msg.topic).inc()
@@ -120,19 +122,16 @@ def create_app(settings: Settings) -> faust.App:
                         ("source.partition", str(msg.partition).encode()),
                         ("source.offset", str(msg.offset).encode())])
                     continue
-                value = orjson.dumps({"entity": record.entity, "ts": record.ts, "metrics": record.metrics,
-                                      "source": msg.topic})
-                await points.send(key=record.entity.encode(), value=value)
+                valid[record.entity, msg.topic].append((record.ts, record.metrics))
+            for (entity, topic), batch in valid.items():
+                for value in pack_points(entity, topic, batch):
+                    await points.send(key=entity.encode(), value=value)
 
     @app.agent(points)
     async def score(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
             started = time.perf_counter()
-            batch = []
-            for event in events:
-                data = orjson.loads(event.value)
-                batch.append(Point(data["entity"], data["ts"], data["metrics"], data["source"],
-                                   event.message.partition))
+            batch = unpack_points((event.value, event.message.partition) for event in events)
             # In a thread (torch releases the GIL) so that ingestion goes on meanwhile; batches
             # are still processed one at a time, in order.
             outcome = await app.loop.run_in_executor(None, processor.process, batch)
