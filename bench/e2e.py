@@ -8,7 +8,7 @@ i.e. until every record was consumed, validated, re-keyed, windowed, scored (eve
 stride 1), decided and its window state persisted. Faust commits every few seconds, hence the
 default of many records.
 
-    python bench/e2e.py [--entities 50] [--points 600] [--bootstrap 127.0.0.1:9092]
+    python bench/e2e.py [--entities 50] [--points 1200] [--bootstrap 127.0.0.1:9092]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from omnistream.models.data import REPO_ROOT, asd_metric_names, load_asd
 from omnistream.stream.config import Settings
@@ -75,6 +76,14 @@ def caught_up(bootstrap: str, group: str, topics: list[str]) -> bool:
         consumer.close()
 
 
+def drop_topics(bootstrap: str, prefix: str, group: str) -> None:
+    """Delete the run's topics (its own and the worker's internal ones) from the broker."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith((prefix, f"{group}-"))]
+    for future in admin.delete_topics(names, operation_timeout=30).values() if names else []:
+        future.result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=50)
@@ -107,6 +116,7 @@ def main() -> None:
     finally:
         worker.stop()
         shutil.rmtree(folder, ignore_errors=True)
+        drop_topics(args.bootstrap, prefix, group)
     print(f"entities={args.entities} points/entity={args.points} records={len(recs)} windows scored={scored}")
     print(f"produce (replay)        {produce:10.0f} records/s")
     print(f"in-process (no Kafka)   {offline:10.0f} records/s   (reference)")
