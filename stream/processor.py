@@ -23,6 +23,7 @@ from omnistream.stream.scorer import LoadedModel, ModelStore, WindowScores, scor
 from omnistream.stream.windows import EntityWindow, fill_missing
 
 DEFAULT_WINDOW = 64
+STACK_LIMIT = 4096  # windows stacked at once: 4096 x 64 x 38 float32 is about 40 MB
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,11 @@ class Processor:
         results: dict[int, WindowScores] = {}
         for group in groups.values():
             model = group[0].model
-            stacked = fill_missing(np.stack([j.values for j in group]), model.center)
-            for job, scores in zip(group, score_batch(model, stacked, [1] * len(group))):
-                results[id(job)] = scores
+            for i in range(0, len(group), STACK_LIMIT):  # bounded memory, however large the batch
+                part = group[i:i + STACK_LIMIT]
+                stacked = fill_missing(np.stack([j.values for j in part]), model.center)
+                for job, scores in zip(part, score_batch(model, stacked, [1] * len(part))):
+                    results[id(job)] = scores
             out.batch_sizes.append(len(group))
         out.score_seconds += time.perf_counter() - started
         out.scored += len(jobs)

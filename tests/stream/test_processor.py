@@ -10,6 +10,7 @@ from omnistream.models.data import asd_metric_names
 from omnistream.models.detector import point_scores
 from omnistream.models.scoring import reduce_scores
 from omnistream.stream.config import Settings
+from omnistream.stream import processor as processor_module
 from omnistream.stream.processor import Point, Processor
 from omnistream.stream.scorer import ModelStore
 
@@ -52,7 +53,9 @@ def events(outcomes):
     return sorted((e.entity, e.ts, e.state, e.event_id) for o in outcomes for e in o.anomalies)
 
 
-def test_streaming_scores_equal_offline_scores(trained_models, asd_series):
+@pytest.mark.parametrize("stack_limit", [processor_module.STACK_LIMIT, 37])
+def test_streaming_scores_equal_offline_scores(trained_models, asd_series, monkeypatch, stack_limit):
+    monkeypatch.setattr(processor_module, "STACK_LIMIT", stack_limit)  # large batches are scored in parts
     folder, detectors = trained_models
     processor = make_processor(folder)
     outcome = processor.process(points_of(asd_series["omi-1"], "omi-1"))
