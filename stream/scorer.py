@@ -114,8 +114,6 @@ def score_batch(model: LoadedModel, windows: np.ndarray, newest: list[int], how:
     x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(model.device)
     chunk = len(x) if model.device != "cpu" else SCORE_CHUNK
     z = torch.cat([model.module(part) for part in x.split(max(1, chunk))]).float().cpu().numpy()
-    out = []
-    for i, k in enumerate(newest):
-        per_metric = z[i, -k:]
-        out.append(WindowScores(reduce_scores(per_metric, how), per_metric))
-    return out
+    tail = z[:, -max(newest, default=1):]
+    points = reduce_scores(tail, how)  # one vectorised reduction for the whole batch
+    return [WindowScores(points[i, -k:], tail[i, -k:]) for i, k in enumerate(newest)]
