@@ -8,7 +8,10 @@ i.e. until every record was consumed, validated, re-keyed, windowed, scored (eve
 stride 1), decided and its window state persisted. Faust commits every few seconds, hence the
 default of many records.
 
-    python bench/e2e.py [--entities 50] [--points 1200] [--bootstrap 127.0.0.1:9092]
+With ``--rate`` the worker runs first and the records are produced at that pace (live
+traffic): the report says how far behind the worker is when the last record is produced.
+
+    python bench/e2e.py [--entities 50] [--points 1200] [--rate 0] [--bootstrap 127.0.0.1:9092]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from omnistream.stream.supervise import WorkerProcess
 from omnistream.stream.topics import POINTS, ensure_topics
 
 MODEL = REPO_ROOT / "deploy" / "demo" / "models" / "omi-2.pt"
+STEP = 300  # seconds between ASD points
 
 
 def records(entities: int, points: int) -> list[dict]:
@@ -40,7 +44,7 @@ def records(entities: int, points: int) -> list[dict]:
     for i in range(points):
         for e in range(entities):
             row = series[(i + 37 * e) % len(series)]  # each entity at its own phase
-            out.append({"entity": f"bench-{e}", "ts": 1_700_000_000.0 + 300 * i, "metrics": dict(zip(names, row.tolist()))})
+            out.append({"entity": f"bench-{e}", "ts": 1_700_000_000.0 + STEP * i, "metrics": dict(zip(names, row.tolist()))})
     return out
 
 
@@ -88,6 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=50)
     parser.add_argument("--points", type=int, default=1200)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="records/s produced while the worker runs (live); 0 = produce all first (catch-up)")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     args = parser.parse_args()
     recs = records(args.entities, args.points)
@@ -97,30 +103,41 @@ def main() -> None:
     prefix = f"bench-{time.strftime('%H%M%S')}."
     settings = Settings(kafka={"bootstrap": args.bootstrap, "topic_prefix": prefix})
     ensure_topics(settings, extra=tuple(f"metrics.bench-{e}" for e in range(args.entities)))
-    t0 = time.perf_counter()
-    replay(recs, {"bootstrap.servers": args.bootstrap}, prefix)
-    produce = len(recs) / (time.perf_counter() - t0)
-
+    producer = {"bootstrap.servers": args.bootstrap}
+    # Each step of the data is STEP seconds long and carries one record per entity.
+    speed = args.rate / args.entities * STEP
     group = f"bench-{prefix.rstrip('.')}"
     worker = WorkerProcess(["--bootstrap", args.bootstrap, "--prefix", prefix, "--model-dir", str(folder)],
                            folder / "worker.log", {"OMNISTREAM_APP_ID": group, "OMNISTREAM_DATA_DIR": str(folder / "state")})
     try:
+        if not args.rate:
+            t0 = time.perf_counter()
+            replay(recs, producer, prefix)
+            produce = len(recs) / (time.perf_counter() - t0)
         worker.start()
         t0 = time.perf_counter()
+        if args.rate:
+            replay(recs, producer, prefix, speed=speed)
+            produce = len(recs) / (time.perf_counter() - t0)
+        produced = time.perf_counter()
         watched = [settings.topic(f"metrics.bench-{e}") for e in range(args.entities)] + [settings.topic(POINTS)]
         while not caught_up(args.bootstrap, group, watched):
             time.sleep(0.25)
             if time.perf_counter() - t0 > 900 or not worker.running():
                 raise SystemExit(f"the worker did not get through the records: {worker.tail()}")
-        streamed = len(recs) / (time.perf_counter() - t0)
+        done = time.perf_counter()
     finally:
         worker.stop()
         shutil.rmtree(folder, ignore_errors=True)
         drop_topics(args.bootstrap, prefix, group)
+    streamed = len(recs) / (done - t0)
     print(f"entities={args.entities} points/entity={args.points} records={len(recs)} windows scored={scored}")
-    print(f"produce (replay)        {produce:10.0f} records/s")
+    print(f"produce ({'paced' if args.rate else 'replay'})        {produce:10.0f} records/s")
     print(f"in-process (no Kafka)   {offline:10.0f} records/s   (reference)")
     print(f"end to end via Kafka    {streamed:10.0f} records/s   ({streamed / offline:.2f}x of in-process)")
+    if args.rate:
+        print(f"behind at the end       {done - produced:10.1f} s from the last record produced to all committed "
+              "(about 3 s is Faust's commit interval)")
 
 
 if __name__ == "__main__":
