@@ -171,9 +171,12 @@ def schemas(out: Annotated[Path, typer.Option(help="folder for the JSON Schema f
 
 
 @app.command()
-def demo(speed: Annotated[float, typer.Option(help="data seconds per wall second")] = 30000.0,
+def demo(speed: Annotated[float, typer.Option(help="data seconds per wall second; 0 = as fast as possible")] = 30000.0,
          limit: Annotated[int, typer.Option(help="points per entity to replay")] = 4320) -> None:
-    """Broker + bundled ASD data + worker + live anomaly events, then a clean stop."""
+    """Broker + bundled ASD data + worker + live anomaly events, then a clean stop.
+
+    Uses the local broker on $OMNISTREAM_KAFKA_PORT (9092 by default), starting and stopping
+    it unless it is already running."""
     from omnistream.stream.demo import run_demo
 
     raise typer.Exit(run_demo(speed=speed, limit=limit, console=Console()))

@@ -2,6 +2,7 @@
 
 Bundled (deploy/demo/): the first test points of three ASD servers, and DC-VAE models that
 `omnistream fit` trained on those servers' train split. Everything the demo starts, it stops.
+The broker is the local one of deploy/kafka on $OMNISTREAM_KAFKA_PORT (9092 by default).
 """
 
 from __future__ import annotations
@@ -62,12 +63,13 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
             return 1
     run_id = time.strftime("%Y%m%d%H%M%S")
     prefix = f"demo-{run_id}."
-    settings = load_settings(environ={}, kafka={"topic_prefix": prefix})
+    bootstrap = f"127.0.0.1:{os.environ.get('OMNISTREAM_KAFKA_PORT', '9092')}"  # the port broker.sh uses
+    settings = load_settings(environ={}, kafka={"topic_prefix": prefix, "bootstrap": bootstrap})
     records = _records(limit)
     entities = sorted({r["entity"] for r in records})
     ensure_topics(settings, extra=tuple(f"metrics.{e}" for e in entities))
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"omnistream-demo-{run_id}.log"
-    worker = WorkerProcess(["--prefix", prefix, "--model-dir", str(DEMO_DIR / "models")],
+    worker = WorkerProcess(["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(DEMO_DIR / "models")],
                            log_path, {"OMNISTREAM_APP_ID": f"omnistream-demo-{run_id}",
                                       "OMNISTREAM_DATA_DIR": str(log_path.with_suffix(".state"))})
     console.print(f"[bold]starting the worker[/] (log: {log_path})")

@@ -12,9 +12,13 @@ BROKER = REPO / "deploy" / "kafka" / "broker.sh"
 PORT, CONTROLLER_PORT = 19092, 19093
 
 
+def broker_env() -> dict[str, str]:
+    """The environment under which deploy/ (and `omnistream demo`) use the test broker."""
+    return {**os.environ, "OMNISTREAM_KAFKA_PORT": str(PORT), "OMNISTREAM_KAFKA_CONTROLLER_PORT": str(CONTROLLER_PORT)}
+
+
 def _broker(action: str) -> None:
-    env = {**os.environ, "OMNISTREAM_KAFKA_PORT": str(PORT), "OMNISTREAM_KAFKA_CONTROLLER_PORT": str(CONTROLLER_PORT)}
-    subprocess.run([str(BROKER), action], check=True, env=env, timeout=300)
+    subprocess.run([str(BROKER), action], check=True, env=broker_env(), timeout=300)
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +27,11 @@ def kafka_bootstrap():
     _broker("start")
     yield f"127.0.0.1:{PORT}"
     _broker("stop")
+
+
+@pytest.fixture
+def test_broker_env(kafka_bootstrap):
+    return broker_env()
 
 
 @pytest.fixture
