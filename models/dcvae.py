@@ -45,13 +45,34 @@ class CausalConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(nn.functional.pad(x, (self.pad, 0)))
 
+    def tail(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """The last ``n`` outputs of ``forward(x)`` (all of them when n >= length), reading only
+        the last n + dilation inputs."""
+        length = x.size(2)
+        need = min(n, length) + self.pad
+        x = x[:, :, length - need:] if need <= length else nn.functional.pad(x, (need - length, 0))
+        return self.conv(x)
+
+
+class CausalBlock(nn.Module):
+    """One layer of a stack: causal convolution, activation, batch norm."""
+
+    def __init__(self, c_in: int, c_out: int, dilation: int, activation: type[nn.Module]):
+        super().__init__()
+        self.conv = CausalConv(c_in, c_out, dilation)
+        self.act = activation()
+        self.norm = nn.BatchNorm1d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.conv(x)))
+
+    def tail(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        return self.norm(self.act(self.conv.tail(x, n)))
+
 
 def _stack(c_in: int, channels: int, dilations: list[int], activation: type[nn.Module]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for d in dilations:
-        layers += [CausalConv(c_in, channels, d), activation(), nn.BatchNorm1d(channels)]
-        c_in = channels
-    return nn.Sequential(*layers)
+    return nn.Sequential(*[CausalBlock(c_in if i == 0 else channels, channels, d, activation)
+                           for i, d in enumerate(dilations)])
 
 
 class DCVAENet(nn.Module):
@@ -66,6 +87,13 @@ class DCVAENet(nn.Module):
         self.x_mean = CausalConv(cfg.channels, metrics, cfg.dilations[0])
         self.x_log_var = CausalConv(cfg.channels, metrics, cfg.dilations[0])
         self.min_log_var = cfg.min_log_var
+        # Outputs each decoder block must give for the last time step: the heads read
+        # 1 + dilation of the top block's, and each block reads n + its dilation of the one below.
+        lengths, n = [], 1 + cfg.dilations[0]
+        for d in cfg.dilations:  # the decoder's dilations, top block first
+            lengths.append(n)
+            n += d
+        self.tail_lengths: list[int] = lengths[::-1]
 
     def forward(self, x: torch.Tensor, sample: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.encoder(x.transpose(1, 2))
@@ -75,6 +103,17 @@ class DCVAENet(nn.Module):
         x_mean = self.x_mean(d).transpose(1, 2)
         x_log_var = self.x_log_var(d).transpose(1, 2).clamp_min(self.min_log_var)
         return x_mean, x_log_var, z_mean, z_log_var
+
+    @torch.jit.export
+    def last_step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_mean, x_log_var) of the last time step only, (B, 1, M): the same values as
+        ``forward``'s last step, computing only the part of the decoder that step reads."""
+        d = self.z_mean(self.encoder(x.transpose(1, 2)))
+        for i, block in enumerate(self.decoder):
+            d = block.tail(d, self.tail_lengths[i])
+        x_mean = self.x_mean.tail(d, 1).transpose(1, 2)
+        x_log_var = self.x_log_var.tail(d, 1).transpose(1, 2).clamp_min(self.min_log_var)
+        return x_mean, x_log_var
 
 
 def elbo_loss(x: torch.Tensor, x_mean: torch.Tensor, x_log_var: torch.Tensor, z_mean: torch.Tensor,
@@ -98,6 +137,13 @@ class ScoringModule(nn.Module):
         xn = (x - self.center) / self.scale
         x_mean, x_log_var, _, _ = self.net(xn, False)
         return (xn - x_mean).abs() * torch.exp(-0.5 * x_log_var)
+
+    @torch.jit.export
+    def score_last(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[:, -1:]`` with about half the work: what a stream scores per point."""
+        xn = (x - self.center) / self.scale
+        x_mean, x_log_var = self.net.last_step(xn)
+        return (xn[:, -1:] - x_mean).abs() * torch.exp(-0.5 * x_log_var)
 
 
 class DCVAE:

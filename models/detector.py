@@ -3,7 +3,9 @@
 A detector learns from windows (count, T, M) of one entity or cluster, scores windows with
 per-point, per-metric anomaly scores, and exports a self-contained TorchScript file whose
 ``forward(x: (B, T, M) float32) -> (B, T, M)`` returns the same scores from raw values
-(normalisation is baked in). Metadata travels inside the file (``omnistream.json``).
+(normalisation is baked in), and optionally ``score_last(x) -> (B, 1, M)``, the last step's
+scores alone, cheaper for a stream that scores each point as the end of its window. Metadata
+travels inside the file (``omnistream.json``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 
 METADATA_NAME = "omnistream.json"
+# Optional method of an exported model: ``forward(x)[:, -1:]`` computed with less work.
+LAST_STEP = "score_last"
 
 
 @dataclass
@@ -90,12 +94,16 @@ def export(detector: Detector, info: ModelInfo, path: Path, parity_windows: np.n
         module = torch.jit.script(detector.scoring_module().eval())
         torch.jit.save(module, str(tmp), _extra_files={METADATA_NAME: info.to_json()})
     loaded, _ = load(tmp)
-    with torch.no_grad():
-        got = loaded(torch.from_numpy(np.ascontiguousarray(parity_windows, dtype=np.float32))).numpy()
+    x = torch.from_numpy(np.ascontiguousarray(parity_windows, dtype=np.float32))
     want = detector.score(parity_windows)
-    if not np.allclose(got, want, atol=atol, rtol=1e-4):
-        tmp.unlink()
-        raise RuntimeError(f"TorchScript parity check failed: max |diff| = {np.abs(got - want).max():.3g}")
+    with torch.no_grad():
+        checks = [(loaded(x).numpy(), want)]
+        if hasattr(loaded, LAST_STEP):
+            checks.append((getattr(loaded, LAST_STEP)(x).numpy(), want[:, -1:]))
+    for got, expected in checks:
+        if not np.allclose(got, expected, atol=atol, rtol=1e-4):
+            tmp.unlink()
+            raise RuntimeError(f"TorchScript parity check failed: max |diff| = {np.abs(got - expected).max():.3g}")
     tmp.replace(path)
     return sha256_file(path)
 
@@ -112,8 +120,10 @@ def load(path: Path, device: str = "cpu") -> tuple[torch.jit.ScriptModule, Model
 
 def optimise_for_inference(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
     """Freeze the weights in and fold batch norm into the convolutions (same outputs, ~2x faster)."""
+    methods = [LAST_STEP] if hasattr(module, LAST_STEP) else []
     with _quiet_torchscript():
-        return torch.jit.optimize_for_inference(torch.jit.freeze(module.eval()))
+        frozen = torch.jit.freeze(module.eval(), preserved_attrs=methods)
+        return torch.jit.optimize_for_inference(frozen, other_methods=methods)
 
 
 @contextlib.contextmanager

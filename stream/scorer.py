@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omnistream.models.detector import ModelInfo, load, optimise_for_inference, sha256_file
+from omnistream.models.detector import LAST_STEP, ModelInfo, load, optimise_for_inference, sha256_file
 from omnistream.models.scoring import reduce_scores
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,10 @@ def score_batch(model: LoadedModel, windows: np.ndarray, newest: list[int], how:
     ``newest[i]`` last points of each."""
     x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(model.device)
     chunk = len(x) if model.device != "cpu" else SCORE_CHUNK
-    z = torch.cat([model.module(part) for part in x.split(max(1, chunk))]).float().cpu().numpy()
+    # Only the last step wanted: the cheaper method, where the model file has it.
+    last_only = max(newest, default=1) == 1 and hasattr(model.module, LAST_STEP)
+    call = getattr(model.module, LAST_STEP) if last_only else model.module
+    z = torch.cat([call(part) for part in x.split(max(1, chunk))]).float().cpu().numpy()
     tail = z[:, -max(newest, default=1):]
     points = reduce_scores(tail, how)  # one vectorised reduction for the whole batch
     return [WindowScores(points[i, -k:], tail[i, -k:]) for i, k in enumerate(newest)]

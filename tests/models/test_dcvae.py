@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from omnistream.models.dcvae import DCVAE, DCVAEConfig
-from omnistream.models.detector import ModelInfo, export, load, sliding_windows
+from omnistream.models.detector import ModelInfo, export, load, optimise_for_inference, sliding_windows
 
 
 def test_scores_are_causal():
@@ -28,9 +28,25 @@ def test_training_lowers_the_loss_and_export_matches(trained_models, asd_series,
     sha = export(detector, info, tmp_path / "m.pt", windows)
     module, loaded_info = load(tmp_path / "m.pt")
     assert loaded_info == info and len(sha) == 64
+    x = torch.from_numpy(np.ascontiguousarray(windows))
     with torch.no_grad():
-        np.testing.assert_allclose(module(torch.from_numpy(np.ascontiguousarray(windows))).numpy(),
-                                   detector.score(windows), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(module(x).numpy(), detector.score(windows), rtol=1e-5, atol=1e-5)
+        fast = optimise_for_inference(module)  # frozen, batch norm folded: what the worker runs
+        np.testing.assert_allclose(fast.score_last(x).numpy(), detector.score(windows)[:, -1:], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dilations", [[1, 2, 4, 8, 16, 32], [1, 3], [2, 5, 1]])
+def test_last_step_equals_the_full_window(dilations):
+    """The cone of the last step: only the decoder outputs it reads are computed."""
+    detector = DCVAE(4, DCVAEConfig(window=24, channels=6, dilations=dilations))
+    for module in detector.net.modules():  # non-trivial batch norm statistics
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 24, 4)).astype(np.float32))
+    scoring = detector.scoring_module()
+    with torch.no_grad():
+        torch.testing.assert_close(scoring.score_last(x), scoring(x)[:, -1:], rtol=1e-5, atol=1e-5)
 
 
 def test_labelled_anomalies_rank_above_normal_points(trained_models, asd_series):
