@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import faust
 
@@ -110,9 +110,10 @@ def create_app(settings: Settings) -> faust.App:
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
             valid: dict[tuple[str, str], list] = defaultdict(list)  # (entity, topic) -> [(ts, metrics)]
+            for topic, count in Counter(event.message.topic for event in events).items():
+                telemetry.RECORDS_IN.labels(topic).inc(count)
             for event in events:
                 msg = event.message
-                telemetry.RECORDS_IN.labels(msg.topic).inc()
                 try:
                     record = parse_metric_record(msg.value, msg.key, msg.topic, k.topic_prefix)
                 except RecordError as exc:

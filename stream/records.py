@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Literal
 
 import orjson
@@ -120,6 +121,9 @@ OUTPUT_MODELS = {
 }
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f]")
+
+
 def entity_from_topic(topic: str, prefix: str = "") -> str | None:
     """`<prefix>metrics.<entity>` names its entity; the shared `<prefix>metrics` topic does not."""
     head = f"{prefix}metrics."
@@ -146,7 +150,7 @@ def parse_metric_record(value: bytes | None, key: bytes | None, topic: str, pref
             raise RecordError("entity: missing (not in the record, the topic name or the key)")
     elif topic_entity is not None and record.entity != topic_entity:
         raise RecordError(f"entity: record says {record.entity!r} but topic {topic!r} is for {topic_entity!r}")
-    if any(ord(c) < 32 for c in record.entity):
+    if _CONTROL_CHARS.search(record.entity):
         raise RecordError("entity: contains control characters")
     return record
 
