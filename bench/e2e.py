@@ -25,15 +25,16 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from omnistream.models.data import REPO_ROOT, asd_metric_names, load_asd
+from omnistream.offline.datasets import asd_metric_names, load_asd
 from omnistream.stream.config import Settings
-from omnistream.stream.processor import Point, Processor
-from omnistream.stream.replay import replay
+from omnistream.stream.points import Point
+from omnistream.stream.processor import Processor
+from omnistream.cli.replay import replay
 from omnistream.stream.scorer import ModelStore
 from omnistream.stream.supervise import WorkerProcess
 from omnistream.stream.topics import POINTS, ensure_topics
 
-MODEL = REPO_ROOT / "deploy" / "demo" / "models" / "omi-2.pt"
+MODEL = Path(__file__).resolve().parents[1] / "deploy" / "demo" / "models" / "omi-2.pt"
 STEP = 300  # seconds between ASD points
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from omnistream import _core
-from omnistream.models import kernels_numba, kernels_numpy
+from omnistream.kernels import numba_twin as kernels_numba, numpy_twin as kernels_numpy
 
 
 def ncc_numpy_reference(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:

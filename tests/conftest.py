@@ -13,7 +13,7 @@ TEST_ENTITIES = ["omi-1", "omi-2"]
 
 @pytest.fixture(scope="session")
 def asd_series():
-    from omnistream.models.data import load_asd
+    from omnistream.offline.datasets import load_asd
 
     return {s.entity: s for s in load_asd(TEST_ENTITIES)}
 
@@ -21,9 +21,9 @@ def asd_series():
 @pytest.fixture(scope="session")
 def trained_models(asd_series, tmp_path_factory):
     """(model folder, {entity: detector}) for TEST_ENTITIES, window 32, two epochs."""
-    from omnistream.models.data import asd_metric_names
-    from omnistream.models.dcvae import DCVAEConfig
-    from omnistream.models.evaluate import export_entity, train_entity
+    from omnistream.offline.datasets import asd_metric_names
+    from omnistream.detectors.dcvae import DCVAEConfig
+    from omnistream.offline.evaluate import export_entity, train_entity
 
     folder = tmp_path_factory.mktemp("models")
     config = DCVAEConfig(window=32, channels=16, dilations=[1, 2, 4, 8], epochs=2, batch_size=64, learning_rate=1e-3)

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_demo_prints_events_and_dead_letters(test_broker_env):
-    result = subprocess.run([sys.executable, "-m", "omnistream.stream.cli", "demo", "--speed", "0", "--limit", "1500"],
+    result = subprocess.run([sys.executable, "-m", "omnistream.cli.main", "demo", "--speed", "0", "--limit", "1500"],
                             env=test_broker_env, capture_output=True, text=True, timeout=300)
     out = " ".join(result.stdout.split())  # rich wraps long lines
     assert result.returncode == 0, out + result.stderr[-2000:]

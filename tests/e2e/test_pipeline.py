@@ -11,10 +11,11 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
-from omnistream.models.data import asd_metric_names
+from omnistream.offline.datasets import asd_metric_names
 from omnistream.stream.config import Settings
-from omnistream.stream.processor import Point, Processor
-from omnistream.stream.replay import record_topic, replay
+from omnistream.stream.points import Point
+from omnistream.stream.processor import Processor
+from omnistream.cli.replay import record_topic, replay
 from omnistream.stream.scorer import ModelStore
 from omnistream.stream.supervise import WorkerProcess
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from omnistream.models.detector import ModelInfo
+from omnistream.detectors.base import ModelInfo
 from omnistream.stream.config import DecideSettings
 from omnistream.stream.decide import Decider, top_contributions
 from omnistream.stream.scorer import WindowScores

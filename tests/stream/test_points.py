@@ -3,7 +3,7 @@
 import orjson
 
 from omnistream.stream.points import POINTS_PER_MESSAGE, pack_points, unpack_points
-from omnistream.stream.processor import Point
+from omnistream.stream.points import Point
 
 
 def test_packed_points_come_back_in_order_with_missing_values():

@@ -6,12 +6,13 @@ import shutil
 import numpy as np
 import pytest
 
-from omnistream.models.data import asd_metric_names
-from omnistream.models.detector import point_scores
-from omnistream.models.scoring import reduce_scores
+from omnistream.offline.datasets import asd_metric_names
+from omnistream.detectors.base import point_scores
+from omnistream.detectors.reduce import reduce_scores
 from omnistream.stream.config import Settings
 from omnistream.stream import processor as processor_module
-from omnistream.stream.processor import Point, Processor
+from omnistream.stream.points import Point
+from omnistream.stream.processor import Processor
 from omnistream.stream.scorer import ModelStore
 
 N_POINTS = 400

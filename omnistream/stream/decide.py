@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from omnistream.models.detector import ModelInfo
+from omnistream.detectors.base import ModelInfo
 from omnistream.stream.config import DecideSettings
 from omnistream.stream.records import AnomalyEvent, MetricContribution, ModelRef, ScoreRecord, stable_id
 from omnistream.stream.scorer import WindowScores

@@ -18,20 +18,18 @@ import orjson
 from confluent_kafka import Consumer
 from rich.console import Console
 
-from omnistream.models.data import REPO_ROOT
+from omnistream.cli.checkout import checkout_file
 from omnistream.stream.config import load_settings
-from omnistream.stream.replay import replay
+from omnistream.cli.replay import replay
 from omnistream.stream.supervise import WorkerProcess
 from omnistream.stream.topics import client_config, ensure_topics
 
-DEMO_DIR = REPO_ROOT / "deploy" / "demo"
-BROKER = REPO_ROOT / "deploy" / "kafka" / "broker.sh"
 IDLE_SECONDS = 15.0  # quiet time after the replay (no event, no dead letter) that ends the demo
 BAD_RECORDS = [b"{\"entity\": \"omi-2\", \"ts\": ", orjson.dumps({"entity": "omi-3", "ts": "noon", "metrics": {"m00": 1}})]
 
 
 def _records(limit: int) -> list[dict]:
-    with gzip.open(DEMO_DIR / "asd-demo.jsonl.gz", "rb") as f:
+    with gzip.open(checkout_file("deploy", "demo", "asd-demo.jsonl.gz"), "rb") as f:
         records = [orjson.loads(line) for line in f]
     per_entity: dict[str, int] = {}
     kept = []
@@ -43,7 +41,7 @@ def _records(limit: int) -> list[dict]:
 
 
 def _broker(action: str) -> int:
-    return subprocess.call([str(BROKER), action], stdout=subprocess.DEVNULL)
+    return subprocess.call([str(checkout_file("deploy", "kafka", "broker.sh")), action], stdout=subprocess.DEVNULL)
 
 
 def _print_event(console: Console, event: dict) -> None:
@@ -58,7 +56,7 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
     started_broker = _broker("status") != 0
     if started_broker:
         console.print("[bold]starting the local Kafka broker[/] (first run fetches the jars from Maven Central)")
-        if subprocess.call([str(BROKER), "start"]) != 0:
+        if subprocess.call([str(checkout_file("deploy", "kafka", "broker.sh")), "start"]) != 0:
             console.print("[red]the broker did not start[/]")
             return 1
     run_id = time.strftime("%Y%m%d%H%M%S")
@@ -69,7 +67,7 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
     entities = sorted({r["entity"] for r in records})
     ensure_topics(settings, extra=tuple(f"metrics.{e}" for e in entities))
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"omnistream-demo-{run_id}.log"
-    worker = WorkerProcess(["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(DEMO_DIR / "models")],
+    worker = WorkerProcess(["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(checkout_file("deploy", "demo", "models"))],
                            log_path, {"OMNISTREAM_APP_ID": f"omnistream-demo-{run_id}",
                                       "OMNISTREAM_DATA_DIR": str(log_path.with_suffix(".state"))})
     console.print(f"[bold]starting the worker[/] (log: {log_path})")

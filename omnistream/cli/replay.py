@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from omnistream.models.data import ASD_STEP_SECONDS, SMD_STEP_SECONDS, asd_metric_names, load_dataset
+from omnistream.offline.datasets import ASD_STEP_SECONDS, SMD_STEP_SECONDS, asd_metric_names, load_dataset
 
 STEPS = {"asd": ASD_STEP_SECONDS, "smd": SMD_STEP_SECONDS}
 

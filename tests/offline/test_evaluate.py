@@ -2,9 +2,9 @@
 
 import json
 
-from omnistream.models.dcvae import DCVAEConfig
-from omnistream.models.detector import load
-from omnistream.models.evaluate import run
+from omnistream.detectors.dcvae import DCVAEConfig
+from omnistream.detectors.base import load
+from omnistream.offline.evaluate import run
 
 
 def test_evaluate_writes_report_plot_and_models(tmp_path):

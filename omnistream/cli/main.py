@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from omnistream.models.data import REPO_ROOT
+from omnistream.cli.checkout import checkout_file
 
 app = typer.Typer(help="Streaming anomaly detection for many cloud entities on Kafka.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_show_locals=False)
@@ -42,11 +42,11 @@ def _split(entities: str | None) -> list[str] | None:
     return [e.strip() for e in entities.split(",") if e.strip()] if entities else None
 
 
-def _broker_script() -> Path:
-    script = REPO_ROOT / "deploy" / "kafka" / "broker.sh"
-    if not script.exists():
-        raise typer.BadParameter(f"{script} not found: the broker commands run from a source checkout")
-    return script
+def _checkout_file(*parts: str) -> Path:
+    try:
+        return checkout_file(*parts)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()
@@ -54,7 +54,7 @@ def broker(action: Annotated[str, typer.Argument(help="start | stop | status | f
     """Run the local single-node Apache Kafka broker (KRaft; jars from Maven Central)."""
     if action not in ("start", "stop", "status", "fetch", "reset"):
         raise typer.BadParameter("action must be start, stop, status, fetch or reset")
-    raise typer.Exit(subprocess.call([str(_broker_script()), action]))
+    raise typer.Exit(subprocess.call([str(_checkout_file("deploy", "kafka", "broker.sh")), action]))
 
 
 @app.command()
@@ -95,7 +95,7 @@ def replay(file: Annotated[Optional[Path], typer.Argument(help="JSON-lines file 
     """Produce recorded or labelled data into the metric topics."""
     from rich.progress import Progress
 
-    from omnistream.stream.replay import dataset_records, file_records, replay as run_replay
+    from omnistream.cli.replay import dataset_records, file_records, replay as run_replay
     from omnistream.stream.topics import client_config
 
     if (file is None) == (dataset is None):
@@ -117,7 +117,7 @@ def record(topic: Annotated[str, typer.Argument(help="topic to copy (without pre
            idle: Annotated[float, typer.Option(help="stop after this many idle seconds")] = 5.0,
            config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: PrefixOpt = None) -> None:
     """Copy a topic from its beginning into a JSON-lines file (replayable with `replay`)."""
-    from omnistream.stream.replay import record_topic
+    from omnistream.cli.replay import record_topic
     from omnistream.stream.topics import client_config
 
     settings = _settings(config, bootstrap, prefix)
@@ -131,8 +131,8 @@ def fit(dataset: Annotated[str, typer.Option(help="asd | smd")] = "asd", entitie
         epochs: Annotated[int, typer.Option(help="training epochs (early stopping may end sooner)")] = 30,
         train_stride: Annotated[int, typer.Option(help="stride between training windows")] = 2) -> None:
     """Train one DC-VAE per entity on its history and export it for the worker."""
-    from omnistream.models.dcvae import DCVAEConfig
-    from omnistream.models.evaluate import run
+    from omnistream.detectors.dcvae import DCVAEConfig
+    from omnistream.offline.evaluate import run
 
     run(dataset, _split(entities), DCVAEConfig(epochs=epochs), train_stride, out / "report", out, console)
 
@@ -144,8 +144,8 @@ def evaluate(dataset: Annotated[str, typer.Option(help="asd | smd")] = "asd", en
              out: Annotated[Path, typer.Option(help="folder for report.json and scores.png")] = Path("reports/evaluate"),
              export: Annotated[Optional[Path], typer.Option(help="also export the models to this folder")] = None) -> None:
     """Train per entity, score the test split, print best F1 (with/without point-adjust)."""
-    from omnistream.models.dcvae import DCVAEConfig
-    from omnistream.models.evaluate import run
+    from omnistream.detectors.dcvae import DCVAEConfig
+    from omnistream.offline.evaluate import run
 
     run(dataset, _split(entities), DCVAEConfig(epochs=epochs), train_stride, out, export, Console())
 
@@ -153,10 +153,7 @@ def evaluate(dataset: Annotated[str, typer.Option(help="asd | smd")] = "asd", en
 @app.command()
 def bench() -> None:
     """Benchmarks (kernels; end to end when a broker answers on 127.0.0.1:9092), as ratios from the same run."""
-    script = REPO_ROOT / "bench" / "run.py"
-    if not script.exists():
-        raise typer.BadParameter(f"{script} not found: benchmarks run from a source checkout")
-    raise typer.Exit(subprocess.call([sys.executable, str(script)]))
+    raise typer.Exit(subprocess.call([sys.executable, str(_checkout_file("bench", "run.py"))]))
 
 
 @app.command()
@@ -177,7 +174,7 @@ def demo(speed: Annotated[float, typer.Option(help="data seconds per wall second
 
     Uses the local broker on $OMNISTREAM_KAFKA_PORT (9092 by default), starting and stopping
     it unless it is already running."""
-    from omnistream.stream.demo import run_demo
+    from omnistream.cli.demo import run_demo
 
     raise typer.Exit(run_demo(speed=speed, limit=limit, console=Console()))
 

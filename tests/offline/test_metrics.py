@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from omnistream.models.metrics import anomaly_segments, best_f1, f1_at, point_adjust_scores, validation_threshold_f1
+from omnistream.offline.metrics import anomaly_segments, best_f1, f1_at, point_adjust_scores, validation_threshold_f1
 
 
 def brute_best_f1(scores, labels, point_adjust):

@@ -8,7 +8,7 @@ COMMANDS = ["broker", "worker", "replay", "record", "fit", "evaluate", "bench", 
 
 
 def omnistream(*args):
-    return subprocess.run([sys.executable, "-m", "omnistream.stream.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "omnistream.cli.main", *args], capture_output=True, text=True,
                           timeout=120)
 
 

@@ -18,23 +18,13 @@ import numpy as np
 
 from omnistream.stream.config import Settings
 from omnistream.stream.decide import Decider
+from omnistream.stream.points import Point
 from omnistream.stream.records import AnomalyEvent, DataRange, ScoreRecord, TransferRequest, stable_id
 from omnistream.stream.scorer import LoadedModel, ModelStore, WindowScores, score_batch
 from omnistream.stream.windows import EntityWindow, fill_missing
 
 DEFAULT_WINDOW = 64
 STACK_LIMIT = 4096  # windows stacked at once: 4096 x 64 x 38 float32 is about 40 MB
-
-
-@dataclass(frozen=True)
-class Point:
-    """One validated record, as carried on the internal points topic."""
-
-    entity: str
-    ts: float
-    metrics: dict[str, float | None]
-    source: str
-    partition: int
 
 
 @dataclass

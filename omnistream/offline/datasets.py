@@ -1,7 +1,8 @@
 """Labelled real datasets: ASD (12 servers x 19 metrics, 5-minute steps) and SMD.
 
-The archives live in ``../shared/data`` beside the repository (or ``OMNISTREAM_DATA``);
-they are unpacked once into ``~/.cache/omnistream/data`` (or ``OMNISTREAM_CACHE``).
+The archives (``asd.tar.xz``, ``smd.tar.xz``) are read from ``$OMNISTREAM_DATA``, else from
+``data/`` or ``../shared/data`` under the working directory, and unpacked once into
+``~/.cache/omnistream/data`` (or ``$OMNISTREAM_CACHE``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ASD_STEP_SECONDS = 300
 SMD_STEP_SECONDS = 60
 
@@ -32,7 +32,7 @@ def data_dir() -> Path:
     """Folder holding the dataset archives."""
     env = os.environ.get("OMNISTREAM_DATA")
     candidates = [Path(env)] if env else []
-    candidates += [REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    candidates += [Path.cwd() / "data", Path.cwd().parent / "shared" / "data"]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate

@@ -19,7 +19,7 @@ READY_MARK = b"[^Worker]: Ready"
 class WorkerProcess:
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None):
         # Info level: the ready mark is an info line.
-        self.cmd = [sys.executable, "-m", "omnistream.stream.cli", "worker", *args, "--loglevel", "info"]
+        self.cmd = [sys.executable, "-m", "omnistream.cli.main", "worker", *args, "--loglevel", "info"]
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None

@@ -3,7 +3,7 @@
 Encoder and decoder are stacks of kernel-2 causal Conv1d layers with growing dilation, so
 each time step sees only its past; the decoder outputs a Gaussian (mean, log-variance) per
 time step and metric. The per-point, per-metric score is the alpha-sigma distance
-|x - mean| / sigma (the paper flags a metric when it exceeds its alpha); ``models.scoring``
+|x - mean| / sigma (the paper flags a metric when it exceeds its alpha); ``detectors.reduce``
 reduces it to one score per point, by default the mean of its squares over metrics.
 """
 

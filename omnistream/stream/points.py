@@ -10,10 +10,21 @@ sent in order to the same partition.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import orjson
 
-from omnistream.stream.processor import Point
+
+@dataclass(frozen=True)
+class Point:
+    """One validated record, as carried on the internal points topic."""
+
+    entity: str
+    ts: float
+    metrics: dict[str, float | None]
+    source: str
+    partition: int
+
 
 # Points per message: about 1 kB each as JSON, so a message stays far below Kafka's 1 MB limit.
 POINTS_PER_MESSAGE = 200

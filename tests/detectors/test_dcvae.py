@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from omnistream.models.dcvae import DCVAE, DCVAEConfig
-from omnistream.models.detector import ModelInfo, export, load, optimise_for_inference, sliding_windows
+from omnistream.detectors.dcvae import DCVAE, DCVAEConfig
+from omnistream.detectors.base import ModelInfo, export, load, optimise_for_inference, sliding_windows
 
 
 def test_scores_are_causal():
@@ -50,9 +50,9 @@ def test_last_step_equals_the_full_window(dilations):
 
 
 def test_labelled_anomalies_rank_above_normal_points(trained_models, asd_series):
-    from omnistream.models.detector import point_scores
-    from omnistream.models.metrics import best_f1
-    from omnistream.models.scoring import reduce_scores
+    from omnistream.detectors.base import point_scores
+    from omnistream.offline.metrics import best_f1
+    from omnistream.detectors.reduce import reduce_scores
 
     _, detectors = trained_models
     series = asd_series["omi-1"]

@@ -22,7 +22,7 @@ from types import ModuleType
 
 import numpy as np
 
-from omnistream.models import kernels_numpy
+from omnistream.kernels import numpy_twin as kernels_numpy
 
 
 def _load_backend() -> tuple[str, ModuleType]:
@@ -39,7 +39,7 @@ def _load_backend() -> tuple[str, ModuleType]:
                 raise
     if wanted in ("", "numba"):
         try:
-            from omnistream.models import kernels_numba
+            from omnistream.kernels import numba_twin as kernels_numba
 
             return "numba", kernels_numba
         except ImportError:

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import reference_kernels as ref
-from omnistream.models import kernels as facade
-from omnistream.models import kernels_numba, kernels_numpy
+from omnistream import kernels as facade
+from omnistream.kernels import numba_twin as kernels_numba, numpy_twin as kernels_numpy
 
 _core = importlib.import_module("omnistream._core")
 BACKENDS = {"cpp": _core, "numba": kernels_numba, "numpy": kernels_numpy}

@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from omnistream.models import metrics
-from omnistream.models.data import EntitySeries, asd_metric_names, load_dataset
-from omnistream.models.dcvae import DCVAE, DCVAEConfig
-from omnistream.models.detector import ModelInfo, export, point_scores, sliding_windows
-from omnistream.models.scoring import REDUCERS, alpha_thresholds, reduce_scores
+from omnistream.offline import metrics
+from omnistream.offline.datasets import EntitySeries, asd_metric_names, load_dataset
+from omnistream.detectors.dcvae import DCVAE, DCVAEConfig
+from omnistream.detectors.base import ModelInfo, export, point_scores, sliding_windows
+from omnistream.detectors.reduce import REDUCERS, alpha_thresholds, reduce_scores
 
 
 def train_entity(series: EntitySeries, config: DCVAEConfig, train_stride: int) -> DCVAE:

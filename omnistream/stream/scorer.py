@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omnistream.models.detector import LAST_STEP, ModelInfo, load, optimise_for_inference, sha256_file
-from omnistream.models.scoring import reduce_scores
+from omnistream.detectors.base import LAST_STEP, ModelInfo, load, optimise_for_inference, sha256_file
+from omnistream.detectors.reduce import reduce_scores
 
 log = logging.getLogger(__name__)
 

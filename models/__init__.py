@@ -1,1 +1,0 @@
-"""Detectors, training, thresholds, evaluation, clustering and transfer for omnistream."""

@@ -1,0 +1,1 @@
+"""The Kafka side: records, topics, windows, scoring, decisions and the Faust app."""
