@@ -25,7 +25,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from omnistream.offline.datasets import asd_metric_names, load_asd
+from omnistream.offline.datasets import metric_names, load_asd
 from omnistream.stream.config import Settings
 from omnistream.stream.points import Point
 from omnistream.stream.processor import Processor
@@ -40,7 +40,7 @@ STEP = 300  # seconds between ASD points
 
 def records(entities: int, points: int) -> list[dict]:
     series = load_asd(["omi-2"])[0].test
-    names = asd_metric_names(series.shape[1])
+    names = metric_names(series.shape[1])
     out = []
     for i in range(points):
         for e in range(entities):

@@ -21,14 +21,16 @@ def asd_series():
 @pytest.fixture(scope="session")
 def trained_models(asd_series, tmp_path_factory):
     """(model folder, {entity: detector}) for TEST_ENTITIES, window 32, two epochs."""
-    from omnistream.offline.datasets import asd_metric_names
-    from omnistream.detectors.dcvae import DCVAEConfig
-    from omnistream.offline.evaluate import export_entity, train_entity
+    from omnistream.offline.datasets import metric_names
+    from omnistream.offline.fit import export_fitted, fit_entity, model_info
 
     folder = tmp_path_factory.mktemp("models")
-    config = DCVAEConfig(window=32, channels=16, dilations=[1, 2, 4, 8], epochs=2, batch_size=64, learning_rate=1e-3)
+    config = dict(window=32, channels=16, dilations=[1, 2, 4, 8], epochs=2, batch_size=64, learning_rate=1e-3,
+                  train_stride=4)
     detectors = {}
     for name, series in asd_series.items():
-        detectors[name] = train_entity(series, config, train_stride=4)
-        export_entity(detectors[name], series, folder, asd_metric_names(series.train.shape[1]))
+        fitted = fit_entity("dcvae", series.train, config)
+        info = model_info(fitted, metric_names(series.train.shape[1]), entity=name)
+        export_fitted(fitted, folder / f"{name}.pt", info, series.test)
+        detectors[name] = fitted.detector
     return folder, detectors

@@ -125,29 +125,91 @@ def record(topic: Annotated[str, typer.Argument(help="topic to copy (without pre
     console.print(f"recorded {count} messages to {out}")
 
 
+DatasetOpt = Annotated[str, typer.Option(help="asd | smd | PATH: a folder of entity folders with train.csv, test.csv, "
+                                              "test_label.csv (see README)")]
+DetectorConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--detector-config", help="YAML/TOML file of hyper-parameters: {detector: {key: value}} (see `omnistream detectors`)")]
+JobsOpt = Annotated[int, typer.Option(help="entities trained in parallel processes")]
+RiskOpt = Annotated[float, typer.Option(help="POT risk q: share of normal points allowed above the threshold")]
+
+
+def _detector_configs(path: Path | None) -> dict[str, dict]:
+    if path is None:
+        return {}
+    from omnistream.stream.config import read_config_file
+
+    try:
+        data = read_config_file(path)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"detector config: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise typer.BadParameter(f"detector config {path}: expected {{detector: {{key: value}}}}")
+    return data
+
+
+def _load_data(dataset: str, entities: str | None):
+    from omnistream.offline.datasets import load_dataset
+
+    try:
+        return load_dataset(dataset, _split(entities))
+    except (OSError, KeyError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @app.command()
-def fit(dataset: Annotated[str, typer.Option(help="asd | smd")] = "asd", entities: EntitiesOpt = None,
+def fit(detector: Annotated[str, typer.Option(help="registered detector (see `omnistream detectors`)")] = "dcvae",
+        dataset: DatasetOpt = "asd", entities: EntitiesOpt = None,
         out: Annotated[Path, typer.Option(help="model folder the worker reads")] = Path("models-store"),
-        epochs: Annotated[int, typer.Option(help="training epochs (early stopping may end sooner)")] = 30,
-        train_stride: Annotated[int, typer.Option(help="stride between training windows")] = 2) -> None:
-    """Train one DC-VAE per entity on its history and export it for the worker."""
-    from omnistream.detectors.dcvae import DCVAEConfig
-    from omnistream.offline.evaluate import run
+        detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-3, jobs: JobsOpt = 1) -> None:
+    """Train one model per entity on its train split, calibrate its label-free threshold, export it."""
+    from omnistream.detectors.registry import DetectorError
+    from omnistream.offline.fit import Calibration, fit_dataset
 
-    run(dataset, _split(entities), DCVAEConfig(epochs=epochs), train_stride, out / "report", out, console)
+    data = _load_data(dataset, entities)
+    try:
+        fit_dataset(detector, data, out, _detector_configs(detector_config).get(detector, {}),
+                    Calibration(risk=risk), jobs, Console())
+    except DetectorError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()
-def evaluate(dataset: Annotated[str, typer.Option(help="asd | smd")] = "asd", entities: EntitiesOpt = None,
-             epochs: Annotated[int, typer.Option(help="training epochs (early stopping may end sooner)")] = 30,
-             train_stride: Annotated[int, typer.Option(help="stride between training windows")] = 2,
-             out: Annotated[Path, typer.Option(help="folder for report.json and scores.png")] = Path("reports/evaluate"),
-             export: Annotated[Optional[Path], typer.Option(help="also export the models to this folder")] = None) -> None:
-    """Train per entity, score the test split, print best F1 (with/without point-adjust)."""
-    from omnistream.detectors.dcvae import DCVAEConfig
+def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registered detectors; the baselines "
+                                                        "random, flag_all, zscore and pca always run")] = "dcvae",
+             dataset: DatasetOpt = "asd", entities: EntitiesOpt = None,
+             seeds: Annotated[int, typer.Option(help="seeds per deep detector (mean ± std)")] = 3,
+             detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-3, jobs: JobsOpt = 1,
+             out: Annotated[Path, typer.Option(help="folder for report.json, report.md and plots")] = Path("reports/evaluate")) -> None:
+    """Every detector on every entity: F1 without and with point-adjust, F1 and flagged share at the
+    deployed label-free threshold, pooled and per entity, against the baselines of the same run."""
+    from omnistream.detectors.registry import DetectorError
     from omnistream.offline.evaluate import run
+    from omnistream.offline.fit import Calibration
 
-    run(dataset, _split(entities), DCVAEConfig(epochs=epochs), train_stride, out, export, Console())
+    data = _load_data(dataset, entities)
+    try:
+        run(dataset, data, _split(detector) or [], _detector_configs(detector_config), seeds, Calibration(risk=risk),
+            out, jobs, Console())
+    except DetectorError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def detectors() -> None:
+    """The registered detectors, their papers and hyper-parameters (defaults and meaning)."""
+    from rich.table import Table
+
+    from omnistream.detectors.registry import describe, detector_class, names
+
+    out = Console()
+    for name in names():
+        cls = detector_class(name)
+        table = Table(title=f"{name}: {cls.paper} (score reduction: {cls.reduction})", title_justify="left")
+        for col in ("hyper-parameter", "default", "meaning"):
+            table.add_column(col)
+        for key, (default, meaning) in describe(name).items():
+            table.add_row(key, str(default), meaning)
+        out.print(table)
 
 
 @app.command()

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from omnistream.offline.datasets import ASD_STEP_SECONDS, SMD_STEP_SECONDS, asd_metric_names, load_dataset
+from omnistream.offline.datasets import ASD_STEP_SECONDS, SMD_STEP_SECONDS, metric_names, load_dataset
 
 STEPS = {"asd": ASD_STEP_SECONDS, "smd": SMD_STEP_SECONDS}
 
@@ -29,7 +29,7 @@ def dataset_records(dataset: str, split: str = "test", entities: list[str] | Non
 
     def one(s) -> Iterator[tuple[float, str, dict]]:
         values = getattr(s, split)[:limit]
-        names = asd_metric_names(values.shape[1])
+        names = metric_names(values.shape[1])
         for i, row in enumerate(values.tolist()):
             yield start_ts + i * step, s.entity, dict(zip(names, row))
 

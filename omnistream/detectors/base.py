@@ -1,65 +1,124 @@
-"""The one small interface every detector implements, and its TorchScript export.
+"""The contract every detector declares, in the spirit of river's ``AnomalyDetector`` (a high
+score is anomalous) and Merlion's ``config_class`` + factory.
 
-A detector learns from windows (count, T, M) of one entity or cluster, scores windows with
-per-point, per-metric anomaly scores, and exports a self-contained TorchScript file whose
-``forward(x: (B, T, M) float32) -> (B, T, M)`` returns the same scores from raw values
-(normalisation is baked in), and optionally ``score_last(x) -> (B, 1, M)``, the last step's
-scores alone, cheaper for a stream that scores each point as the end of its window. Metadata
-travels inside the file (``omnistream.json``).
+A detector is created from its config (``registry.create(name, **config)``), learns from
+windows (count, W, M) of one entity or cluster, and scores windows with per-point,
+per-metric scores (count, W, M). What it deploys is ``scoring_module()``: a TorchScript-able
+module whose ``forward(x: (B, W, M) float32) -> (B, W, M)`` returns the same scores from raw
+values (normalisation baked in) and, where cheaper, ``score_last(x) -> (B, 1, M)``, the last
+step's scores alone, which is what a stream scores per point. ``reduction`` says how the
+per-metric scores of a point become one score; ``input_kind`` says what the model reads.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import warnings
-from dataclasses import asdict, dataclass, field
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-METADATA_NAME = "omnistream.json"
-# Optional method of an exported model: ``forward(x)[:, -1:]`` computed with less work.
-LAST_STEP = "score_last"
+# Progress of a training run: (epoch, train loss, validation loss).
+EpochCallback = Callable[[int, float, float], None]
+# Which parameters (by name) train; the others stay frozen, BatchNorm statistics included.
+Trainable = Callable[[str], bool]
 
 
-@dataclass
-class ModelInfo:
-    """What a scorer needs to know about an exported model."""
+class DetectorConfig(BaseModel):
+    """Hyper-parameters every detector has. Subclasses document their own, with the paper."""
 
-    name: str
-    version: str
-    metrics: list[str]
-    window: int
-    threshold: float
-    entity: str | None = None
-    cluster: str | None = None
-    strategy: str = "scratch"
-    training: dict = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    window: int = Field(64, ge=1, description="points per window the model reads (the last one is scored)")
+    train_stride: int = Field(1, ge=1, description="stride between training windows taken from a series")
+    seed: int = Field(0, description="seed of every random choice: initial weights, shuffling, sampling")
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ModelInfo":
-        return cls(**json.loads(text))
+    def __pydantic_init_subclass__(cls, **kwargs: object) -> None:
+        """A subclass that only changes a default keeps the parent's description."""
+        super().__pydantic_init_subclass__(**kwargs)
+        for name, field in cls.model_fields.items():
+            if not field.description:
+                parent = next((b.model_fields[name] for b in cls.__mro__[1:]
+                               if name in getattr(b, "model_fields", {})), None)
+                field.description = parent.description if parent is not None else None
 
 
-class Detector(Protocol):
-    name: str
-    window: int
+class Detector(ABC):
+    """Fit on windows, score windows per point and metric, export a scoring module."""
 
-    def fit(self, windows: np.ndarray) -> "Detector": ...
+    name: ClassVar[str]
+    config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+    paper: ClassVar[str] = ""
+    # How a point's per-metric scores reduce to one score (see ``reduce``); higher = more anomalous.
+    reduction: ClassVar[str] = "mean_sq"
+    input_kind: ClassVar[Literal["entity", "system"]] = "entity"
 
-    def score(self, windows: np.ndarray) -> np.ndarray: ...
+    def __init__(self, config: DetectorConfig | None = None, **overrides: object):
+        base = config if config is not None else self.config_class()
+        if not isinstance(base, self.config_class):
+            raise TypeError(f"{self.name} takes a {self.config_class.__name__}, not {type(base).__name__}")
+        self.config = base.model_copy(update=overrides) if overrides else base
+        if overrides:  # validate the merged values, as the registry does
+            self.config = self.config_class.model_validate(self.config.model_dump())
+        self.metrics: int | None = None
+        self.train_seconds = 0.0
+        self.history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
 
-    def scoring_module(self) -> torch.nn.Module: ...
+    @property
+    def window(self) -> int:
+        return self.config.window
 
-    def transferable_layers(self) -> dict[str, list[str]]: ...
+    @abstractmethod
+    def fit(self, windows: np.ndarray, trainable: Trainable | None = None,
+            progress: EpochCallback | None = None) -> "Detector":
+        """Learn from windows (count, W, M). A fitted detector continues from its weights
+        (fine-tuning); ``trainable`` freezes the parameters it rejects (partial transfer)."""
+
+    @abstractmethod
+    def scoring_module(self) -> torch.nn.Module:
+        """The deployable module: raw windows (B, W, M) -> per-point, per-metric scores."""
+
+    def fit_series(self, series: np.ndarray, progress: EpochCallback | None = None) -> "Detector":
+        """Fit on the sliding windows of one series (T, M)."""
+        return self.fit(sliding_windows(series, self.window, self.config.train_stride), progress=progress)
+
+    @torch.no_grad()
+    def score(self, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
+        """Per-point, per-metric scores (count, W, M) of windows (count, W, M)."""
+        self._require_fitted()
+        module = self.scoring_module().eval()
+        x = torch.from_numpy(np.require(windows, np.float32, ["C", "W"]))
+        return torch.cat([module(part) for part in x.split(batch)]).numpy()
+
+    @torch.no_grad()
+    def score_last(self, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
+        """Scores (count, M) of each window's last point: what the worker computes per point."""
+        self._require_fitted()
+        module = self.scoring_module().eval()
+        call = getattr(module, "score_last", None) or (lambda part: module(part)[:, -1:])
+        x = torch.from_numpy(np.require(windows, np.float32, ["C", "W"]))
+        return torch.cat([call(part) for part in x.split(batch)])[:, -1].numpy()
+
+    def layer_groups(self) -> dict[str, list[str]]:
+        """Parameter names by group for partial transfer: ``shared`` carries over from a base
+        model, ``head`` retrains. Detectors without trained layers have none."""
+        return {}
+
+    def _require_fitted(self) -> None:
+        if self.metrics is None:
+            raise RuntimeError(f"{self.name} is not fitted: call fit() first")
+
+    def _check_windows(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim != 3 or windows.shape[1] != self.window:
+            raise ValueError(f"{self.name} needs windows (count, {self.window}, metrics), got {windows.shape}")
+        if len(windows) == 0:
+            raise ValueError(f"{self.name} needs at least one training window")
+        if self.metrics is not None and windows.shape[2] != self.metrics:
+            raise ValueError(f"{self.name} was fitted on {self.metrics} metrics, got {windows.shape[2]}")
+        return windows
 
 
 def sliding_windows(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
@@ -72,71 +131,15 @@ def sliding_windows(series: np.ndarray, window: int, stride: int = 1) -> np.ndar
 
 def point_scores(detector: Detector, series: np.ndarray, history: np.ndarray | None = None,
                  batch: int = 1024) -> np.ndarray:
-    """Per-point (T, M) scores of a series, each point scored as the last of its window.
+    """Per-point (T, M) scores of a series, each point scored as the last of its own window,
+    as the worker scores a stream.
 
     ``history`` (the points just before the series) fills the first window; without it the
     first window-1 points get the score of the first full window.
     """
-    context = series if history is None else np.concatenate([history[-(detector.window - 1):], series])
-    windows = sliding_windows(context, detector.window)
-    last = np.concatenate([detector.score(windows[i:i + batch])[:, -1] for i in range(0, len(windows), batch)])
+    w = detector.window
+    context = series if history is None or w == 1 else np.concatenate([history[-(w - 1):], series])
+    windows = sliding_windows(context, w)
+    last = np.concatenate([detector.score_last(windows[i:i + batch]) for i in range(0, len(windows), batch)])
     missing = series.shape[0] - last.shape[0]
     return np.concatenate([np.repeat(last[:1], missing, axis=0), last]) if missing > 0 else last
-
-
-def export(detector: Detector, info: ModelInfo, path: Path, parity_windows: np.ndarray,
-           atol: float = 1e-4) -> str:
-    """Script the detector's scoring module to ``path``, check parity, return its sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with _quiet_torchscript():
-        module = torch.jit.script(detector.scoring_module().eval())
-        torch.jit.save(module, str(tmp), _extra_files={METADATA_NAME: info.to_json()})
-    loaded, _ = load(tmp)
-    x = torch.from_numpy(np.ascontiguousarray(parity_windows, dtype=np.float32))
-    want = detector.score(parity_windows)
-    with torch.no_grad():
-        checks = [(loaded(x).numpy(), want)]
-        if hasattr(loaded, LAST_STEP):
-            checks.append((getattr(loaded, LAST_STEP)(x).numpy(), want[:, -1:]))
-    for got, expected in checks:
-        if not np.allclose(got, expected, atol=atol, rtol=1e-4):
-            tmp.unlink()
-            raise RuntimeError(f"TorchScript parity check failed: max |diff| = {np.abs(got - expected).max():.3g}")
-    tmp.replace(path)
-    return sha256_file(path)
-
-
-def load(path: Path, device: str = "cpu") -> tuple[torch.jit.ScriptModule, ModelInfo]:
-    """Load an exported model and its metadata."""
-    extra = {METADATA_NAME: ""}
-    with _quiet_torchscript():
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    if not extra[METADATA_NAME]:
-        raise ValueError(f"{path} is not an omnistream model (no {METADATA_NAME} inside)")
-    return module.eval(), ModelInfo.from_json(extra[METADATA_NAME])
-
-
-def optimise_for_inference(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """Freeze the weights in and fold batch norm into the convolutions (same outputs, ~2x faster)."""
-    methods = [LAST_STEP] if hasattr(module, LAST_STEP) else []
-    with _quiet_torchscript():
-        frozen = torch.jit.freeze(module.eval(), preserved_attrs=methods)
-        return torch.jit.optimize_for_inference(frozen, other_methods=methods)
-
-
-@contextlib.contextmanager
-def _quiet_torchscript() -> Iterator[None]:
-    """TorchScript is the deployment format here; its deprecation notices are not for users."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=FutureWarning)
-        yield
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

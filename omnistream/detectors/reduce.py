@@ -1,14 +1,22 @@
-"""From per-point, per-metric detector scores (T, M) to one score per point."""
+"""From per-point, per-metric detector scores (..., M) to one score per point.
+
+Each exported model names its reduction (``ModelInfo.reduction``); the worker and the
+evaluation apply the same function, so the threshold is always on the same scale.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-REDUCERS = {
-    # alpha-sigma rule with one alpha for all metrics: the worst metric decides
-    "max": lambda z: z.max(axis=-1),
-    # energy of the standardised residual: every metric contributes
+REDUCERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    # energy of standardised residuals: every metric contributes (z-score, PCA, reconstruction errors)
     "mean_sq": lambda z: (z**2).mean(axis=-1),
+    # the worst metric decides: the alpha-sigma rule with per-metric alphas folded into the scores
+    "max": lambda z: z.max(axis=-1),
+    # scores that are already energies or likelihoods per metric (e.g. negative log-likelihood)
+    "mean": lambda z: z.mean(axis=-1),
 }
 
 
@@ -16,8 +24,3 @@ def reduce_scores(per_metric: np.ndarray, how: str = "mean_sq") -> np.ndarray:
     if how not in REDUCERS:
         raise ValueError(f"unknown score reduction {how!r}; choose one of {sorted(REDUCERS)}")
     return REDUCERS[how](per_metric)
-
-
-def alpha_thresholds(per_metric: np.ndarray, quantile: float = 0.999) -> np.ndarray:
-    """Per-metric alpha for the alpha-sigma rule from training scores (no labels used)."""
-    return np.quantile(per_metric.reshape(-1, per_metric.shape[-1]), quantile, axis=0)

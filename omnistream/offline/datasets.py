@@ -86,8 +86,8 @@ def load_asd(entities: list[str] | None = None) -> list[EntitySeries]:
     return out
 
 
-def asd_metric_names(count: int = 19) -> list[str]:
-    """ASD publishes no metric names; the columns are called m00..m18."""
+def metric_names(count: int = 19) -> list[str]:
+    """ASD, SMD and the user's CSVs carry no metric names the worker can use: columns are m00, m01, ..."""
     return [f"m{i:02d}" for i in range(count)]
 
 
@@ -106,8 +106,66 @@ def load_smd(entities: list[str] | None = None) -> list[EntitySeries]:
     return out
 
 
+def _read_table(path: Path) -> np.ndarray:
+    """A CSV of numbers, with or without a header line; empty cells and NaN are missing."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+
+    def numbers(line: str) -> list[float]:
+        return [float(c) if c.strip() else np.nan for c in line.split(",")]
+
+    first = 0
+    if lines:
+        try:
+            numbers(lines[0])
+        except ValueError:  # a header
+            first = 1
+    if len(lines) <= first:
+        raise ValueError(f"{path}: no data rows")
+    rows = []
+    for i, line in enumerate(lines[first:], start=first + 1):
+        try:
+            rows.append(numbers(line))
+        except ValueError:
+            raise ValueError(f"{path}: line {i} is not a CSV of numbers: {line[:80]!r}") from None
+    if len({len(r) for r in rows}) > 1:
+        raise ValueError(f"{path}: rows have different numbers of columns")
+    return np.array(rows, dtype=np.float32)
+
+
+def load_folder(root: Path, entities: list[str] | None = None) -> list[EntitySeries]:
+    """The user's labelled data: one folder per entity holding train.csv, test.csv and
+    test_label.csv (one 0/1 column, a row per test row); headers optional, NaN allowed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder (expected one folder per entity)")
+    available = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not available:
+        raise ValueError(f"{root} has no entity folders (each with train.csv, test.csv, test_label.csv)")
+    out = []
+    for name in entities or available:
+        folder = root / name
+        missing = [f for f in ("train.csv", "test.csv", "test_label.csv") if not (folder / f).exists()]
+        if missing:
+            raise ValueError(f"{folder}: missing {', '.join(missing)}")
+        train, test = _read_table(folder / "train.csv"), _read_table(folder / "test.csv")
+        labels = _read_table(folder / "test_label.csv")
+        if train.shape[1] != test.shape[1]:
+            raise ValueError(f"{name}: train has {train.shape[1]} metrics, test has {test.shape[1]}")
+        if labels.shape != (len(test), 1):
+            raise ValueError(f"{name}: test_label.csv must be one column of {len(test)} rows, got {labels.shape}")
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"{name}: test labels must be 0 or 1")
+        if len(train) < 100:
+            raise ValueError(f"{name}: train split of {len(train)} rows is too short (at least 100)")
+        out.append(EntitySeries(name, train, test, labels[:, 0].astype(np.int8)))
+    return out
+
+
 def load_dataset(name: str, entities: list[str] | None = None) -> list[EntitySeries]:
+    """A bundled dataset by name (asd, smd) or the user's folder by path."""
     loaders = {"asd": load_asd, "smd": load_smd}
-    if name not in loaders:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(loaders)}")
-    return loaders[name](entities)
+    if name in loaders:
+        return loaders[name](entities)
+    if Path(name).is_dir():
+        return load_folder(Path(name), entities)
+    raise ValueError(f"unknown dataset {name!r}: give asd, smd or a folder of entity folders")

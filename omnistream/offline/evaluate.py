@@ -1,16 +1,29 @@
-"""`omnistream evaluate`: train a detector per entity on its train split, score the test
-split, and report best F1 (with and without point-adjust) and validation-threshold F1.
+"""`omnistream evaluate`: every detector on every entity of a labelled dataset, honestly.
 
-Writes ``report.json`` and ``scores.png`` to the output folder; optionally exports each
-trained model to TorchScript so that the same run feeds the stream worker.
+For each detector, seed and entity: fit on the older 80 % of the train split, calibrate the
+POT threshold on its newest 20 % (offline.fit; no labels), score the test split as the worker
+does (each point the last of its own window), decide with SPOT as the worker does. Reported,
+from the same run, for each detector and for the baselines (random scores, flag every point,
+z-score, PCA):
+- best F1 without point-adjust, then with point-adjust (thresholds chosen with test labels:
+  an upper bound, not a deployable figure);
+- F1 and the share of points flagged at the deployed label-free threshold, next to the true
+  anomaly rate;
+- the F1 at a threshold chosen with the labels of the first half of the test split
+  (OmniTransfer's protocol), labelled as such;
+each pooled over entities (TP/FP/FN summed, each entity at its own threshold) and as a mean
+over entities; deep detectors as mean ± std over seeds. Writes report.json, report.md and
+plots to the output folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
-from dataclasses import asdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,126 +31,275 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from omnistream.detectors.base import point_scores
+from omnistream.detectors.calibration import spot_decisions
+from omnistream.detectors.reduce import reduce_scores
+from omnistream.detectors.registry import detector_class
 from omnistream.offline import metrics
-from omnistream.offline.datasets import EntitySeries, asd_metric_names, load_dataset
-from omnistream.detectors.dcvae import DCVAE, DCVAEConfig
-from omnistream.detectors.base import ModelInfo, export, point_scores, sliding_windows
-from omnistream.detectors.reduce import REDUCERS, alpha_thresholds, reduce_scores
+from omnistream.offline.datasets import EntitySeries
+from omnistream.offline.fit import Calibration, fit_entity
+
+BASELINES = ["random", "flag_all", "zscore", "pca"]  # always in the run
+SCORE_FREE = {"random", "flag_all"}  # baselines that are not registry detectors
 
 
-def train_entity(series: EntitySeries, config: DCVAEConfig, train_stride: int) -> DCVAE:
-    detector = DCVAE(series.train.shape[1], config)
-    detector.set_normalisation(series.train)
-    detector.fit(sliding_windows(series.train, config.window, train_stride))
-    return detector
+@dataclass
+class EntityRun:
+    """What one (detector, seed, entity) produced on the test split."""
+
+    detector: str
+    seed: int
+    entity: str
+    scores: np.ndarray  # (T,) point scores
+    flags: np.ndarray | None  # (T,) deployed decisions; None where there is no threshold
+    threshold: np.ndarray | None  # (T,) threshold in force
+    train_seconds: float
 
 
-def export_entity(detector: DCVAE, series: EntitySeries, out_dir: Path, metric_names: list[str]) -> dict:
-    """Export the entity's model with its decision thresholds calibrated on train data only."""
-    train_z = point_scores(detector, series.train)
-    info = ModelInfo(
-        name=detector.name, version=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), metrics=metric_names,
-        window=detector.window, threshold=float(np.quantile(reduce_scores(train_z), 0.999)),
-        entity=series.entity,
-        training={"seconds": round(detector.train_seconds, 2), "epochs": len(detector.history["val_loss"]),
-                  "alpha": alpha_thresholds(train_z).round(4).tolist(), "score": "mean_sq",
-                  "threshold_rule": "0.999 quantile of train scores"},
-    )
-    path = out_dir / f"{series.entity}.pt"
-    parity = sliding_windows(series.test[: detector.window + 31], detector.window)
-    sha = export(detector, info, path, parity)
-    return {"path": str(path), "sha256": sha}
+def run_one(detector: str, seed: int, series: EntitySeries, config: dict, calibration: Calibration,
+            threads: int) -> EntityRun:
+    """Fit, calibrate and score one entity (runs in a worker process with ``--jobs``)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    n = len(series.test)
+    if detector == "random":
+        return EntityRun(detector, seed, series.entity, np.random.default_rng(seed).random(n), None, None, 0.0)
+    if detector == "flag_all":
+        return EntityRun(detector, seed, series.entity, np.ones(n), np.ones(n, dtype=bool), np.ones(n), 0.0)
+    fitted = fit_entity(detector, series.train, {**config, "seed": seed}, calibration)
+    d = fitted.detector
+    scores = reduce_scores(point_scores(d, series.test, history=series.train), d.reduction)
+    flags, threshold = spot_decisions(fitted.pot, scores) if calibration.adapt else \
+        (scores >= fitted.pot.threshold, np.full(n, fitted.pot.threshold))
+    return EntityRun(detector, seed, series.entity, scores, flags, threshold, d.train_seconds)
 
 
-def evaluate_entity(detector: DCVAE, series: EntitySeries) -> tuple[dict, dict[str, np.ndarray]]:
-    per_metric = point_scores(detector, series.test, history=series.train)
-    result, scores = {}, {}
-    for how in REDUCERS:
-        s = reduce_scores(per_metric, how)
-        scores[how] = s
-        result[how] = {
-            "best_f1": metrics.best_f1(s, series.labels).as_dict(),
-            "best_f1_pa": metrics.best_f1(s, series.labels, point_adjust=True).as_dict(),
-            "val_f1": metrics.validation_threshold_f1(s, series.labels).as_dict(),
-            "val_f1_pa": metrics.validation_threshold_f1(s, series.labels, point_adjust=True).as_dict(),
-        }
-    return result, scores
+def entity_metrics(run: EntityRun, labels: np.ndarray) -> dict:
+    best = metrics.best_f1(run.scores, labels)
+    best_pa = metrics.best_f1(run.scores, labels, point_adjust=True)
+    out = {
+        "best": metrics.counts(run.scores >= best.threshold, labels).as_dict(),
+        "best_pa": metrics.counts(metrics.point_adjust_scores(run.scores, labels) >= best_pa.threshold,
+                                  labels).as_dict(),
+        "test_label_threshold": metrics.f1_at_test_label_threshold(run.scores, labels).as_dict(),
+        "train_seconds": round(run.train_seconds, 2),
+    }
+    out["best_pa"]["flagged_share"] = None  # the share of a point-adjusted decision is not a deployment's
+    if run.flags is not None:
+        out["deployed"] = metrics.counts(run.flags, labels).as_dict()
+        out["deployed_pa"] = metrics.counts(run.flags, labels, point_adjust=True).as_dict()
+    return out
 
 
-def _summary(per_entity: dict[str, dict]) -> dict:
-    summary = {}
-    for how in REDUCERS:
-        summary[how] = {key: round(float(np.mean([e[how][key]["f1"] for e in per_entity.values()])), 4)
-                        for key in ("best_f1", "best_f1_pa", "val_f1", "val_f1_pa")}
+KINDS = ["best", "best_pa", "deployed", "deployed_pa"]
+
+
+def summarise(per_entity: dict[str, dict]) -> dict:
+    """Pooled (counts summed) and mean-over-entities figures of one detector and seed."""
+    summary: dict = {}
+    for kind in KINDS:
+        rows = [e[kind] for e in per_entity.values() if kind in e]
+        if not rows:
+            continue
+        pooled = sum((metrics.Counts(r["tp"], r["fp"], r["fn"], r["flagged"], r["points"]) for r in rows),
+                     metrics.Counts())
+        summary[kind] = {"pooled_f1": pooled.f1, "pooled_precision": pooled.precision,
+                         "pooled_recall": pooled.recall, "mean_f1": float(np.mean([r["f1"] for r in rows])),
+                         "flagged_share": pooled.flagged_share}
+    summary["test_label_threshold"] = {"mean_f1": float(np.mean([e["test_label_threshold"]["f1"]
+                                                                 for e in per_entity.values()]))}
     return summary
 
 
-def plot(scores: dict[str, dict[str, np.ndarray]], data: dict[str, EntitySeries], path: Path) -> None:
+def over_seeds(per_seed: list[dict]) -> dict:
+    """Mean and std over seeds of every figure of ``summarise``."""
+    out: dict = {}
+    for kind in per_seed[0]:
+        out[kind] = {}
+        for key in per_seed[0][kind]:
+            values = np.array([s[kind][key] for s in per_seed], dtype=float)
+            out[kind][key] = {"mean": float(values.mean()), "std": float(values.std())}
+    return out
+
+
+def seeds_of(detector: str, seeds: int) -> list[int]:
+    """Deep detectors run with every seed; deterministic ones (and flag-all) once."""
+    if detector == "flag_all":
+        return [0]
+    if detector == "random":
+        return list(range(seeds))
+    from omnistream.detectors.neural import NeuralDetector
+
+    return list(range(seeds)) if issubclass(detector_class(detector), NeuralDetector) else [0]
+
+
+def run(dataset: str, data: list[EntitySeries], detectors: list[str], configs: dict[str, dict] | None = None,
+        seeds: int = 3, calibration: Calibration | None = None, out_dir: Path = Path("reports/evaluate"),
+        jobs: int = 1, console: Console | None = None) -> dict:
+    console = console or Console()
+    configs = configs or {}
+    calibration = calibration or Calibration()
+    names = list(dict.fromkeys(list(detectors) + BASELINES))
+    for name in names:
+        if name not in SCORE_FREE:
+            detector_class(name)  # an unknown name fails before any training
+    by_entity = {s.entity: s for s in data}
+    tasks = [(d, seed, s) for d in names for seed in seeds_of(d, seeds) for s in data]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[EntityRun] = []
+    started = time.perf_counter()
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        bar = progress.add_task(f"{dataset}: {len(tasks)} fits", total=len(tasks))
+
+        def done(r: EntityRun) -> None:
+            runs.append(r)
+            progress.advance(bar)
+            progress.update(bar, description=f"{dataset}: {r.detector} seed {r.seed} {r.entity}")
+
+        if jobs > 1:
+            with ProcessPoolExecutor(jobs) as pool:
+                futures = [pool.submit(run_one, d, seed, s, configs.get(d, {}), calibration, threads)
+                           for d, seed, s in tasks]
+                for f in futures:
+                    done(f.result())
+        else:
+            for d, seed, s in tasks:
+                done(run_one(d, seed, s, configs.get(d, {}), calibration, threads))
+    report = _report(dataset, data, names, runs, configs, calibration, seeds)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["host"] = platform.node()
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "report.md").write_text(markdown(report))
+    plot_scores(runs, by_entity, _best_detector(report), out_dir / "scores.png")
+    plot_summary(report, out_dir / "summary.png")
+    print_report(report, console)
+    console.print(f"report: {out_dir / 'report.json'}, {out_dir / 'report.md'}  plots: {out_dir}/*.png")
+    return report
+
+
+def _report(dataset: str, data: list[EntitySeries], names: list[str], runs: list[EntityRun],
+            configs: dict[str, dict], calibration: Calibration, seeds: int) -> dict:
+    labels = {s.entity: s.labels for s in data}
+    detectors: dict = {}
+    for name in names:
+        per_seed, entities = [], {}
+        for seed in sorted({r.seed for r in runs if r.detector == name}):
+            per_entity = {r.entity: entity_metrics(r, labels[r.entity]) for r in runs
+                          if r.detector == name and r.seed == seed}
+            per_seed.append(summarise(per_entity))
+            entities[str(seed)] = per_entity
+        detectors[name] = {"seeds": len(per_seed), "summary": over_seeds(per_seed), "entities": entities}
+    all_labels = np.concatenate([s.labels for s in data])
+    return {
+        "dataset": dataset, "entities": [s.entity for s in data], "anomaly_rate": float(all_labels.mean()),
+        "points": int(len(all_labels)), "seeds": seeds, "calibration": calibration.__dict__, "configs": configs,
+        "labels_used_for": "best F1 (with and without point-adjust) and test-label-threshold F1 only; "
+                           "the deployed threshold is fitted on the train split's newest 20 % without labels",
+        "detectors": detectors,
+    }
+
+
+def _best_detector(report: dict) -> str:
+    learned = {k: v for k, v in report["detectors"].items() if k not in SCORE_FREE}
+    return max(learned, key=lambda k: learned[k]["summary"]["best"]["pooled_f1"]["mean"])
+
+
+def _cell(summary: dict, kind: str, key: str) -> str:
+    if kind not in summary:
+        return "—"
+    value = summary[kind][key]
+    if value["std"] > 0:
+        return f"{value['mean']:.3f} ± {value['std']:.3f}"
+    return f"{value['mean']:.3f}"
+
+
+COLUMNS = [("best F1", "best", "pooled_f1"), ("best F1, mean", "best", "mean_f1"),
+           ("best F1 PA", "best_pa", "pooled_f1"), ("deployed F1", "deployed", "pooled_f1"),
+           ("deployed F1, mean", "deployed", "mean_f1"), ("flagged", "deployed", "flagged_share"),
+           ("deployed F1 PA", "deployed_pa", "pooled_f1"), ("test-label-thr F1, mean", "test_label_threshold", "mean_f1")]
+
+
+def markdown(report: dict) -> str:
+    lines = [f"**{report['dataset']}**: {len(report['entities'])} entities, {report['points']} test points, "
+             f"true anomaly rate {report['anomaly_rate']:.2%}. F1 pooled over entities (TP/FP/FN summed) unless "
+             "marked mean; PA = point-adjust; deployed = the label-free POT/SPOT threshold the worker uses; "
+             "flagged = share of points flagged at it; test-label-thr = threshold from the first half of the "
+             "test labels (not label-free). Deep detectors: mean ± std over seeds.", "",
+             "| detector | seeds | " + " | ".join(c[0] for c in COLUMNS) + " |",
+             "|---|---|" + "---|" * len(COLUMNS)]
+    for name, d in report["detectors"].items():
+        cells = [_cell(d["summary"], kind, key) for _, kind, key in COLUMNS]
+        lines.append(f"| {name} | {d['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def print_report(report: dict, console: Console) -> None:
+    table = Table(title=f"{report['dataset']}: {len(report['entities'])} entities, true anomaly rate "
+                        f"{report['anomaly_rate']:.2%} (pooled F1 unless marked mean; PA = point-adjust)")
+    table.add_column("detector")
+    for title, _, _ in COLUMNS:
+        table.add_column(title, justify="right")
+    for name, d in report["detectors"].items():
+        table.add_row(name, *[_cell(d["summary"], kind, key) for _, kind, key in COLUMNS])
+    console.print(table)
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(scores)
-    fig, axes = plt.subplots(len(names), 1, figsize=(12, 1.6 * len(names) + 0.5), squeeze=False)
-    for ax, name in zip(axes[:, 0], names):
-        s = scores[name]["mean_sq"]
-        ax.plot(s, lw=0.6, color="tab:blue")
-        for start, end in metrics.anomaly_segments(data[name].labels):
+    return plt
+
+
+def plot_scores(runs: list[EntityRun], data: dict[str, EntitySeries], detector: str, path: Path) -> None:
+    """Test scores of ``detector`` (seed 0) per entity, deployed threshold dashed, labels shaded."""
+    plt = _pyplot()
+    chosen = [r for r in runs if r.detector == detector and r.seed == 0]
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(12, 1.5 * len(chosen) + 0.6), squeeze=False)
+    for ax, r in zip(axes[:, 0], chosen):
+        ax.plot(r.scores, lw=0.6, color="tab:blue")
+        if r.threshold is not None:
+            ax.plot(r.threshold, lw=0.8, ls="--", color="black")
+        for start, end in metrics.anomaly_segments(data[r.entity].labels):
             ax.axvspan(start, end, color="tab:red", alpha=0.25, lw=0)
-        ax.set_yscale("log")
-        ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
+        ax.set_yscale("symlog")
+        ax.set_ylabel(r.entity, rotation=0, ha="right", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0, 0].set_title("DC-VAE test scores (mean z^2, log scale); labelled anomalies shaded")
+    axes[0, 0].set_title(f"{detector}: test scores, deployed threshold (dashed), labelled anomalies (red)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def run(dataset: str = "asd", entities: list[str] | None = None, config: DCVAEConfig | None = None,
-        train_stride: int = 2, out_dir: Path = Path("reports/evaluate"), export_dir: Path | None = None,
-        console: Console | None = None) -> dict:
-    console = console or Console()
-    config = config or DCVAEConfig()
-    data = {s.entity: s for s in load_dataset(dataset, entities)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    per_entity, scores, exported = {}, {}, {}
-    started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task(f"training {dataset} models", total=len(data))
-        for name, series in data.items():
-            progress.update(task, description=f"training {name}")
-            detector = train_entity(series, config, train_stride)
-            per_entity[name], scores[name] = evaluate_entity(detector, series)
-            per_entity[name]["train_seconds"] = round(detector.train_seconds, 2)
-            progress.console.print(f"{name}: best F1 {per_entity[name]['mean_sq']['best_f1']['f1']:.3f}, "
-                                   f"with point-adjust {per_entity[name]['mean_sq']['best_f1_pa']['f1']:.3f} "
-                                   f"(trained in {detector.train_seconds:.0f} s)")
-            if export_dir is not None:
-                names = asd_metric_names(series.train.shape[1])
-                exported[name] = export_entity(detector, series, export_dir, names)
-            progress.advance(task)
-    report = {
-        "dataset": dataset, "detector": "dcvae", "config": asdict(config), "train_stride": train_stride,
-        "entities": per_entity, "mean": _summary(per_entity), "exported": exported,
-        "seconds": round(time.perf_counter() - started, 1), "host": platform.node(),
-    }
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    plot(scores, data, out_dir / "scores.png")
-    _print(report, console)
-    console.print(f"report: {out_dir / 'report.json'}  plot: {out_dir / 'scores.png'}")
-    return report
+def plot_summary(report: dict, path: Path) -> None:
+    """Pooled best F1 and deployed F1 per detector, with the flagged share against the true rate."""
+    plt = _pyplot()
+    names = list(report["detectors"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.6))
+    x = np.arange(len(names))
+    for i, (kind, label) in enumerate([("best", "best F1"), ("deployed", "deployed F1")]):
+        values = [report["detectors"][n]["summary"].get(kind, {}).get("pooled_f1", {"mean": 0.0})["mean"]
+                  for n in names]
+        errors = [report["detectors"][n]["summary"].get(kind, {}).get("pooled_f1", {"std": 0.0})["std"]
+                  for n in names]
+        ax1.bar(x + 0.4 * i - 0.2, values, 0.4, yerr=errors, label=label)
+    ax1.set_xticks(x, names, rotation=30, fontsize=8)
+    ax1.set_title("pooled F1 without point-adjust")
+    ax1.legend(fontsize=8)
+    shares = [report["detectors"][n]["summary"].get("deployed", {}).get("flagged_share", {"mean": 0.0})["mean"]
+              for n in names]
+    ax2.bar(x, shares, 0.6, color="tab:gray")
+    ax2.axhline(report["anomaly_rate"], color="tab:red", ls="--", label="true anomaly rate")
+    ax2.set_xticks(x, names, rotation=30, fontsize=8)
+    ax2.set_yscale("log")
+    ax2.set_title("share of points flagged at the deployed threshold")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
-
-def _print(report: dict, console: Console) -> None:
-    table = Table(title=f"{report['detector']} on {report['dataset']}: F1 per entity (score = mean z^2 | max z)")
-    for col in ("entity", "best F1", "best F1 (PA)", "val-thr F1", "val-thr F1 (PA)", "train s"):
-        table.add_column(col, justify="right")
-    rows = list(report["entities"].items()) + [("mean", {**{h: {k: {"f1": v} for k, v in s.items()}
-                                                            for h, s in report["mean"].items()}, "train_seconds": ""})]
-    for name, r in rows:
-        cells = [f"{r['mean_sq'][k]['f1']:.3f} | {r['max'][k]['f1']:.3f}"
-                 for k in ("best_f1", "best_f1_pa", "val_f1", "val_f1_pa")]
-        table.add_row(name, *cells, str(r["train_seconds"]))
-    console.print(table)

@@ -42,6 +42,7 @@ class DecideSettings(BaseModel):
     ongoing_every: int = Field(12, ge=1, description="anomalous windows between 'ongoing' reminders")
     top_metrics: int = Field(3, ge=1)
     publish_scores: bool = False
+    adapt_threshold: bool = Field(True, description="SPOT: the threshold follows each entity's scores (else fixed)")
 
 
 class Settings(BaseModel):
@@ -59,7 +60,7 @@ class Settings(BaseModel):
         return f"{self.kafka.topic_prefix}{name}"
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
     text = path.read_text()
     if path.suffix in (".toml",):
         return tomllib.loads(text)
@@ -94,7 +95,7 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     """Defaults < file (``path`` or $OMNISTREAM_CONFIG) < environment < explicit overrides."""
     environ = dict(os.environ if environ is None else environ)
     path = path or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if environ.get(f"{ENV_PREFIX}CONFIG") else None)
-    data = _read_file(path) if path else {}
+    data = read_config_file(path) if path else {}
     data = _merge(data, _env_overrides(environ))
     data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
     return Settings.model_validate(data)

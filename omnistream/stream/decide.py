@@ -1,15 +1,18 @@
 """From window scores to incidents: threshold, open / ongoing / resolved, deterministic ids.
 
-The incident state lives in the entity's persisted window state (a plain dict), so a
-restarted worker continues the same incident, and a replay of the same input produces the
-same events with the same ``event_id``.
+The threshold is the model's label-free POT threshold; with ``decide.adapt_threshold`` it
+follows the entity's scores by SPOT/DSPOT (detectors.calibration). The incident and the
+threshold state live in the entity's persisted window state (a plain dict), so a restarted
+worker continues the same incident with the same threshold, and a replay of the same input
+produces the same events with the same ``event_id``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from omnistream.detectors.base import ModelInfo
+from omnistream.detectors.calibration import Pot
+from omnistream.detectors.export import ModelInfo
 from omnistream.stream.config import DecideSettings
 from omnistream.stream.records import AnomalyEvent, MetricContribution, ModelRef, ScoreRecord, stable_id
 from omnistream.stream.scorer import WindowScores
@@ -35,9 +38,18 @@ class Decider:
                window_span: tuple[float, float], info: ModelInfo) -> tuple[AnomalyEvent | None, ScoreRecord]:
         i = int(np.argmax(scores.point))
         score, ts = float(scores.point[i]), float(point_ts[i])
-        threshold = float(info.threshold)
-        record = ScoreRecord(entity=entity, ts=float(point_ts[-1]), score=score, threshold=threshold)
-        anomalous = score >= threshold
+        pot = self._pot(state, info)
+        if pot is None:  # a model exported without calibration state: its fixed threshold
+            threshold = float(info.threshold)
+            calibrated = score / threshold if threshold > 0 else float("inf")
+            anomalous = score >= threshold
+        else:
+            threshold, calibrated = pot.threshold, float(pot.calibrated(score))
+            anomalous = pot.update(score) if self.settings.adapt_threshold else score >= threshold
+            if self.settings.adapt_threshold:
+                state["threshold"] = {"model": f"{info.name}:{info.version}", **pot.to_dict()}
+        record = ScoreRecord(entity=entity, ts=float(point_ts[-1]), score=score, threshold=threshold,
+                             calibrated_score=calibrated)
         incident = state.get("incident")
         new_state = None
         if incident is None:
@@ -60,7 +72,16 @@ class Decider:
         event = AnomalyEvent(
             event_id=stable_id(entity, incident["opened"], new_state, event_ts, info.name, info.version),
             entity=entity, state=new_state, ts=event_ts, window=window_span, score=score, threshold=threshold,
+            calibrated_score=calibrated,
             model=ModelRef(name=info.name, version=info.version, cluster=info.cluster),
             top_metrics=top_contributions(scores.per_metric[i], info.metrics, self.settings.top_metrics),
         )
         return event, record
+
+    @staticmethod
+    def _pot(state: dict, info: ModelInfo) -> Pot | None:
+        """The entity's threshold state for this model: carried on, or fresh from the model file."""
+        held = state.get("threshold")
+        if held and held.get("model") == f"{info.name}:{info.version}":
+            return Pot.from_dict(held)
+        return Pot.from_dict(info.calibration) if info.calibration else None

@@ -65,6 +65,7 @@ class AnomalyEvent(BaseModel):
     window: tuple[float, float]
     score: float
     threshold: float
+    calibrated_score: float  # (score - typical) / (threshold - typical): > 1 is anomalous
     model: ModelRef
     top_metrics: list[MetricContribution]
     related_entities: list[str] = []
@@ -77,6 +78,7 @@ class ScoreRecord(BaseModel):
     ts: float
     score: float
     threshold: float
+    calibrated_score: float  # (score - typical) / (threshold - typical): > 1 is anomalous
 
 
 class DataRange(BaseModel):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omnistream.detectors.base import LAST_STEP, ModelInfo, load, optimise_for_inference, sha256_file
+from omnistream.detectors.export import LAST_STEP, ModelInfo, load, optimise_for_inference, sha256_file
 from omnistream.detectors.reduce import reduce_scores
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ SCORE_CHUNK = 256
 
 
 @torch.inference_mode()
-def score_batch(model: LoadedModel, windows: np.ndarray, newest: list[int], how: str = "mean_sq") -> list[WindowScores]:
+def score_batch(model: LoadedModel, windows: np.ndarray, newest: list[int]) -> list[WindowScores]:
     """Score (B, W, M) windows in calls of at most SCORE_CHUNK (CPU) windows; keep the
     ``newest[i]`` last points of each."""
     x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(model.device)
@@ -118,5 +118,5 @@ def score_batch(model: LoadedModel, windows: np.ndarray, newest: list[int], how:
     call = getattr(model.module, LAST_STEP) if last_only else model.module
     z = torch.cat([call(part) for part in x.split(max(1, chunk))]).float().cpu().numpy()
     tail = z[:, -max(newest, default=1):]
-    points = reduce_scores(tail, how)  # one vectorised reduction for the whole batch
+    points = reduce_scores(tail, model.info.reduction)  # the model's own reduction, for the whole batch
     return [WindowScores(points[i, -k:], tail[i, -k:]) for i, k in enumerate(newest)]

@@ -2,9 +2,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-COMMANDS = ["broker", "worker", "replay", "record", "fit", "evaluate", "bench", "schemas", "demo"]
+COMMANDS = ["broker", "worker", "replay", "record", "fit", "evaluate", "detectors", "bench", "schemas", "demo"]
 
 
 def omnistream(*args):
@@ -41,3 +42,40 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
 def test_unreachable_broker_is_a_clear_error():
     result = omnistream("worker", "--bootstrap", "127.0.0.1:1")
     assert result.returncode == 2 and "cannot reach Kafka at 127.0.0.1:1" in result.stdout + result.stderr
+
+
+def test_detectors_lists_every_registered_detector():
+    from omnistream.detectors.registry import names
+
+    result = omnistream("detectors")
+    assert result.returncode == 0 and all(f"{name}:" in result.stdout for name in names())
+
+
+def test_unknown_detector_and_key_are_clear_errors(tmp_path):
+    result = omnistream("evaluate", "--detector", "lstm", "--entities", "omi-1")
+    assert result.returncode == 2 and "unknown detector 'lstm'" in result.stdout + result.stderr
+    config = tmp_path / "d.yaml"
+    config.write_text("usad:\n  windw: 3\n")
+    result = omnistream("fit", "--detector", "usad", "--entities", "omi-1", "--detector-config", str(config),
+                        "--out", str(tmp_path / "m"))
+    assert result.returncode == 2 and "windw" in result.stdout + result.stderr
+
+
+def test_fit_exports_a_calibrated_model_from_a_user_folder(tmp_path):
+    from omnistream.detectors.check import synthetic
+    from omnistream.detectors.export import load
+
+    data = synthetic(length=1500)
+    folder = tmp_path / "data" / "web-1"
+    folder.mkdir(parents=True)
+    np.savetxt(folder / "train.csv", data[:1000], delimiter=",", header="cpu,mem,disk", comments="")
+    np.savetxt(folder / "test.csv", data[1000:], delimiter=",")
+    np.savetxt(folder / "test_label.csv", np.zeros(500), fmt="%d")
+    config = tmp_path / "d.yaml"
+    config.write_text("usad:\n  window: 5\n  epochs: 2\n")
+    result = omnistream("fit", "--detector", "usad", "--dataset", str(tmp_path / "data"), "--detector-config",
+                        str(config), "--out", str(tmp_path / "models"), "--risk", "0.005")
+    assert result.returncode == 0, result.stderr
+    _, info = load(tmp_path / "models" / "web-1.pt")
+    assert info.name == "usad" and info.window == 5 and info.reduction == "mean" and info.entity == "web-1"
+    assert info.calibration["q"] == 0.005 and info.threshold == info.calibration["threshold"] > 0

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
-from omnistream.offline.datasets import asd_metric_names
+from omnistream.offline.datasets import metric_names
 from omnistream.stream.config import Settings
 from omnistream.stream.points import Point
 from omnistream.stream.processor import Processor
@@ -20,7 +20,7 @@ from omnistream.stream.scorer import ModelStore
 from omnistream.stream.supervise import WorkerProcess
 
 pytestmark = pytest.mark.e2e
-N_POINTS = 500
+N_POINTS = 800  # through labelled anomalies of both servers (omi-2 at 486, omi-1 at 760)
 METRICS_PORT = 19108
 START_TS = 1_700_000_000.0
 
@@ -29,7 +29,7 @@ def asd_records(asd_series, stop=N_POINTS, start=0):
     out = []
     for i in range(start, stop):
         for entity, series in asd_series.items():
-            names = asd_metric_names(series.test.shape[1])
+            names = metric_names(series.test.shape[1])
             out.append({"entity": entity, "ts": START_TS + 300 * i, "metrics": dict(zip(names, series.test[i].tolist()))})
     return out
 

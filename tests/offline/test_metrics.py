@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from omnistream.offline.metrics import anomaly_segments, best_f1, f1_at, point_adjust_scores, validation_threshold_f1
+from omnistream.offline.metrics import anomaly_segments, best_f1, f1_at, point_adjust_scores, f1_at_test_label_threshold
 
 
 def brute_best_f1(scores, labels, point_adjust):
@@ -37,5 +37,5 @@ def test_point_adjust_credits_the_whole_segment():
 def test_validation_threshold_uses_first_half_only():
     labels = np.array([0, 1, 0, 0, 0, 1, 0, 0])
     scores = np.array([0, 3, 0, 0, 0, 2, 0, 0], dtype=float)
-    result = validation_threshold_f1(scores, labels)
+    result = f1_at_test_label_threshold(scores, labels)
     assert result.threshold == 3.0 and result.f1 == 0.0

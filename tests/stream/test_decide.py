@@ -1,6 +1,7 @@
 import numpy as np
 
-from omnistream.detectors.base import ModelInfo
+from omnistream.detectors.calibration import fit_pot
+from omnistream.detectors.export import ModelInfo
 from omnistream.stream.config import DecideSettings
 from omnistream.stream.decide import Decider, top_contributions
 from omnistream.stream.scorer import WindowScores
@@ -35,3 +36,24 @@ def test_event_ids_are_deterministic_and_distinct():
 def test_top_contributions_share_of_energy():
     got = top_contributions(np.array([1.0, 3.0, 0.0]), ["a", "b", "c"], 2)
     assert [c.metric for c in got] == ["b", "a"] and abs(got[0].contribution - 0.9) < 1e-9
+
+
+def test_spot_threshold_follows_the_scores_and_survives_in_state():
+    rng = np.random.default_rng(0)
+    pot = fit_pot(rng.exponential(1.0, 5000), q=1e-3)
+    info = ModelInfo(name="usad", version="v2", metrics=["cpu", "mem"], window=4, threshold=pot.threshold,
+                     calibration=pot.to_dict())
+    decider, state = Decider(DecideSettings()), {}
+    records = []
+    for t, s in enumerate(rng.exponential(3.0, 400)):  # the entity's normal level rose threefold
+        _, record = decider.decide("e1", state, WindowScores(np.array([s]), np.array([[s, 0.0]])),
+                                   np.array([float(t)]), (t - 3.0, float(t)), info)
+        records.append(record)
+    assert records[-1].threshold > 1.05 * records[0].threshold  # SPOT raised the threshold
+    assert state["threshold"]["model"] == "usad:v2" and state["threshold"]["k"] > pot.k
+    first = records[0]
+    assert np.isclose(first.calibrated_score, (first.score - pot.center) / (pot.threshold - pot.center))
+    fixed = Decider(DecideSettings(adapt_threshold=False))
+    _, record = fixed.decide("e1", {}, WindowScores(np.array([1.0]), np.array([[1.0, 0.0]])), np.array([0.0]),
+                             (0.0, 0.0), info)
+    assert record.threshold == pot.threshold

@@ -1,0 +1,23 @@
+"""Every registered detector passes the conformance suite (detectors.check)."""
+
+import pytest
+
+from omnistream.detectors.check import check_detector
+from omnistream.detectors.registry import names
+
+# Small settings so that each detector trains in seconds on the synthetic data.
+SMALL = {
+    "dcvae": dict(window=16, channels=8, dilations=[1, 2, 4], epochs=3, batch_size=64),
+    "usad": dict(window=5, latent=8, epochs=5, batch_size=64),
+    "tranad": dict(window=8, epochs=3, batch_size=64),
+    "omnianomaly": dict(window=16, hidden=16, latent=3, flows=2, epochs=3, batch_size=64),
+}
+
+
+def test_every_detector_is_covered():
+    assert set(SMALL) <= set(names())
+
+
+@pytest.mark.parametrize("name", names())
+def test_detector_conforms(name):
+    check_detector(name, **SMALL.get(name, {}))

@@ -1,0 +1,47 @@
+"""The user's labelled data folder: read with or without headers, NaN kept, bad data refused
+with a message that says what is wrong."""
+
+import numpy as np
+import pytest
+
+from omnistream.offline.datasets import load_dataset, load_folder
+
+
+def write_entity(root, name, train="a,b\n1,2\n", test="1,2\n", labels="0\n", rows=120):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "train.csv").write_text(train if rows is None else train + "3,4\n" * rows)
+    (folder / "test.csv").write_text(test)
+    (folder / "test_label.csv").write_text(labels)
+    return folder
+
+
+def test_folder_with_header_and_missing_values(tmp_path):
+    write_entity(tmp_path, "web-1", test="1,\nnan,2\n", labels="label\n0\n1\n")
+    (series,) = load_dataset(str(tmp_path))
+    assert series.entity == "web-1" and series.train.shape == (121, 2)
+    assert np.isnan(series.test[0, 1]) and np.isnan(series.test[1, 0])
+    assert series.labels.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(test="1,2,3\n"), "train has 2 metrics, test has 3"),
+    (dict(labels="0\n1\n"), "test_label.csv must be one column of 1 rows"),
+    (dict(labels="2\n"), "labels must be 0 or 1"),
+    (dict(rows=None), "too short"),
+    (dict(test="1,2\n1,x\n"), "line 2 is not a CSV of numbers"),
+    (dict(test="1,2\n1\n"), "different numbers of columns"),
+])
+def test_bad_data_is_refused_clearly(tmp_path, kwargs, message):
+    write_entity(tmp_path, "web-1", **kwargs)
+    with pytest.raises(ValueError, match=message):
+        load_folder(tmp_path)
+
+
+def test_missing_split_and_unknown_dataset(tmp_path):
+    folder = write_entity(tmp_path, "web-1")
+    (folder / "train.csv").unlink()
+    with pytest.raises(ValueError, match="missing train.csv"):
+        load_folder(tmp_path)
+    with pytest.raises(ValueError, match="give asd, smd or a folder"):
+        load_dataset("no-such-dataset")
