@@ -48,8 +48,8 @@ def _print_event(console: Console, event: dict) -> None:
     colour = {"open": "bold red", "ongoing": "yellow", "resolved": "green"}[event["state"]]
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(event["ts"]))
     top = ", ".join(f"{m['metric']} {m['contribution']:.0%}" for m in event["top_metrics"])
-    console.print(f"[{colour}]{event['state']:>8}[/] {event['entity']:<6} {when}  score {event['score']:8.2f} "
-                  f"(threshold {event['threshold']:.2f})  top: {top}", soft_wrap=True)
+    console.print(f"[{colour}]{event['state']:>8}[/] {event['entity']:<6} {when}  calibrated score "
+                  f"{event['calibrated_score']:6.2f} (> 1 is anomalous)  top: {top}", soft_wrap=True)
 
 
 def run_demo(speed: float, limit: int, console: Console) -> int:

@@ -160,7 +160,7 @@ def _load_data(dataset: str, entities: str | None):
 def fit(detector: Annotated[str, typer.Option(help="registered detector (see `omnistream detectors`)")] = "dcvae",
         dataset: DatasetOpt = "asd", entities: EntitiesOpt = None,
         out: Annotated[Path, typer.Option(help="model folder the worker reads")] = Path("models-store"),
-        detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-3, jobs: JobsOpt = 1) -> None:
+        detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, jobs: JobsOpt = 1) -> None:
     """Train one model per entity on its train split, calibrate its label-free threshold, export it."""
     from omnistream.detectors.registry import DetectorError
     from omnistream.offline.fit import Calibration, fit_dataset
@@ -178,7 +178,7 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
                                                         "random, flag_all, zscore and pca always run")] = "dcvae",
              dataset: DatasetOpt = "asd", entities: EntitiesOpt = None,
              seeds: Annotated[int, typer.Option(help="seeds per deep detector (mean ± std)")] = 3,
-             detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-3, jobs: JobsOpt = 1,
+             detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, jobs: JobsOpt = 1,
              out: Annotated[Path, typer.Option(help="folder for report.json, report.md and plots")] = Path("reports/evaluate")) -> None:
     """Every detector on every entity: F1 without and with point-adjust, F1 and flagged share at the
     deployed label-free threshold, pooled and per entity, against the baselines of the same run."""

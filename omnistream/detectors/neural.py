@@ -23,6 +23,9 @@ class NeuralConfig(DetectorConfig):
     learning_rate: float = Field(1e-3, gt=0, description="Adam step size")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="newest share of windows held out for early stopping")
     patience: int = Field(5, ge=1, description="epochs without validation improvement before stopping")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$",
+                        description="where training runs: auto (cuda when present), cpu or cuda; scoring "
+                                    "modules are exported for CPU and moved by the worker")
 
 
 class Standardise(nn.Module):
@@ -43,6 +46,14 @@ def standardisation(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     center = np.nan_to_num(np.nanmean(flat, axis=0)).astype(np.float32)
     std = np.nan_to_num(np.nanstd(flat, axis=0)).astype(np.float32)
     return center, np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def training_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but no CUDA device is available")
+    return name
 
 
 def freeze_batchnorm_of_frozen(net: nn.Module, trainable: Trainable | None) -> None:
@@ -106,6 +117,9 @@ class NeuralDetector(Detector):
         self.standardise = Standardise(*standardisation(windows))
         with torch.no_grad():
             data = self.standardise(torch.from_numpy(np.ascontiguousarray(windows)))
+        device = torch.device(training_device(cfg.device))
+        self.net.to(device)
+        data = data.to(device)
         n_val = int(len(data) * cfg.val_fraction) if len(data) >= 20 else 0
         train, val = data[: len(data) - n_val], data[len(data) - n_val:]
         names = {n for n, _ in self.net.named_parameters() if trainable is None or trainable(n)}
@@ -118,7 +132,7 @@ class NeuralDetector(Detector):
         for epoch in range(cfg.epochs):
             self.net.train()
             freeze_batchnorm_of_frozen(self.net, trainable)
-            order = torch.from_numpy(rng.permutation(len(train)))
+            order = torch.from_numpy(rng.permutation(len(train))).to(device)
             total, seen = 0.0, 0
             for i in range(0, len(train), cfg.batch_size):
                 batch = train[order[i:i + cfg.batch_size]]
@@ -141,10 +155,10 @@ class NeuralDetector(Detector):
         self.net.load_state_dict(best_state)
         for p in self.net.parameters():
             p.requires_grad_(True)
-        self.net.eval()
+        self.net.eval().cpu()
         self.train_seconds += time.perf_counter() - start
         with torch.no_grad():
-            self.after_fit(train, val)
+            self.after_fit(train.cpu(), val.cpu())
         return self
 
     @torch.no_grad()

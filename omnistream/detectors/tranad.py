@@ -6,7 +6,10 @@ two decoders reconstruct the window's last point. Phase 1 runs with F = 0 and yi
 phase 2 (self-conditioning) runs with F = (O1 - W)^2 and yields O2. Training (eq. 6-8, n
 the epoch) minimises (1/n) |O1 - x|^2 + (1 - 1/n) |O2 - x|^2, the authors' form of the
 adversarial objective. Score (eq. 13): 1/2 |O1 - x|^2 + 1/2 |O2 - x|^2 per metric of the
-last point (reduction ``mean``), so ``forward`` returns only the last step (B, 1, M).
+last point, returned as its square root (a residual in units of the metric's standard
+deviation) and reduced by the mean over metrics; ``forward`` returns only the last step
+(B, 1, M). Roots rather than squares because sums of squares are heavy-tailed, which makes an
+extreme-value threshold overshoot (README, Evaluation).
 Inputs are standardised per metric (the paper min-max scales), so the output layer has no
 sigmoid.
 """
@@ -81,7 +84,7 @@ class ScoringModule(nn.Module):
         xn = self.standardise(x)
         o1, o2 = self.net(xn)
         last = xn[:, -1:]
-        return 0.5 * (o1 - last) ** 2 + 0.5 * (o2 - last) ** 2
+        return torch.sqrt(0.5 * (o1 - last) ** 2 + 0.5 * (o2 - last) ** 2)
 
 
 class TranAD(NeuralDetector):

@@ -4,9 +4,11 @@ One encoder E and two decoders D1, D2 over the flattened window (section 3.2). T
 (eq. 6-7, n the epoch): AE1 = D1(E(W)) minimises 1/n |W - AE1|^2 + (1 - 1/n) |W - D2(E(AE1))|^2,
 AE2 = D2(E(W)) minimises 1/n |W - AE2|^2 - (1 - 1/n) |W - D2(E(AE1))|^2: AE2 learns to tell
 real windows from AE1's reconstructions while AE1 learns to fool it; each has its own
-optimiser, as in the paper. Score (eq. 8): alpha |W - AE1(W)|^2 + beta |W - AE2(AE1(W))|^2,
-here per point and metric (reduction ``mean``). Inputs are standardised per metric (the
-paper min-max scales), so the decoders end without the paper's sigmoid.
+optimiser, as in the paper. Score (eq. 8): alpha |W - AE1(W)|^2 + beta |W - AE2(AE1(W))|^2
+per point and metric, returned as its square root (a residual in units of the metric's
+standard deviation) and reduced by the mean over metrics. The paper sums the squares; sums of
+squares are heavy-tailed, which makes an extreme-value threshold overshoot (README, Evaluation). Inputs are
+standardised per metric (the paper min-max scales), so the decoders end without a sigmoid.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class ScoringModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xn = self.standardise(x)
         ae1, _, ae2ae1 = self.net(xn)
-        return self.alpha * (xn - ae1) ** 2 + self.beta * (xn - ae2ae1) ** 2
+        return torch.sqrt(self.alpha * (xn - ae1) ** 2 + self.beta * (xn - ae2ae1) ** 2)
 
 
 class USAD(NeuralDetector):

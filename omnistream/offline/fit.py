@@ -32,7 +32,7 @@ from omnistream.offline.datasets import EntitySeries, metric_names
 class Calibration:
     """How the label-free threshold is set."""
 
-    risk: float = 1e-3  # POT's q: the share of normal points allowed above the threshold
+    risk: float = 1e-2  # POT's q: the share of normal points allowed above the threshold
     level: float = 0.98  # POT's initial quantile
     fraction: float = 0.2  # newest share of the history held out to calibrate on
     depth: int = 0  # DSPOT's moving-mean length (0 = SPOT)

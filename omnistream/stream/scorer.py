@@ -86,6 +86,8 @@ class ModelStore:
 
     def _load(self, path: Path, sha: str) -> LoadedModel:
         module, info = load(path, self.device)
+        if info.input_kind != "entity":
+            raise ValueError(f"{info.name} reads {info.input_kind} windows; this worker scores entity windows")
         center = getattr(module, "center", None)
         center = center.detach().cpu().numpy() if center is not None else None
         return LoadedModel(optimise_for_inference(module), info, sha, path, self.device, center)

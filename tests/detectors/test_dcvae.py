@@ -55,11 +55,11 @@ def test_labelled_anomalies_rank_above_shuffled_scores(trained_models, asd_serie
     """Without point-adjust, the trained model's best F1 beats the same scores shuffled in
     time (same distribution, no information) by a clear margin."""
     _, detectors = trained_models
-    series, detector = asd_series["omi-1"], detectors["omi-1"]
+    series, detector = asd_series["omi-2"], detectors["omi-2"]
     scores = reduce_scores(point_scores(detector, series.test, history=series.train), detector.reduction)
     rng = np.random.default_rng(0)
     shuffled = max(best_f1(rng.permutation(scores), series.labels).f1 for _ in range(5))
-    assert best_f1(scores, series.labels).f1 > 1.5 * shuffled, shuffled
+    assert best_f1(scores, series.labels).f1 > 3 * shuffled, shuffled
 
 
 def test_export_refuses_a_model_that_does_not_match(tmp_path, trained_models, asd_series):
