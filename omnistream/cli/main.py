@@ -131,6 +131,8 @@ DetectorConfigOpt = Annotated[Optional[Path], typer.Option(
     "--detector-config", help="YAML/TOML file of hyper-parameters: {detector: {key: value}} (see `omnistream detectors`)")]
 JobsOpt = Annotated[int, typer.Option(help="entities trained in parallel processes")]
 RiskOpt = Annotated[float, typer.Option(help="POT risk q: share of normal points allowed above the threshold")]
+DriftOpt = Annotated[int, typer.Option(help="DSPOT: thresholds on the score minus the mean of the last N normal "
+                                            "scores, for slowly drifting scores; 0 = SPOT")]
 
 
 def _detector_configs(path: Path | None) -> dict[str, dict]:
@@ -160,7 +162,8 @@ def _load_data(dataset: str, entities: str | None):
 def fit(detector: Annotated[str, typer.Option(help="registered detector (see `omnistream detectors`)")] = "dcvae",
         dataset: DatasetOpt = "asd", entities: EntitiesOpt = None,
         out: Annotated[Path, typer.Option(help="model folder the worker reads")] = Path("models-store"),
-        detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, jobs: JobsOpt = 1) -> None:
+        detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, drift_depth: DriftOpt = 0,
+        jobs: JobsOpt = 1) -> None:
     """Train one model per entity on its train split, calibrate its label-free threshold, export it."""
     from omnistream.detectors.registry import DetectorError
     from omnistream.offline.fit import Calibration, fit_dataset
@@ -168,7 +171,7 @@ def fit(detector: Annotated[str, typer.Option(help="registered detector (see `om
     data = _load_data(dataset, entities)
     try:
         fit_dataset(detector, data, out, _detector_configs(detector_config).get(detector, {}),
-                    Calibration(risk=risk), jobs, Console())
+                    Calibration(risk=risk, depth=drift_depth), jobs, Console())
     except DetectorError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -178,7 +181,8 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
                                                         "random, flag_all, zscore and pca always run")] = "dcvae",
              dataset: DatasetOpt = "asd", entities: EntitiesOpt = None,
              seeds: Annotated[int, typer.Option(help="seeds per deep detector (mean ± std)")] = 3,
-             detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, jobs: JobsOpt = 1,
+             detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, drift_depth: DriftOpt = 0,
+             jobs: JobsOpt = 1,
              out: Annotated[Path, typer.Option(help="folder for report.json, report.md and plots")] = Path("reports/evaluate")) -> None:
     """Every detector on every entity: F1 without and with point-adjust, F1 and flagged share at the
     deployed label-free threshold, pooled and per entity, against the baselines of the same run."""
@@ -188,8 +192,8 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
 
     data = _load_data(dataset, entities)
     try:
-        run(dataset, data, _split(detector) or [], _detector_configs(detector_config), seeds, Calibration(risk=risk),
-            out, jobs, Console())
+        run(dataset, data, _split(detector) or [], _detector_configs(detector_config), seeds,
+            Calibration(risk=risk, depth=drift_depth), out, jobs, Console())
     except DetectorError as exc:
         raise typer.BadParameter(str(exc)) from None
 

@@ -39,3 +39,39 @@ def test_validation_threshold_uses_first_half_only():
     scores = np.array([0, 3, 0, 0, 0, 2, 0, 0], dtype=float)
     result = f1_at_test_label_threshold(scores, labels)
     assert result.threshold == 3.0 and result.f1 == 0.0
+
+
+def independent_point_adjust(flags, labels):
+    """Point-adjust written from its definition, one point at a time: walk each run of
+    labelled points; if any of its points is flagged, flag all of them."""
+    out = [bool(f) for f in flags]
+    i = 0
+    while i < len(labels):
+        if labels[i]:
+            j = i
+            while j < len(labels) and labels[j]:
+                j += 1
+            if any(out[i:j]):
+                out[i:j] = [True] * (j - i)
+            i = j
+        else:
+            i += 1
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_point_adjust_matches_an_independent_implementation(data):
+    from omnistream.offline.metrics import counts
+
+    n = data.draw(st.integers(1, 80))
+    labels = data.draw(hnp.arrays(np.int8, n, elements=st.integers(0, 1)))
+    scores = data.draw(hnp.arrays(np.float64, n, elements=st.integers(0, 6).map(float)))
+    threshold = data.draw(st.integers(0, 7).map(float))
+    adjusted = np.array(independent_point_adjust(scores >= threshold, labels))
+    y = labels.astype(bool)
+    tp, fp, fn = int((adjusted & y).sum()), int((adjusted & ~y).sum()), int((~adjusted & y).sum())
+    got = counts(scores >= threshold, labels, point_adjust=True)
+    assert (got.tp, got.fp, got.fn) == (tp, fp, fn)
+    want_f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    assert abs(f1_at(scores, labels, threshold, point_adjust=True).f1 - want_f1) < 1e-12
