@@ -85,7 +85,7 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
 
 @app.command()
 def replay(file: Annotated[Optional[Path], typer.Argument(help="JSON-lines file of metric records")] = None,
-           dataset: Annotated[Optional[str], typer.Option(help="asd | smd instead of a file")] = None,
+           dataset: Annotated[Optional[str], typer.Option(help="asd | smd | nezha | PATH (a data folder) instead of a file")] = None,
            split: Annotated[str, typer.Option(help="train | test")] = "test",
            entities: EntitiesOpt = None,
            limit: Annotated[Optional[int], typer.Option(help="at most N points per entity")] = None,
@@ -125,7 +125,7 @@ def record(topic: Annotated[str, typer.Argument(help="topic to copy (without pre
     console.print(f"recorded {count} messages to {out}")
 
 
-DatasetOpt = Annotated[str, typer.Option(help="asd | smd | PATH: a folder of entity folders with train.csv, test.csv, "
+DatasetOpt = Annotated[str, typer.Option(help="asd | smd | nezha | PATH: a folder of entity folders with train.csv, test.csv, "
                                               "test_label.csv (see README)")]
 DetectorConfigOpt = Annotated[Optional[Path], typer.Option(
     "--detector-config", help="YAML/TOML file of hyper-parameters: {detector: {key: value}} (see `omnistream detectors`)")]

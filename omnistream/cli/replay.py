@@ -18,14 +18,15 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from omnistream.offline.datasets import ASD_STEP_SECONDS, SMD_STEP_SECONDS, metric_names, load_dataset
 
-STEPS = {"asd": ASD_STEP_SECONDS, "smd": SMD_STEP_SECONDS}
+STEPS = {"asd": ASD_STEP_SECONDS, "smd": SMD_STEP_SECONDS}  # anything else (nezha, a folder): 1 minute
+DEFAULT_STEP_SECONDS = 60
 
 
 def dataset_records(dataset: str, split: str = "test", entities: list[str] | None = None,
                     start_ts: float = 1_700_000_000.0, limit: int | None = None) -> Iterator[dict]:
     """Records of a dataset split, entities interleaved by timestamp."""
     series = load_dataset(dataset, entities)
-    step = STEPS[dataset]
+    step = STEPS.get(dataset, DEFAULT_STEP_SECONDS)
 
     def one(s) -> Iterator[tuple[float, str, dict]]:
         values = getattr(s, split)[:limit]

@@ -1,12 +1,15 @@
-"""Labelled real datasets: ASD (12 servers x 19 metrics, 5-minute steps) and SMD.
+"""Labelled datasets: ASD (12 servers x 19 metrics, 5-minute steps), SMD (28 machines x 38
+metrics, 1-minute steps; 19 complete), Nezha Online Boutique (10 microservices x 19 metrics,
+1-minute steps), and the user's own folders.
 
-The archives (``asd.tar.xz``, ``smd.tar.xz``) are read from ``$OMNISTREAM_DATA``, else from
+The archives (``asd.tar.xz``, ``smd.tar.xz``, ``nezha-ob.tar.xz``) are read from ``$OMNISTREAM_DATA``, else from
 ``data/`` or ``../shared/data`` under the working directory, and unpacked once into
 ``~/.cache/omnistream/data`` (or ``$OMNISTREAM_CACHE``).
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import tarfile
 from dataclasses import dataclass
@@ -106,6 +109,40 @@ def load_smd(entities: list[str] | None = None) -> list[EntitySeries]:
     return out
 
 
+NEZHA_TRAIN_DAY, NEZHA_TEST_DAY = "2022-08-22", "2022-08-23"
+
+
+def load_nezha(entities: list[str] | None = None) -> list[EntitySeries]:
+    """Nezha Online Boutique: one entity per microservice (its pod), 19 metrics at 1-minute
+    steps. Train = the first day, test = the second day with the injected pod's fault windows
+    as labels (derived/labels_<day>.csv). Both days contain faults: training is on
+    contaminated data, as in production."""
+    root = _unpack("nezha-ob", "nezha-ob/") / "nezha-ob"
+    with open(root / "derived" / "entities.csv") as f:
+        files = {(r["day"], r["service"]): root / r["metric_file"] for r in csv.DictReader(f)}
+    with open(root / "derived" / f"labels_{NEZHA_TEST_DAY}.csv") as f:
+        rows = list(csv.DictReader(f))
+    available = sorted(service for day, service in files if day == NEZHA_TEST_DAY)
+    out = []
+    for service in entities or available:
+        if service not in available:
+            raise KeyError(f"unknown nezha entity {service!r}; known: {available}")
+        train, test = (_nezha_metrics(files[(day, service)]) for day in (NEZHA_TRAIN_DAY, NEZHA_TEST_DAY))
+        mine = sorted((int(r["row"]), int(r["label"])) for r in rows if r["service"] == service)
+        labels = np.array([label for _, label in mine], dtype=np.int8)
+        if len(labels) != len(test):
+            raise ValueError(f"nezha {service}: {len(labels)} labels for {len(test)} test rows")
+        out.append(EntitySeries(service, train, test, labels))
+    return out
+
+
+def _nezha_metrics(path: Path) -> np.ndarray:
+    """The 19 metric columns of a Nezha pod file (after Time, TimeStamp, PodName)."""
+    with open(path) as f:
+        rows = list(csv.reader(f))[1:]
+    return np.array([[float(c) if c else np.nan for c in row[3:]] for row in rows], dtype=np.float32)
+
+
 def _read_table(path: Path) -> np.ndarray:
     """A CSV of numbers, with or without a header line; empty cells and NaN are missing."""
     lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
@@ -162,10 +199,10 @@ def load_folder(root: Path, entities: list[str] | None = None) -> list[EntitySer
 
 
 def load_dataset(name: str, entities: list[str] | None = None) -> list[EntitySeries]:
-    """A bundled dataset by name (asd, smd) or the user's folder by path."""
-    loaders = {"asd": load_asd, "smd": load_smd}
+    """A bundled dataset by name (asd, smd, nezha) or the user's folder by path."""
+    loaders = {"asd": load_asd, "smd": load_smd, "nezha": load_nezha}
     if name in loaders:
         return loaders[name](entities)
     if Path(name).is_dir():
         return load_folder(Path(name), entities)
-    raise ValueError(f"unknown dataset {name!r}: give asd, smd or a folder of entity folders")
+    raise ValueError(f"unknown dataset {name!r}: give asd, smd, nezha or a folder of entity folders")

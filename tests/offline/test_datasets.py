@@ -43,5 +43,5 @@ def test_missing_split_and_unknown_dataset(tmp_path):
     (folder / "train.csv").unlink()
     with pytest.raises(ValueError, match="missing train.csv"):
         load_folder(tmp_path)
-    with pytest.raises(ValueError, match="give asd, smd or a folder"):
+    with pytest.raises(ValueError, match="give asd, smd, nezha or a folder"):
         load_dataset("no-such-dataset")
