@@ -3,10 +3,11 @@ score is anomalous) and Merlion's ``config_class`` + factory.
 
 A detector is created from its config (``registry.create(name, **config)``), learns from
 windows (count, W, M) of one entity or cluster, and scores windows with per-point,
-per-metric scores (count, W, M). What it deploys is ``scoring_module()``: a TorchScript-able
-module whose ``forward(x: (B, W, M) float32) -> (B, W, M)`` returns the same scores from raw
-values (normalisation baked in) and, where cheaper, ``score_last(x) -> (B, 1, M)``, the last
-step's scores alone, which is what a stream scores per point. ``reduction`` says how the
+per-metric scores (count, W', M) of the window's last W' <= W points (W' = 1 for models that
+score only the last point, e.g. TranAD). What it deploys is ``scoring_module()``: a
+TorchScript-able module whose ``forward(x: (B, W, M) float32) -> (B, W', M)`` returns the same
+scores from raw values (normalisation baked in) and, where cheaper, ``score_last(x) ->
+(B, 1, M)``, the last step's scores alone, which is what a stream scores per point. ``reduction`` says how the
 per-metric scores of a point become one score; ``input_kind`` says what the model reads.
 """
 
@@ -56,12 +57,8 @@ class Detector(ABC):
     input_kind: ClassVar[Literal["entity", "system"]] = "entity"
 
     def __init__(self, config: DetectorConfig | None = None, **overrides: object):
-        base = config if config is not None else self.config_class()
-        if not isinstance(base, self.config_class):
-            raise TypeError(f"{self.name} takes a {self.config_class.__name__}, not {type(base).__name__}")
-        self.config = base.model_copy(update=overrides) if overrides else base
-        if overrides:  # validate the merged values, as the registry does
-            self.config = self.config_class.model_validate(self.config.model_dump())
+        base = (config if config is not None else self.config_class()).model_dump()
+        self.config = self.config_class.model_validate({**base, **overrides})
         self.metrics: int | None = None
         self.train_seconds = 0.0
         self.history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
@@ -86,7 +83,7 @@ class Detector(ABC):
 
     @torch.no_grad()
     def score(self, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
-        """Per-point, per-metric scores (count, W, M) of windows (count, W, M)."""
+        """Per-point, per-metric scores (count, W', M) of windows (count, W, M)."""
         self._require_fitted()
         module = self.scoring_module().eval()
         x = torch.from_numpy(np.require(windows, np.float32, ["C", "W"]))

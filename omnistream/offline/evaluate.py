@@ -158,6 +158,12 @@ def run(dataset: str, data: list[EntitySeries], detectors: list[str], configs: d
             runs.append(r)
             progress.advance(bar)
             progress.update(bar, description=f"{dataset}: {r.detector} seed {r.seed} {r.entity}")
+            labels = by_entity[r.entity].labels
+            line = f"{r.detector} seed {r.seed} {r.entity}: best F1 {metrics.best_f1(r.scores, labels).f1:.3f}"
+            if r.flags is not None:
+                deployed = metrics.counts(r.flags, labels)
+                line += f", deployed F1 {deployed.f1:.3f} (flagged {deployed.flagged_share:.1%})"
+            progress.console.print(line + (f", trained in {r.train_seconds:.1f} s" if r.train_seconds else ""))
 
         if jobs > 1:
             with ProcessPoolExecutor(jobs) as pool:

@@ -45,3 +45,12 @@ def test_missing_split_and_unknown_dataset(tmp_path):
         load_folder(tmp_path)
     with pytest.raises(ValueError, match="give asd, smd, nezha or a folder"):
         load_dataset("no-such-dataset")
+
+
+def test_nezha_pods_have_their_fault_windows_as_labels():
+    from omnistream.offline.datasets import load_nezha
+
+    data = load_nezha()
+    assert len(data) == 10 and {s.train.shape[1] for s in data} == {19}
+    assert sum(int(s.labels.sum()) for s in data) == 127  # 32 faults of the second day, about 4 rows each
+    assert all(len(s.labels) == len(s.test) == 721 for s in data)
