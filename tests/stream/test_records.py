@@ -37,7 +37,9 @@ def test_bad_records_say_why(value, topic, reason):
 def test_schemas_cover_every_topic():
     schemas = json_schemas()
     assert set(schemas) == {"metrics", "anomalies", "scores", "transfer-requests", "models"}
-    assert "event_id" in schemas["anomalies"]["required"]
+    assert {"event_id", "calibrated_score"} <= set(schemas["anomalies"]["required"])
+    assert "calibrated_score" in schemas["scores"]["required"]
     event = AnomalyEvent(event_id="x", entity="e", state="open", ts=1.0, window=(0.0, 1.0), score=2.0,
-                         threshold=1.0, model={"name": "dcvae", "version": "1"}, top_metrics=[])
+                         threshold=1.0, calibrated_score=1.5, model={"name": "dcvae", "version": "1"},
+                         top_metrics=[])
     assert orjson.loads(event.model_dump_json())["window"] == [0.0, 1.0]
