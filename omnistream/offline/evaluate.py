@@ -19,16 +19,13 @@ plots to the output folder.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from omnistream.detectors.base import point_scores
@@ -38,6 +35,7 @@ from omnistream.detectors.registry import detector_class
 from omnistream.offline import metrics
 from omnistream.offline.datasets import EntitySeries
 from omnistream.offline.fit import Calibration, fit_entity
+from omnistream.offline.parallel import run_all, threads_per_job
 
 BASELINES = ["random", "flag_all", "zscore", "pca"]  # always in the run
 SCORE_FREE = {"random", "flag_all"}  # baselines that are not registry detectors
@@ -149,31 +147,15 @@ def run(dataset: str, data: list[EntitySeries], detectors: list[str], configs: d
     out_dir.mkdir(parents=True, exist_ok=True)
     runs: list[EntityRun] = []
     started = time.perf_counter()
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
-        bar = progress.add_task(f"{dataset}: {len(tasks)} fits", total=len(tasks))
-
-        def done(r: EntityRun) -> None:
-            runs.append(r)
-            progress.advance(bar)
-            progress.update(bar, description=f"{dataset}: {r.detector} seed {r.seed} {r.entity}")
-            labels = by_entity[r.entity].labels
-            line = f"{r.detector} seed {r.seed} {r.entity}: best F1 {metrics.best_f1(r.scores, labels).f1:.3f}"
-            if r.flags is not None:
-                deployed = metrics.counts(r.flags, labels)
-                line += f", deployed F1 {deployed.f1:.3f} (flagged {deployed.flagged_share:.1%})"
-            progress.console.print(line + (f", trained in {r.train_seconds:.1f} s" if r.train_seconds else ""))
-
-        if jobs > 1:
-            with ProcessPoolExecutor(jobs) as pool:
-                futures = [pool.submit(run_one, d, seed, s, configs.get(d, {}), calibration, threads)
-                           for d, seed, s in tasks]
-                for f in futures:
-                    done(f.result())
-        else:
-            for d, seed, s in tasks:
-                done(run_one(d, seed, s, configs.get(d, {}), calibration, threads))
+    calls = [(d, seed, s, configs.get(d, {}), calibration, threads_per_job(jobs)) for d, seed, s in tasks]
+    for r in run_all(run_one, calls, jobs, f"{dataset}: {len(tasks)} fits", console):
+        runs.append(r)
+        labels = by_entity[r.entity].labels
+        line = f"{r.detector} seed {r.seed} {r.entity}: best F1 {metrics.best_f1(r.scores, labels).f1:.3f}"
+        if r.flags is not None:
+            deployed = metrics.counts(r.flags, labels)
+            line += f", deployed F1 {deployed.f1:.3f} (flagged {deployed.flagged_share:.1%})"
+        console.print(line + (f", trained in {r.train_seconds:.1f} s" if r.train_seconds else ""))
     report = _report(dataset, data, names, runs, configs, calibration, seeds)
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["host"] = platform.node()

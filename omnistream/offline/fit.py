@@ -9,16 +9,12 @@ data itself are optimistic and make a threshold flag far too much.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from omnistream.detectors.base import Detector, EpochCallback, point_scores, sliding_windows
 from omnistream.detectors.calibration import Pot, fit_pot
@@ -26,6 +22,7 @@ from omnistream.detectors.export import ModelInfo, export
 from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
 from omnistream.offline.datasets import EntitySeries, metric_names
+from omnistream.offline.parallel import run_all, threads_per_job
 
 
 @dataclass
@@ -100,19 +97,11 @@ def fit_dataset(detector_name: str, data: list[EntitySeries], out_dir: Path, con
     calibration = calibration or Calibration()
     create(detector_name, **(config or {}))  # a bad name or key fails before any work
     out_dir.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    tasks = [(detector_name, s, config or {}, calibration, metric_names(s.train.shape[1]), out_dir,
+              threads_per_job(jobs)) for s in data]
     results = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
-        bar = progress.add_task(f"fitting {detector_name}", total=len(data))
-        args = [(detector_name, s, config or {}, calibration, metric_names(s.train.shape[1]), out_dir, threads)
-                for s in data]
-        with ProcessPoolExecutor(jobs) if jobs > 1 else contextlib.nullcontext() as pool:
-            pending = [pool.submit(_fit_and_export, *a) for a in args] if pool else None
-            for i, a in enumerate(args):
-                result = pending[i].result() if pending else _fit_and_export(*a)
-                results.append(result)
-                progress.console.print(f"{result['entity']}: threshold {result['threshold']:.4g}, "
-                                       f"{result['epochs']} epochs in {result['seconds']:.1f} s -> {result['path']}")
-                progress.advance(bar)
+    for result in run_all(_fit_and_export, tasks, jobs, f"fitting {detector_name}", console):
+        results.append(result)
+        console.print(f"{result['entity']}: threshold {result['threshold']:.4g}, {result['epochs']} epochs in "
+                      f"{result['seconds']:.1f} s -> {result['path']}")
     return results

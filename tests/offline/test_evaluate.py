@@ -12,7 +12,7 @@ from omnistream.offline.evaluate import BASELINES, run
 def test_evaluate_reports_every_figure_with_baselines(tmp_path):
     data = [s for s in load_asd(["omi-5", "omi-6"])]
     configs = {"usad": {"epochs": 2, "window": 5}}
-    report = run("asd", data, ["usad"], configs, seeds=2, out_dir=tmp_path)
+    report = run("asd", data, ["usad"], configs, seeds=2, out_dir=tmp_path, jobs=2)  # in two processes
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["detectors"].keys() == {"usad", *BASELINES}
     usad = saved["detectors"]["usad"]
