@@ -88,12 +88,20 @@ class ModelStore:
         module, info = load(path, self.device)
         if info.input_kind != "entity":
             raise ValueError(f"{info.name} reads {info.input_kind} windows; this worker scores entity windows")
-        center = getattr(module, "center", None)
-        center = center.detach().cpu().numpy() if center is not None else None
-        return LoadedModel(optimise_for_inference(module), info, sha, path, self.device, center)
+        return LoadedModel(optimise_for_inference(module), info, sha, path, self.device, _center(module))
 
     def get(self, entity: str) -> LoadedModel | None:
         return self.models.get(entity)
+
+
+def _center(module: torch.jit.ScriptModule) -> np.ndarray | None:
+    """The per-metric centre the model standardises with (``center``, or ``standardise.center``
+    of the detectors' scoring modules): the value of a metric missing from a whole window."""
+    for owner in (module, getattr(module, "standardise", None)):
+        center = getattr(owner, "center", None) if owner is not None else None
+        if isinstance(center, torch.Tensor):
+            return center.detach().cpu().numpy()
+    return None
 
 
 @dataclass

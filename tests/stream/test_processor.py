@@ -104,8 +104,10 @@ def test_restart_from_snapshots_continues_identically(trained_models, asd_series
 
 
 def test_missing_metrics_and_unknown_entities(trained_models, asd_series):
-    folder, _ = trained_models
+    folder, detectors = trained_models
     processor = make_processor(folder, window={"stride": 5})
+    # a metric missing from a whole window takes the value the model standardises around
+    np.testing.assert_allclose(processor.models.get("omi-1").center, detectors["omi-1"].standardise.center)
     gappy = points_of(asd_series["omi-1"], "omi-1", drop_every=3)
     stranger = [Point("new-box", 1.0 + i, {"cpu": float(i)}, "metrics.new-box", 1) for i in range(3)]
     out = processor.process(gappy + stranger)
