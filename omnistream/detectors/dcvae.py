@@ -156,6 +156,7 @@ class DCVAE(NeuralDetector):
     config_class = DCVAEConfig
     paper = "García González et al., DC-VAE (2022)"
     reduction = "max"
+    shared_layers = ("encoder.", "decoder.")  # partial transfer: the stacks carry over, the heads retrain
 
     def __init__(self, config: DCVAEConfig | None = None, **overrides: object):
         super().__init__(config, **overrides)
@@ -179,11 +180,3 @@ class DCVAE(NeuralDetector):
     def scoring_module(self) -> ScoringModule:
         net, standardise = self.frozen_copy()
         return ScoringModule(net, standardise, self.alpha)
-
-    def layer_groups(self) -> dict[str, list[str]]:
-        """Partial transfer: the encoder and decoder stacks carry over, the heads retrain."""
-        names = [n for n, _ in self.net.named_parameters()] if self.net is not None else []
-        return {
-            "shared": [n for n in names if n.startswith(("encoder.", "decoder."))],
-            "head": [n for n in names if n.startswith(("z_mean.", "z_log_var.", "x_mean.", "x_log_var."))],
-        }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import time
 from abc import abstractmethod
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -72,6 +73,9 @@ class NeuralDetector(Detector):
     windows. Subclasses build the network, define the loss and the scoring module."""
 
     config_class = NeuralConfig
+    # Parameter-name prefixes that carry over from a base model in partial transfer; the
+    # rest of the network (the head) retrains.
+    shared_layers: ClassVar[tuple[str, ...]] = ("encoder.",)
 
     def __init__(self, config: NeuralConfig | None = None, **overrides: object):
         super().__init__(config, **overrides)
@@ -176,3 +180,8 @@ class NeuralDetector(Detector):
         self._require_fitted()
         assert self.net is not None and self.standardise is not None
         return copy.deepcopy(self.net).eval(), copy.deepcopy(self.standardise)
+
+    def layer_groups(self) -> dict[str, list[str]]:
+        names = [n for n, _ in self.net.named_parameters()] if self.net is not None else []
+        return {"shared": [n for n in names if n.startswith(self.shared_layers)],
+                "head": [n for n in names if not n.startswith(self.shared_layers)]}

@@ -110,9 +110,3 @@ class TranAD(NeuralDetector):
 
     def scoring_module(self) -> ScoringModule:
         return ScoringModule(*self.frozen_copy())
-
-    def layer_groups(self) -> dict[str, list[str]]:
-        """Partial transfer: the encoder carries over, the decoders and output layer retrain."""
-        names = [n for n, _ in self.net.named_parameters()] if self.net is not None else []
-        return {"shared": [n for n in names if n.startswith("encoder.")],
-                "head": [n for n in names if not n.startswith("encoder.")]}

@@ -121,9 +121,3 @@ class USAD(NeuralDetector):
     def scoring_module(self) -> ScoringModule:
         net, standardise = self.frozen_copy()
         return ScoringModule(net, standardise, self.config.alpha, self.config.beta)
-
-    def layer_groups(self) -> dict[str, list[str]]:
-        """Partial transfer: the encoder carries over, the decoders retrain."""
-        names = [n for n, _ in self.net.named_parameters()] if self.net is not None else []
-        return {"shared": [n for n in names if n.startswith("encoder.")],
-                "head": [n for n in names if n.startswith(("decoder1.", "decoder2."))]}

@@ -16,6 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from omnistream.detectors.base import Detector, DetectorConfig, EpochCallback, Trainable
+from omnistream.detectors.neural import Standardise
 
 
 class ZScoreConfig(DetectorConfig):
@@ -24,15 +25,14 @@ class ZScoreConfig(DetectorConfig):
 
 
 class AbsZ(nn.Module):
-    """|x - center| / scale per metric and point."""
+    """|x - center| / scale per metric and point (missing values score 0)."""
 
     def __init__(self, center: np.ndarray, scale: np.ndarray):
         super().__init__()
-        self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32))
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.standardise = Standardise(center, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nan_to_num((x - self.center).abs() / self.scale, nan=0.0)
+        return self.standardise(x).abs()
 
     @torch.jit.export
     def score_last(self, x: torch.Tensor) -> torch.Tensor:
