@@ -185,3 +185,28 @@ class NeuralDetector(Detector):
         names = [n for n, _ in self.net.named_parameters()] if self.net is not None else []
         return {"shared": [n for n in names if n.startswith(self.shared_layers)],
                 "head": [n for n in names if not n.startswith(self.shared_layers)]}
+
+    def adopt_layers(self, base: "NeuralDetector") -> list[str]:
+        """Partial transfer (OmniTransfer section 4.4): fresh seeded weights for the metrics
+        ``base`` was fitted on, then the shared layers' parameters and buffers (BatchNorm
+        statistics included) copied from ``base``; returns the copied parameters' names."""
+        base._require_fitted()
+        assert base.net is not None
+        torch.manual_seed(self.config.seed)
+        self.metrics = base.metrics
+        self.net = self.build(base.metrics)
+        shared = {k: v for k, v in base.net.state_dict().items() if k.startswith(self.shared_layers)}
+        self.net.load_state_dict(shared, strict=False)
+        return [n for n, _ in self.net.named_parameters() if n.startswith(self.shared_layers)]
+
+    def rebased(self, center: np.ndarray, scale: np.ndarray) -> "NeuralDetector":
+        """A copy that reads raw data whose per-metric z-score is ``(x - center) / scale``: the
+        z-score composed with this detector's own standardisation, so it scores the raw data as
+        it scores z-scored data (what a cluster's base model was trained on)."""
+        self._require_fitted()
+        assert self.standardise is not None
+        out = copy.deepcopy(self)
+        inner_center, inner_scale = self.standardise.center.numpy(), self.standardise.scale.numpy()
+        out.standardise = Standardise(center + inner_center * scale, scale * inner_scale)
+        return out
+

@@ -43,30 +43,40 @@ class Fitted:
     calibration_scores: np.ndarray  # point scores of the held-out newest history
 
 
+def split_history(history: np.ndarray, window: int, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """(older part to train on, newest ``calibration.fraction`` to calibrate on) of (T, M)."""
+    split = int(len(history) * (1 - calibration.fraction))
+    if split < window + 1 or len(history) - split < 50:
+        raise ValueError(f"history of {len(history)} points is too short to train a window of {window} "
+                         f"and calibrate on its newest {calibration.fraction:.0%} (at least 50 points)")
+    return history[:split], history[split:]
+
+
+def calibrate(detector: Detector, train: np.ndarray, held_out: np.ndarray, calibration: Calibration) -> Fitted:
+    """POT threshold of a trained detector from its scores of ``held_out`` (which follows ``train``)."""
+    scores = reduce_scores(point_scores(detector, held_out, history=train), detector.reduction)
+    return Fitted(detector, fit_pot(scores, calibration.risk, calibration.level, calibration.depth), scores)
+
+
 def fit_entity(detector_name: str, history: np.ndarray, config: dict | None = None,
                calibration: Calibration | None = None, progress: EpochCallback | None = None) -> Fitted:
     """Train ``detector_name`` on the older part of ``history`` (T, M), calibrate on the newest."""
     calibration = calibration or Calibration()
     detector = create(detector_name, **(config or {}))
-    split = int(len(history) * (1 - calibration.fraction))
-    if split < detector.window + 1 or len(history) - split < 50:
-        raise ValueError(f"history of {len(history)} points is too short to train a window of {detector.window} "
-                         f"and calibrate on its newest {calibration.fraction:.0%} (at least 50 points)")
-    train, held_out = history[:split], history[split:]
+    train, held_out = split_history(history, detector.window, calibration)
     detector.fit_series(train, progress=progress)
-    scores = reduce_scores(point_scores(detector, held_out, history=train), detector.reduction)
-    return Fitted(detector, fit_pot(scores, calibration.risk, calibration.level, calibration.depth), scores)
+    return calibrate(detector, train, held_out, calibration)
 
 
 def model_info(fitted: Fitted, metric_names: list[str], entity: str | None = None,
-               cluster: str | None = None) -> ModelInfo:
+               cluster: str | None = None, strategy: str = "scratch", **training: object) -> ModelInfo:
     d = fitted.detector
     return ModelInfo(
         name=d.name, version=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), metrics=metric_names, window=d.window,
-        threshold=fitted.pot.threshold, entity=entity, cluster=cluster, reduction=d.reduction,
+        threshold=fitted.pot.threshold, entity=entity, cluster=cluster, strategy=strategy, reduction=d.reduction,
         input_kind=d.input_kind, calibration=fitted.pot.to_dict(), config=d.config.model_dump(),
         training={"seconds": round(d.train_seconds, 2), "epochs": len(d.history["val_loss"]),
-                  "threshold_rule": f"POT, risk {fitted.pot.q:g}, on the newest held-out history"},
+                  "threshold_rule": f"POT, risk {fitted.pot.q:g}, on the newest held-out history", **training},
     )
 
 

@@ -1,0 +1,118 @@
+"""Adaptive transfer of a cluster's base model to one entity (OmniTransfer section 4.4).
+
+DiffScore (eq. 10) is the base model's trimmed mean score on the entity's data, z-scored as
+the base model's training data was, divided by the same figure on held-out segments of the
+base model's own cluster: 1 means "as familiar as its own cluster". At or below ``beta`` the
+whole base model is fine-tuned (full transfer); above, a fresh model takes the base model's
+shared layers, trains the rest with them frozen (BatchNorm statistics included), then
+fine-tunes everything (partial transfer). Detectors without trainable layers (z-score, PCA)
+are simply fitted on the entity's data (``refit``).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from omnistream.detectors.base import Detector, point_scores, sliding_windows
+from omnistream.detectors.calibration import Pot
+from omnistream.detectors.neural import NeuralDetector
+from omnistream.detectors.reduce import reduce_scores
+from omnistream.detectors.registry import create
+from omnistream.offline.fit import Calibration, Fitted, calibrate, split_history
+from omnistream.transfer.base_models import trimmed_mean
+from omnistream.transfer.segments import Scaling, interpolate_missing
+
+Strategy = Literal["adaptive", "full", "partial"]
+
+
+class TransferConfig(BaseModel):
+    """How a base model becomes an entity's model; epochs per phase as in the paper's Table 4."""
+
+    model_config = ConfigDict(extra="forbid")
+    beta: float = Field(1.5, gt=0, description="DiffScore (relative to the base model's own cluster) at or "
+                                               "below which the whole base model is fine-tuned")
+    strategy: Strategy = Field("adaptive", description="adaptive (by beta), or always full / partial")
+    full_epochs: int = Field(10, ge=1, description="fine-tuning epochs of a full transfer")
+    head_epochs: int = Field(10, ge=1, description="partial transfer: epochs with the shared layers frozen")
+    all_epochs: int = Field(5, ge=1, description="partial transfer: epochs of fine-tuning everything after")
+
+
+@dataclass
+class Transferred:
+    fitted: Fitted
+    strategy: str  # full | partial | refit
+    diff_score: float | None
+    cpu_seconds: float
+
+
+def target_scaling(series: np.ndarray) -> Scaling:
+    return Scaling.of(interpolate_missing(series))
+
+
+def diff_score(base: Detector, series: np.ndarray, reference: float) -> float:
+    """Eq. 10, relative: the base model's trimmed mean score on ``series`` (raw, z-scored with
+    its own statistics) over its trimmed mean score on its own cluster (``reference``)."""
+    if not isinstance(base, NeuralDetector):
+        raise TypeError(f"{base.name} has no trained layers to transfer")
+    scaling = target_scaling(series)
+    scores = reduce_scores(point_scores(base.rebased(scaling.center, scaling.scale), series), base.reduction)
+    return trimmed_mean(scores) / max(reference, 1e-12)
+
+
+def choose(diff: float, config: TransferConfig) -> str:
+    if config.strategy != "adaptive":
+        return config.strategy
+    return "full" if diff <= config.beta else "partial"
+
+
+def _fresh_copy(detector: Detector, epochs: int) -> Detector:
+    out = copy.deepcopy(detector)
+    out.config.epochs = epochs
+    out.train_seconds, out.history = 0.0, {"train_loss": [], "val_loss": []}
+    return out
+
+
+def transfer(base: Detector, reference: float, history: np.ndarray, config: TransferConfig | None = None,
+             calibration: Calibration | None = None) -> Transferred:
+    """The entity's model from its first ``history`` (T, M) points: train on the older part,
+    calibrate the label-free threshold on the newest ``calibration.fraction``."""
+    config = config or TransferConfig()
+    calibration = calibration or Calibration()
+    started = time.process_time()
+    train, held_out = split_history(history, base.window, calibration)
+    if not isinstance(base, NeuralDetector):
+        detector = create(base.name, **base.config.model_dump())
+        detector.fit_series(train)
+        return Transferred(calibrate(detector, train, held_out, calibration), "refit", None,
+                           time.process_time() - started)
+    diff = diff_score(base, train, reference)
+    strategy = choose(diff, config)
+    windows = sliding_windows(train, base.window, base.config.train_stride)
+    if strategy == "full":
+        detector = _fresh_copy(base, config.full_epochs)
+        detector.fit(windows)
+    else:
+        detector = create(base.name, **{**base.config.model_dump(), "epochs": config.head_epochs})
+        shared = set(detector.adopt_layers(base))
+        detector.fit(windows, trainable=lambda name: name not in shared)
+        detector.config.epochs = config.all_epochs
+        detector.fit(windows)
+    fitted = calibrate(detector, train, held_out, calibration)
+    return Transferred(fitted, strategy, diff, time.process_time() - started)
+
+
+def cold_start(base: Detector, base_calibration: dict, first: np.ndarray) -> Fitted:
+    """The base model as it is, reading the entity's raw data z-scored with the statistics of
+    its first points, and the base model's own threshold: a model for a brand-new entity
+    before it has enough data to train on (strategy ``base``)."""
+    if not isinstance(base, NeuralDetector):
+        raise TypeError(f"{base.name} has no base model to start from")
+    scaling = target_scaling(first)
+    pot = Pot.from_dict(base_calibration)
+    return Fitted(base.rebased(scaling.center, scaling.scale), pot, np.empty(0))
