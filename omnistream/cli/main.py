@@ -158,20 +158,99 @@ def _load_data(dataset: str, entities: str | None):
         raise typer.BadParameter(str(exc)) from None
 
 
+ClustersOpt = Annotated[Path, typer.Option(help="cluster registry folder (written by `omnistream cluster`)")]
+
+
+@app.command()
+def cluster(dataset: DatasetOpt = "smd", entities: EntitiesOpt = None,
+            out: ClustersOpt = Path("clusters"),
+            settings_file: Annotated[Optional[Path], typer.Option(
+                "--settings", help="YAML/TOML file of clustering settings (keys as below and in README)")] = None,
+            segment_length: Annotated[Optional[int], typer.Option(help="points per segment [default: 60]")] = None,
+            clusters: Annotated[Optional[int], typer.Option(help="fixed number of clusters [default: best silhouette]")] = None,
+            max_clusters: Annotated[Optional[int], typer.Option(help="most clusters the silhouette rule tries [default: 12]")] = None,
+            direct_limit: Annotated[Optional[int], typer.Option(help="most segments clustered directly; beyond, a sample "
+                                                                     "is clustered and the rest assigned [default: 8000]")] = None) -> None:
+    """W-HAC: cluster the segments of many entities' histories (OmniTransfer section 4.3.1) into
+    a registry for `fit --per-cluster` and `transfer`; prints a table, plots the dendrogram."""
+    import numpy as np
+    from pydantic import ValidationError
+    from rich.table import Table
+
+    from omnistream.stream.config import read_config_file
+    from omnistream.transfer.plots import plot_dendrogram, plot_members
+    from omnistream.transfer.whac import ClusterConfig, cluster_entities
+
+    data = _load_data(dataset, entities)
+    overrides = {k: v for k, v in {"segment_length": segment_length, "clusters": clusters, "max_clusters": max_clusters,
+                                   "direct_limit": direct_limit}.items() if v is not None}
+    try:
+        config = ClusterConfig.model_validate({**(read_config_file(settings_file) if settings_file else {}), **overrides})
+    except (OSError, ValueError, ValidationError) as exc:
+        raise typer.BadParameter(f"clustering settings: {exc}") from None
+    names = data[0].metrics
+    if any(s.metrics != names for s in data):
+        raise typer.BadParameter("every entity must have the same metrics to be clustered together")
+    try:
+        registry = cluster_entities({s.entity: s.train for s in data}, names, config, lambda m: console.print(m))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    registry.save(out)
+    table = Table(title=f"{registry.count} clusters of {registry.info['segments']} segments "
+                        f"({registry.info['rule']}), registry {registry.version} in {out}")
+    for column in ("cluster", "segments", "entities (majority)", "nearest segments from"):
+        table.add_column(column)
+    for c in range(registry.count):
+        members = sorted(e for e, k in registry.entities.items() if k == c)
+        sources = sorted({e for e, _ in registry.nearest[c]})
+        table.add_row(str(c), str(registry.sizes[c]), f"{len(members)}: " + ", ".join(members[:6]) +
+                      (" ..." if len(members) > 6 else ""), ", ".join(sources[:6]) + (" ..." if len(sources) > 6 else ""))
+    Console().print(table)
+    by_entity = {s.entity: s.train for s in data}
+    nearest = {}
+    for c in range(registry.count):
+        picked = []
+        for entity, start in registry.nearest[c][:10]:
+            segs, starts = registry.settings.segments(by_entity[entity])
+            picked.append(segs[list(starts).index(start)])
+        nearest[c] = registry.align(np.stack(picked))
+    plot_dendrogram(registry, out / "dendrogram.png")
+    plot_members(registry, nearest, out / "clusters.png")
+    console.print(f"plots: {out / 'dendrogram.png'}, {out / 'clusters.png'}")
+
+
 @app.command()
 def fit(detector: Annotated[str, typer.Option(help="registered detector (see `omnistream detectors`)")] = "dcvae",
         dataset: DatasetOpt = "asd", entities: EntitiesOpt = None,
         out: Annotated[Path, typer.Option(help="model folder the worker reads")] = Path("models-store"),
         detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, drift_depth: DriftOpt = 0,
-        jobs: JobsOpt = 1) -> None:
-    """Train one model per entity on its train split, calibrate its label-free threshold, export it."""
+        jobs: JobsOpt = 1,
+        per_cluster: Annotated[bool, typer.Option("--per-cluster", help="one base model per cluster of --clusters "
+                                                                       "instead of one model per entity")] = False,
+        clusters: ClustersOpt = Path("clusters")) -> None:
+    """Train one model per entity on its train split (or, with --per-cluster, one base model per
+    cluster on the segments nearest its centroid), calibrate the label-free threshold, export."""
     from omnistream.detectors.registry import DetectorError
     from omnistream.offline.fit import Calibration, fit_dataset
 
     data = _load_data(dataset, entities)
+    config = _detector_configs(detector_config).get(detector, {})
+    calibration = Calibration(risk=risk, depth=drift_depth)
     try:
-        fit_dataset(detector, data, out, _detector_configs(detector_config).get(detector, {}),
-                    Calibration(risk=risk, depth=drift_depth), jobs, Console())
+        if per_cluster:
+            from omnistream.transfer.base_models import base_folder, fit_per_cluster
+            from omnistream.transfer.registry import RegistryError
+
+            try:
+                fit_per_cluster(detector, clusters, {s.entity: s.train for s in data}, config, calibration,
+                                lambda e: Console().print(
+                                    f"cluster {e.cluster}: {e.detector} on {e.train_windows} windows in "
+                                    f"{e.cpu_seconds:.1f} CPU s, threshold {e.threshold:.4g}, DiffScore reference "
+                                    f"{e.reference:.4g} -> {base_folder(clusters) / e.model}"))
+            except RegistryError as exc:
+                raise typer.BadParameter(str(exc)) from None
+        else:
+            fit_dataset(detector, data, out, config, calibration, jobs, Console())
     except DetectorError as exc:
         raise typer.BadParameter(str(exc)) from None
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 ASD_STEP_SECONDS = 300
 SMD_STEP_SECONDS = 60
@@ -29,6 +30,11 @@ class EntitySeries:
     train: np.ndarray
     test: np.ndarray
     labels: np.ndarray
+    names: list[str] | None = None  # metric names where the source has them, else m00, m01, ...
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.names or metric_names(self.train.shape[1])
 
 
 def data_dir() -> Path:
@@ -198,11 +204,51 @@ def load_folder(root: Path, entities: list[str] | None = None) -> list[EntitySer
     return out
 
 
+def series_from_rows(rows: list[tuple[float, dict[str, float | None]]], names: list[str]) -> np.ndarray:
+    """(T, M) float32 of ``names`` from (ts, metrics) rows in time order; absent values are NaN."""
+    out = np.full((len(rows), len(names)), np.nan, dtype=np.float32)
+    column = {name: j for j, name in enumerate(names)}
+    for i, (_, metrics) in enumerate(rows):
+        for name, value in metrics.items():
+            j = column.get(name)
+            if j is not None and value is not None:
+                out[i, j] = value
+    return out
+
+
+def load_records(path: Path, entities: list[str] | None = None) -> list[EntitySeries]:
+    """A recorded metric topic (JSON lines of ``{"entity","ts","metrics"}``, as `omnistream
+    record` writes) as unlabelled histories: every metric name seen, in name order."""
+    rows: dict[str, list[tuple[float, dict]]] = {}
+    names: set[str] = set()
+    with open(path, "rb") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+                entity, ts, metrics = record["entity"], float(record["ts"]), record["metrics"]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise ValueError(f"{path}: line {i} is not a metric record with entity, ts and metrics") from None
+            if entities is None or entity in entities:
+                rows.setdefault(entity, []).append((ts, metrics))
+                names.update(metrics)
+    if not rows:
+        raise ValueError(f"{path}: no metric records" + (f" of {', '.join(entities)}" if entities else ""))
+    ordered = sorted(names)
+    empty = np.zeros((0, len(ordered)), dtype=np.float32)
+    return [EntitySeries(e, series_from_rows(sorted(r, key=lambda row: row[0]), ordered), empty,
+                         np.zeros(0, dtype=np.int8), ordered) for e, r in sorted(rows.items())]
+
+
 def load_dataset(name: str, entities: list[str] | None = None) -> list[EntitySeries]:
-    """A bundled dataset by name (asd, smd, nezha) or the user's folder by path."""
+    """A bundled dataset by name (asd, smd, nezha), the user's folder, or a recorded topic file."""
     loaders = {"asd": load_asd, "smd": load_smd, "nezha": load_nezha}
     if name in loaders:
         return loaders[name](entities)
     if Path(name).is_dir():
         return load_folder(Path(name), entities)
-    raise ValueError(f"unknown dataset {name!r}: give asd, smd, nezha or a folder of entity folders")
+    if Path(name).is_file():
+        return load_records(Path(name), entities)
+    raise ValueError(f"unknown dataset {name!r}: give asd, smd, nezha, a folder of entity folders or a "
+                     "recorded topic file (JSON lines)")

@@ -21,7 +21,7 @@ from omnistream.detectors.calibration import Pot, fit_pot
 from omnistream.detectors.export import ModelInfo, export
 from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
-from omnistream.offline.datasets import EntitySeries, metric_names
+from omnistream.offline.datasets import EntitySeries
 from omnistream.offline.parallel import run_all, threads_per_job
 
 
@@ -107,7 +107,7 @@ def fit_dataset(detector_name: str, data: list[EntitySeries], out_dir: Path, con
     calibration = calibration or Calibration()
     create(detector_name, **(config or {}))  # a bad name or key fails before any work
     out_dir.mkdir(parents=True, exist_ok=True)
-    tasks = [(detector_name, s, config or {}, calibration, metric_names(s.train.shape[1]), out_dir,
+    tasks = [(detector_name, s, config or {}, calibration, s.metrics, out_dir,
               threads_per_job(jobs)) for s in data]
     results = []
     for result in run_all(_fit_and_export, tasks, jobs, f"fitting {detector_name}", console):
