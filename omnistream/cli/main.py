@@ -1,4 +1,4 @@
-"""The `omnistream` command: broker, worker, replay, record, fit, evaluate, bench, demo, schemas."""
+"""The `omnistream` command: broker, worker, replay, record, cluster, fit, transfer, evaluate, bench, demo, schemas."""
 
 from __future__ import annotations
 
@@ -253,6 +253,50 @@ def fit(detector: Annotated[str, typer.Option(help="registered detector (see `om
             fit_dataset(detector, data, out, config, calibration, jobs, Console())
     except DetectorError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: PrefixOpt = None,
+             model_dir: Annotated[Optional[Path], typer.Option(help="model folder the workers read [default: models-store]")] = None,
+             clusters: Annotated[Optional[Path], typer.Option(help="cluster registry with base models [default: clusters]")] = None,
+             points: Annotated[Optional[int], typer.Option(help="points of an entity's data a transfer trains on [default: 1440]")] = None,
+             instance: Annotated[str, typer.Option(help="static group member id (faster hand-over on restart)")] = "",
+             loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info") -> None:
+    """Serve `transfer-requests`: cold-start a new entity on its nearest cluster's base model,
+    then transfer (full or partial, by DiffScore) on its first data and announce the model on `models`."""
+    import signal
+    import threading
+
+    from confluent_kafka import KafkaException
+
+    from omnistream.stream.topics import ensure_topics
+    from omnistream.transfer.registry import RegistryError
+    from omnistream.transfer.service import TransferService
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    transfer_overrides = {k: v for k, v in {"registry": clusters, "points": points}.items() if v is not None}
+    settings = _settings(config, bootstrap, prefix, model_dir=model_dir)
+    if transfer_overrides:
+        from pydantic import ValidationError
+
+        try:
+            merged = settings.transfer.model_validate({**settings.transfer.model_dump(), **transfer_overrides})
+        except ValidationError as exc:
+            raise typer.BadParameter(f"transfer settings: {exc.errors()[0]['msg']}") from None
+        settings = settings.model_copy(update={"transfer": merged})
+    try:
+        ensure_topics(settings)
+        service = TransferService(settings, instance)
+    except KafkaException as exc:
+        console.print(f"[red]cannot reach Kafka at {settings.kafka.bootstrap}[/]: {exc}")
+        raise typer.Exit(1) from None
+    except RegistryError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service.run(stop)
 
 
 @app.command()

@@ -4,6 +4,8 @@
   subscription, so new entities' topics are picked up), validates each record and forwards
   the valid points keyed by entity, packed by entity (``points``), or sends the original
   bytes to ``metrics-dlq`` with the error in the headers.
+- the ``models`` topic is read whole by a listener thread: an announced model is loaded as
+  soon as its file's sha256 checks out (stream.announcements).
 - ``score`` reads the points topic in batches, runs the ``Processor`` and publishes anomaly
   events, scores and transfer requests, and persists each touched entity's window to the
   ``windows`` table, whose changelog restores it after a restart.
@@ -22,12 +24,13 @@ from collections import Counter, defaultdict
 import faust
 
 from omnistream.stream import telemetry
+from omnistream.stream.announcements import AnnouncementListener
 from omnistream.stream.config import Settings
 from omnistream.stream.points import pack_points, unpack_points
 from omnistream.stream.processor import Processor
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.scorer import ModelStore, pick_device
-from omnistream.stream.topics import POINTS, metric_topics
+from omnistream.stream.topics import POINTS, client_config, metric_topics
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +89,15 @@ def create_app(settings: Settings) -> faust.App:
     processor = Processor(settings, models, restore)
     app.omnistream_processor = processor  # for tests and the demo
 
+    # A daemon thread: it holds no state to save and ends with the process.
+    listener = AnnouncementListener(settings.topic("models"), client_config(settings), models,
+                                    lambda entity: telemetry.MODELS_LOADED.set(len(models.models)))
+
     @app.task
     async def start_telemetry() -> None:
         telemetry.MODELS_LOADED.set(len(models.models))
         telemetry.serve(settings.metrics_port)
+        listener.start()
 
     @app.timer(interval=30.0)
     async def reload_models() -> None:

@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from omnistream.transfer.config import TransferSettings
+
 ENV_PREFIX = "OMNISTREAM_"
 
 
@@ -45,12 +47,24 @@ class DecideSettings(BaseModel):
     adapt_threshold: bool = Field(True, description="SPOT: the threshold follows each entity's scores (else fixed)")
 
 
+class TriggerSettings(BaseModel):
+    """When the worker asks for a new model for an entity that has one (besides new entities)."""
+
+    model_config = ConfigDict(extra="forbid")
+    drift_share: float = Field(0.2, gt=0, le=1, description="drift: share of flagged points in a block above which "
+                                                            "the entity's model no longer fits; 1 = off")
+    drift_points: int = Field(720, ge=10, description="drift: points per block the flagged share is measured over")
+    schedule_hours: float = Field(0.0, ge=0, description="refit every N hours of the entity's data; 0 = off")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     app_id: str = "omnistream"
     kafka: KafkaSettings = KafkaSettings()
     window: WindowSettings = WindowSettings()
     decide: DecideSettings = DecideSettings()
+    triggers: TriggerSettings = TriggerSettings()
+    transfer: TransferSettings = TransferSettings()
     model_dir: Path = Path("models-store")
     device: str = Field("auto", description="auto (cuda when present), cpu or cuda")
     metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 = off")

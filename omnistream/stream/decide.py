@@ -73,7 +73,7 @@ class Decider:
             event_id=stable_id(entity, incident["opened"], new_state, event_ts, info.name, info.version),
             entity=entity, state=new_state, ts=event_ts, window=window_span, score=score, threshold=threshold,
             calibrated_score=calibrated,
-            model=ModelRef(name=info.name, version=info.version, cluster=info.cluster),
+            model=ModelRef(name=info.name, version=info.version, cluster=info.cluster, strategy=info.strategy),
             top_metrics=top_contributions(scores.per_metric[i], info.metrics, self.settings.top_metrics),
         )
         return event, record

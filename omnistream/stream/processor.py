@@ -97,10 +97,12 @@ class Processor:
                 continue
             ts = np.fromiter((p.ts for p in fresh), dtype=np.float64, count=len(fresh))
             values = window.vectorise([p.metrics for p in fresh])
+            window.state["source"] = fresh[0].source
             if model is not None:
                 jobs.extend(self._jobs(entity, window, model, ts, values))
             elif not window.state.get("transfer_requested"):
-                out.transfers.append(self._transfer_request(entity, fresh[0], ts))
+                out.transfers.append(self._transfer_request(entity, "new_entity", fresh[0].source, float(ts[0]),
+                                                            float(ts[-1])))
                 window.state["transfer_requested"] = True
             window.append(ts, values)
             touched[entity] = group[-1].partition
@@ -148,12 +150,39 @@ class Processor:
             out.scores.append(record)
             if event is not None:
                 out.anomalies.append(event)
+            request = self._trigger(job, record.calibrated_score >= 1.0)
+            if request is not None:
+                out.transfers.append(request)
 
-    def _transfer_request(self, entity: str, first: Point, ts: np.ndarray) -> TransferRequest:
-        return TransferRequest(
-            request_id=stable_id(entity, "new_entity", float(ts[0])), entity=entity, reason="new_entity",
-            data=DataRange(topic=first.source, from_ts=float(ts[0]), to_ts=float(ts[-1])), ts=time.time(),
-        )
+    def _trigger(self, job: _Job, flagged: bool) -> TransferRequest | None:
+        """A drift or schedule request for an entity that has a model (``settings.triggers``):
+        drift when the share of flagged points in a block of ``drift_points`` exceeds
+        ``drift_share`` (once per model version), schedule every ``schedule_hours`` of data."""
+        triggers, state, info = self.settings.triggers, job.window.state, job.model.info
+        ts, version = float(job.ts[-1]), f"{info.name}:{info.version}"
+        since = state.get("model_since")
+        if not since or since[0] != version:
+            since = state["model_since"] = [version, ts]
+            state["drift_block"] = [ts, 0, 0]
+        block = state.setdefault("drift_block", [ts, 0, 0])  # start ts, points, flagged points
+        block[1] += 1
+        block[2] += int(flagged)
+        source = state.get("source", "")
+        if block[1] >= triggers.drift_points:
+            start, share = block[0], block[2] / block[1]
+            state["drift_block"] = [ts, 0, 0]
+            if share > triggers.drift_share and triggers.drift_share < 1 and state.get("drift_requested") != version:
+                state["drift_requested"] = version
+                return self._transfer_request(job.entity, "drift", source, start, ts)
+        if triggers.schedule_hours and ts - since[1] >= triggers.schedule_hours * 3600:
+            since[1] = ts
+            return self._transfer_request(job.entity, "schedule", source, ts - triggers.schedule_hours * 3600, ts)
+        return None
+
+    @staticmethod
+    def _transfer_request(entity: str, reason: str, topic: str, from_ts: float, to_ts: float) -> TransferRequest:
+        return TransferRequest(request_id=stable_id(entity, reason, from_ts), entity=entity, reason=reason,
+                               data=DataRange(topic=topic, from_ts=from_ts, to_ts=to_ts), ts=time.time())
 
     def open_incidents(self) -> int:
         return sum(1 for w in self.windows.values() if w.state.get("incident"))

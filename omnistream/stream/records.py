@@ -47,6 +47,7 @@ class ModelRef(BaseModel):
     name: str
     version: str
     cluster: str | None = None
+    strategy: str | None = None  # scratch | base (a cluster's model, until the entity's own) | full | partial | refit
 
 
 class MetricContribution(BaseModel):
@@ -102,15 +103,32 @@ class TransferRequest(BaseModel):
 
 
 class ModelAnnouncement(BaseModel):
-    """`models` value (compacted): a model file a scorer may load if its sha256 matches."""
+    """`models` value (compacted, keyed by entity): a model file a scorer loads only if its
+    sha256 matches."""
 
     name: str
     version: str
-    uri: str
+    uri: str  # path of the model file, as the workers see the model store
     sha256: str
+    entity: str | None = None
     cluster: str | None = None
     strategy: str
+    diff_score: float | None = None
+    base_sha256: str | None = None
     metrics: dict = {}
+    ts: float
+
+
+class TransferStatus(BaseModel):
+    """`transfer-status` value (compacted, keyed by entity): where the entity's request stands."""
+
+    entity: str
+    request_id: str
+    reason: str
+    state: Literal["waiting", "cold_start", "training", "done", "failed"]
+    detail: str
+    points: int = 0
+    attempts: int = 0
     ts: float
 
 
@@ -120,6 +138,7 @@ OUTPUT_MODELS = {
     "scores": ScoreRecord,
     "transfer-requests": TransferRequest,
     "models": ModelAnnouncement,
+    "transfer-status": TransferStatus,
 }
 
 

@@ -3,12 +3,15 @@
 Models are files ``<model_dir>/<entity>.pt`` exported by ``omnistream fit``; the file name
 routes, so one model may serve several entities through copies or links. The store re-scans
 the folder when asked and loads only files whose sha256 is new: a replaced file is hot-reloaded,
-a removed one unloaded.
+a removed one unloaded. A model announced on the ``models`` topic (by the transfer service) is
+loaded at once if its file's sha256 is the announced one; from then on only a file with that
+sha256 serves the entity, whatever lies in the folder.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +50,14 @@ class ModelStore:
         self.device = device
         self.models: dict[str, LoadedModel] = {}
         self._stamps: dict[str, tuple[int, int]] = {}  # entity -> (size, mtime) of its file when read
+        self.announced: dict[str, str] = {}  # entity -> the sha256 its last announcement named
+        self._lock = threading.Lock()  # folder scans and announcements come from different threads
 
     def refresh(self) -> list[str]:
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> list[str]:
         """Load new or changed model files and forget removed ones; return the entities whose
         model changed.
 
@@ -69,6 +78,12 @@ class ModelStore:
                 if current and self._stamps.get(key) == stamp:
                     continue
                 sha = sha256_file(path)
+                if key in self.announced and sha != self.announced[key]:
+                    if not (current and current.sha256 == self.announced[key]):
+                        log.error("model file %s has sha256 %s, not the announced %s: not loaded", path, sha[:12],
+                                  self.announced[key][:12])
+                    self._stamps[key] = stamp
+                    continue
                 if not (current and current.sha256 == sha):
                     by_sha[sha] = self.models[key] = by_sha.get(sha) or self._load(path, sha)
                     changed.append(key)
@@ -77,12 +92,47 @@ class ModelStore:
                 self._stamps[key] = stamp
             except Exception as exc:  # a broken file must not stop the worker
                 log.error("skipping model %s: %s", path, exc)
-        for key in sorted(set(self.models) - present):
+        for key in sorted(set(self.models) - present - {k for k, m in self.models.items() if m.path.parent != self.folder}):
             del self.models[key]
             self._stamps.pop(key, None)
             changed.append(key)
             log.info("model file of %s removed: its points now go unscored", key)
         return changed
+
+    def announce(self, entity: str, uri: str, sha256: str) -> bool:
+        """Load the announced model file for ``entity`` if its sha256 is the announced one;
+        otherwise keep serving what it served (and say why). Returns whether the model changed."""
+        with self._lock:
+            return self._announce(entity, uri, sha256)
+
+    def _announce(self, entity: str, uri: str, sha256: str) -> bool:
+        current = self.models.get(entity)
+        if current and current.sha256 == sha256:
+            self.announced[entity] = sha256
+            return False
+        path = Path(uri)
+        try:
+            sha = sha256_file(path)
+        except OSError as exc:
+            log.error("announced model of %s cannot be read (%s): keeping the current one", entity, exc)
+            return False
+        if sha != sha256:
+            log.error("announced model of %s at %s has sha256 %s, not the announced %s: keeping the current one",
+                      entity, path, sha[:12], sha256[:12])
+            return False
+        try:
+            model = self._load(path, sha)
+        except Exception as exc:  # a corrupt file must not stop the worker
+            log.error("announced model of %s at %s cannot be loaded (%s): keeping the current one", entity, path, exc)
+            return False
+        self.announced[entity] = sha256
+        self.models[entity] = model
+        if path.parent == self.folder:
+            stat = path.stat()
+            self._stamps[entity] = (stat.st_size, stat.st_mtime_ns)
+        log.info("announced model %s v%s (%s) serves %s (sha256 %s)", model.info.name, model.info.version,
+                 model.info.strategy, entity, sha[:12])
+        return True
 
     def _load(self, path: Path, sha: str) -> LoadedModel:
         module, info = load(path, self.device)

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 POINTS = "omnistream-points"  # internal: validated points re-keyed by entity
 OUTPUTS = ("anomalies", "scores", "transfer-requests", "metrics-dlq")
-COMPACTED = ("models", "topology")
+COMPACTED = ("models", "topology", "transfer-status")
 
 
 def client_config(settings: Settings) -> dict[str, str]:

@@ -14,10 +14,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from omnistream.detectors.base import Detector, point_scores, sliding_windows
 from omnistream.detectors.calibration import Pot
@@ -26,22 +23,8 @@ from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
 from omnistream.offline.fit import Calibration, Fitted, calibrate, split_history
 from omnistream.transfer.base_models import trimmed_mean
+from omnistream.transfer.config import TransferConfig
 from omnistream.transfer.segments import Scaling, interpolate_missing
-
-Strategy = Literal["adaptive", "full", "partial"]
-
-
-class TransferConfig(BaseModel):
-    """How a base model becomes an entity's model; epochs per phase as in the paper's Table 4."""
-
-    model_config = ConfigDict(extra="forbid")
-    beta: float = Field(1.5, gt=0, description="DiffScore (relative to the base model's own cluster) at or "
-                                               "below which the whole base model is fine-tuned")
-    strategy: Strategy = Field("adaptive", description="adaptive (by beta), or always full / partial")
-    full_epochs: int = Field(10, ge=1, description="fine-tuning epochs of a full transfer")
-    head_epochs: int = Field(10, ge=1, description="partial transfer: epochs with the shared layers frozen")
-    all_epochs: int = Field(5, ge=1, description="partial transfer: epochs of fine-tuning everything after")
-
 
 @dataclass
 class Transferred:

@@ -1,7 +1,8 @@
 """The user's labelled data folder: read with or without headers, NaN kept, bad data refused
-with a message that says what is wrong."""
+with a message that says what is wrong; a recorded topic file read as histories."""
 
 import numpy as np
+import orjson
 import pytest
 
 from omnistream.offline.datasets import load_dataset, load_folder
@@ -43,7 +44,7 @@ def test_missing_split_and_unknown_dataset(tmp_path):
     (folder / "train.csv").unlink()
     with pytest.raises(ValueError, match="missing train.csv"):
         load_folder(tmp_path)
-    with pytest.raises(ValueError, match="give asd, smd, nezha or a folder"):
+    with pytest.raises(ValueError, match="give asd, smd, nezha, a folder of entity folders or a recorded topic file"):
         load_dataset("no-such-dataset")
 
 
@@ -54,3 +55,18 @@ def test_nezha_pods_have_their_fault_windows_as_labels():
     assert len(data) == 10 and {s.train.shape[1] for s in data} == {19}
     assert sum(int(s.labels.sum()) for s in data) == 127  # 32 faults of the second day, about 4 rows each
     assert all(len(s.labels) == len(s.test) == 721 for s in data)
+
+
+def test_recorded_topic_file_is_a_dataset(tmp_path):
+    lines = [orjson.dumps({"entity": e, "ts": 1000.0 + i, "metrics": {"cpu": float(i), "mem": None if i == 2 else 1.0}})
+             for i in range(5) for e in ("b", "a")]
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b"\n".join(reversed(lines)) + b"\n")
+    data = load_dataset(str(path))
+    assert [s.entity for s in data] == ["a", "b"]
+    assert data[0].metrics == ["cpu", "mem"]
+    np.testing.assert_array_equal(data[0].train[:, 0], np.arange(5))  # back in time order
+    assert np.isnan(data[0].train[2, 1])
+    path.write_bytes(b'{"entity": "a"}\n')
+    with pytest.raises(ValueError, match="line 1 is not a metric record"):
+        load_dataset(str(path))

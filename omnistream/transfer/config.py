@@ -1,0 +1,34 @@
+"""Settings of OmniTransfer's online side, in the worker's config file under ``transfer:``
+(pydantic only, so that reading a config does not import torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TransferConfig(BaseModel):
+    """How a base model becomes an entity's model; epochs per phase as in the paper's Table 4."""
+
+    model_config = ConfigDict(extra="forbid")
+    beta: float = Field(1.5, gt=0, description="DiffScore (relative to the base model's own cluster) at or "
+                                               "below which the whole base model is fine-tuned")
+    strategy: Literal["adaptive", "full", "partial"] = Field(
+        "adaptive", description="adaptive (by beta), or always full / partial")
+    full_epochs: int = Field(10, ge=1, description="fine-tuning epochs of a full transfer")
+    head_epochs: int = Field(10, ge=1, description="partial transfer: epochs with the shared layers frozen")
+    all_epochs: int = Field(5, ge=1, description="partial transfer: epochs of fine-tuning everything after")
+
+
+class TransferSettings(TransferConfig):
+    """`omnistream transfer`: where the clusters are, how much of an entity's data it waits for."""
+
+    registry: Path = Field(Path("clusters"), description="cluster registry with base models (cluster, fit --per-cluster)")
+    points: int = Field(1440, ge=100, description="points of the entity's own data a transfer trains and "
+                                                 "calibrates on (one day at one point a minute)")
+    cold_start: bool = Field(True, description="serve the nearest cluster's base model as soon as the entity "
+                                               "has one window of data, until its own model is ready")
+    retry_every: float = Field(10.0, gt=0, description="seconds between looks at a request still waiting for data")
+    scan_timeout: float = Field(5.0, gt=0, description="seconds to wait for the broker while reading an entity's data")
