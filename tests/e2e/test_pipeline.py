@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer
+from streams import consume, start_worker
 
 from omnistream.offline.datasets import metric_names
 from omnistream.stream.config import Settings
@@ -17,7 +16,6 @@ from omnistream.stream.points import Point
 from omnistream.stream.processor import Processor
 from omnistream.cli.replay import record_topic, replay
 from omnistream.stream.scorer import ModelStore
-from omnistream.stream.supervise import WorkerProcess
 
 pytestmark = pytest.mark.e2e
 N_POINTS = 800  # through labelled anomalies of both servers (omi-2 at 486, omi-1 at 760)
@@ -39,30 +37,6 @@ def expected_events(folder, records):
     store.refresh()
     points = [Point(r["entity"], r["ts"], r["metrics"], "", 0) for r in records]
     return {e.event_id for e in Processor(Settings(), store).process(points).anomalies}
-
-
-def start_worker(bootstrap, prefix, model_dir, tmp: Path, metrics_port: int = 0) -> WorkerProcess:
-    args = ["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(model_dir),
-            "--metrics-port", str(metrics_port)]
-    env = {"OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}", "OMNISTREAM_DATA_DIR": str(tmp / "state"),
-           "OMNISTREAM_KAFKA__DISCOVER_EVERY": "3"}
-    return WorkerProcess(args, tmp / "worker.log", env)
-
-
-def consume(bootstrap, topic, until, timeout=180.0):
-    """Messages of ``topic`` from the start until ``until(messages)`` holds or time runs out."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time_ns()}",
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    messages, deadline = [], time.time() + timeout
-    try:
-        while time.time() < deadline and not until(messages):
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                messages.append(msg)
-    finally:
-        consumer.close()
-    return messages
 
 
 def ids(messages):

@@ -1,0 +1,131 @@
+"""OmniTransfer on the real broker: a new entity's first points -> transfer request -> the
+transfer service cold-starts it on its cluster's base model, then transfers and announces
+its own model -> the worker hot-loads each -> the entity's events name the model that scored
+them. Bad input (missing metrics, a forged announcement) leaves a status and changes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orjson
+import pytest
+from confluent_kafka import Producer
+from streams import consume, start_worker
+
+from omnistream.stream.records import ModelAnnouncement, dumps
+from omnistream.transfer.base_models import fit_per_cluster
+from omnistream.transfer.synthetic import fleet
+from omnistream.transfer.whac import ClusterConfig, cluster_entities
+
+pytestmark = pytest.mark.e2e
+METRICS = ["a", "b", "c", "d"]
+START_TS = 1_700_000_000.0
+POINTS = 300  # the transfer waits for this many points of the new entity
+
+
+@pytest.fixture(scope="module")
+def base_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clusters")
+    x, _ = fleet(25, 800, metrics=len(METRICS), families=3, seed=3)
+    data = {f"e{i:02d}": x[i] for i in range(24)}
+    cluster_entities(data, METRICS, ClusterConfig(max_period=100, nearest=8)).save(folder)
+    fit_per_cluster("dcvae", folder, data, dict(window=16, channels=8, dilations=[1, 2, 4], epochs=4, batch_size=64))
+    newcomer = x[24].copy()
+    for start in (150, 460):  # incidents: one while cold-started, one after the transfer
+        newcomer[start:start + 6] += 12 * newcomer.std(axis=0)
+    return folder, newcomer
+
+
+def start_service(bootstrap, prefix, clusters, models, tmp):
+    log = open(tmp / "transfer.log", "wb")
+    env = {**os.environ, "OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}", "OMNISTREAM_TRANSFER__RETRY_EVERY": "1",
+           "OMNISTREAM_TRANSFER__FULL_EPOCHS": "3", "OMNISTREAM_TRANSFER__HEAD_EPOCHS": "3",
+           "OMNISTREAM_TRANSFER__ALL_EPOCHS": "2"}
+    return subprocess.Popen([sys.executable, "-m", "omnistream.cli.main", "transfer", "--bootstrap", bootstrap,
+                             "--prefix", prefix, "--clusters", str(clusters), "--model-dir", str(models),
+                             "--points", str(POINTS)], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def send(producer, topic, entity, series, start, stop, names=METRICS):
+    for i in range(start, stop):
+        record = {"entity": entity, "ts": START_TS + 60 * i, "metrics": dict(zip(names, series[i].tolist()))}
+        producer.produce(topic, key=entity.encode(), value=orjson.dumps(record))
+    producer.flush(30)
+
+
+def announcements(bootstrap, prefix, entity, strategies, need=all, timeout=300):
+    """The `models` topic until ``need`` (all / any) of ``strategies`` were announced for ``entity``."""
+    def done(messages):
+        seen = {a["strategy"] for a in (orjson.loads(m.value()) for m in messages) if a["entity"] == entity}
+        return need(s in seen for s in strategies)
+    return [orjson.loads(m.value()) for m in consume(bootstrap, f"{prefix}models", done, timeout)]
+
+
+def test_new_entity_is_cold_started_then_transferred_and_served(kafka_bootstrap, topic_prefix, base_models, tmp_path):
+    clusters, newcomer = base_models
+    models = tmp_path / "models"
+    models.mkdir()
+    worker = start_worker(kafka_bootstrap, topic_prefix, models, tmp_path,
+                          env={"OMNISTREAM_DECIDE__PUBLISH_SCORES": "true"}).start()
+    service = start_service(kafka_bootstrap, topic_prefix, clusters, models, tmp_path)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    topic = f"{topic_prefix}metrics"
+    try:
+        first_point = time.time()
+        send(producer, topic, "newbie", newcomer, 0, 100)
+        send(producer, topic, "odd", np.random.default_rng(0).normal(size=(100, 2)), 0, 100, names=["x", "y"])
+        base = next(a for a in announcements(kafka_bootstrap, topic_prefix, "newbie", {"base"}) if a["entity"] == "newbie")
+        cold_start_s = time.time() - first_point
+        assert base["cluster"] is not None and base["sha256"]
+        time.sleep(2.0)  # the worker's listener loads it
+        send(producer, topic, "newbie", newcomer, 100, 420)
+        transferred = next(a for a in announcements(kafka_bootstrap, topic_prefix, "newbie", {"full", "partial"}, any)
+                           if a["entity"] == "newbie" and a["strategy"] in ("full", "partial"))
+        own_model_s = time.time() - first_point
+        assert transferred["diff_score"] is not None and transferred["base_sha256"]
+        assert transferred["metrics"]["points"] == POINTS
+        # A forged announcement (wrong sha256) is refused; the worker keeps the transferred model.
+        forged = ModelAnnouncement(**{**transferred, "sha256": "0" * 64, "version": "forged", "ts": time.time()})
+        producer.produce(f"{topic_prefix}models", key=b"newbie", value=dumps(forged))
+        producer.flush(10)
+        time.sleep(3.0)
+        send(producer, topic, "newbie", newcomer, 420, 600)
+
+        def opened(messages):
+            """(point, model) of every incident of newbie opened so far."""
+            events = [orjson.loads(m.value()) for m in messages]
+            return [(int((e["ts"] - START_TS) // 60), e["model"]) for e in events
+                    if e["entity"] == "newbie" and e["state"] == "open"]
+
+        def scored_to_the_end(messages):
+            return any(orjson.loads(m.value())["ts"] >= START_TS + 60 * 599 for m in messages)
+
+        scores = {int((r["ts"] - START_TS) // 60): r["calibrated_score"] for r in map(
+            lambda m: orjson.loads(m.value()), consume(kafka_bootstrap, f"{topic_prefix}scores", scored_to_the_end))
+            if r["entity"] == "newbie"}
+        # Events are published before the scores of the same batch: all are there by now.
+        incidents = opened(consume(kafka_bootstrap, f"{topic_prefix}anomalies", lambda ms: False, timeout=10))
+        print("\nincidents opened (point, model):", [(i, m["strategy"], m["version"]) for i, m in incidents])
+        assert any(150 <= i < 160 and m["strategy"] == "base" and m["cluster"] == base["cluster"] for i, m in incidents)
+        assert all(m["version"] == transferred["version"] for i, m in incidents if i >= 420)
+        after = np.array([scores[i] for i in range(420, 600) if i in scores and not 460 <= i < 482])
+        spike = max(scores[i] for i in range(460, 466))
+        assert spike > 1 and spike > np.quantile(after, 0.95), (spike, np.quantile(after, [0.5, 0.95]))
+        statuses = [orjson.loads(m.value()) for m in consume(
+            kafka_bootstrap, f"{topic_prefix}transfer-status",
+            lambda ms: any(orjson.loads(m.value())["entity"] == "odd" and orjson.loads(m.value())["state"] == "failed"
+                           for m in ms), timeout=60)]
+        odd = [s for s in statuses if s["entity"] == "odd"][-1]
+        assert odd["state"] == "failed" and "lacks metrics" in odd["detail"]
+        assert "not the announced" in worker.tail(20000)
+        print(f"\nfirst point -> serving base model: {cold_start_s:.1f} s; -> own {transferred['strategy']} model: "
+              f"{own_model_s:.1f} s; request -> announcement: {transferred['metrics']['request_to_announce_s']:.1f} s")
+    finally:
+        service.terminate()
+        service.wait(30)
+        worker.stop()
+
