@@ -32,6 +32,7 @@ class SegmentSettings:
     baseline_window: int = 12  # moving-average length of the baseline
     drop: float = 0.05  # share of extreme points replaced before averaging
     alpha: float = 1.0  # PW = P^-alpha
+    align: bool = True  # phase-align segments to the pivot (eq. 5-7); off only for the ablation
 
     def segments(self, series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Segments (count, M, length) of a raw series (T, M) and their start indices."""
@@ -60,6 +61,8 @@ class ClusterRegistry:
 
     def align(self, segments: np.ndarray) -> np.ndarray:
         """Each segment rolled to its best weighted-NCC shift onto the pivot (eq. 5-7)."""
+        if not self.settings.align:
+            return segments
         shift, _ = kernels.best_shift(self.pivot, segments, self.weights)
         return kernels.align(segments, shift)
 

@@ -37,7 +37,9 @@ class ClusterConfig(BaseModel):
     segment_length: int = Field(60, ge=4, description="points per segment (n)")
     baseline_window: int = Field(12, ge=1, description="moving-average length of the baseline")
     drop: float = Field(0.05, ge=0, lt=1, description="share of extreme points dropped from the baseline")
-    alpha: float = Field(1.0, ge=0, description="PW = P^-alpha: how much periodic metrics outweigh the rest")
+    alpha: float = Field(1.0, ge=0, description="PW = P^-alpha: how much periodic metrics outweigh the rest "
+                                                "(0 = uniform weights)")
+    align: bool = Field(True, description="phase-align segments to the pivot by weighted NCC")
     max_period: int = Field(288, ge=2, description="longest period (points) CMND looks for")
     periodicity_points: int = Field(2000, ge=8, description="points per entity CMND reads")
     periodicity_entities: int = Field(200, ge=1, description="entities (a seeded sample) P is averaged over")
@@ -51,7 +53,7 @@ class ClusterConfig(BaseModel):
     seed: int = 0
 
     def segment_settings(self) -> SegmentSettings:
-        return SegmentSettings(self.segment_length, self.baseline_window, self.drop, self.alpha)
+        return SegmentSettings(self.segment_length, self.baseline_window, self.drop, self.alpha, self.align)
 
 
 Progress = Callable[[str], None]
@@ -175,9 +177,10 @@ def cluster_entities(data: dict[str, np.ndarray], metrics: list[str], config: Cl
     sample = np.sort(rng.choice(len(segments), size=min(len(segments), config.direct_limit), replace=False))
     pivot_pool = sample[: min(len(sample), 2000)] if len(sample) > 2000 else sample
     pivot = segments[pivot_pool[kernels.pivot(segments[pivot_pool], weights)]]
-    shift, _ = kernels.best_shift(pivot, segments, weights.astype(np.float32))
-    segments = kernels.align(segments, shift)
-    lap(f"alignment ({kernels.BACKEND_NAME} kernels)")
+    if config.align:
+        shift, _ = kernels.best_shift(pivot, segments, weights.astype(np.float32))
+        segments = kernels.align(segments, shift)
+    lap(f"alignment ({kernels.BACKEND_NAME} kernels)" if config.align else "no alignment (ablation)")
     labels_sample, z, rule = hac(segments[sample], weights, config)
     k = int(labels_sample.max()) + 1
     lap(f"HAC of {len(sample)} segments into {k} clusters")
