@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -199,11 +198,8 @@ def cluster_entities(data: dict[str, np.ndarray], metrics: list[str], config: Cl
         members = np.flatnonzero(labels == c)
         keep = members[np.argsort(distance[members], kind="stable")[: config.nearest]]
         nearest.append([(names[owner[i]], int(start[i])) for i in keep])
-    entities = {}
-    for i, name in enumerate(names):
-        mine = labels[owner == i]
-        if len(mine):
-            entities[name] = int(Counter(mine.tolist()).most_common(1)[0][0])
+    votes = np.bincount(owner.astype(np.int64) * k + labels, minlength=len(names) * k).reshape(len(names), k)
+    entities = {name: int(votes[i].argmax()) for i, name in enumerate(names) if votes[i].any()}
     info = {**rule, "periodicity": [round(float(v), 4) for v in p], "backend": kernels.BACKEND_NAME,
             "segments": int(len(segments)), "clustered_directly": int(len(sample)), "timings_s": timings,
             "config": config.model_dump()}

@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-COMMANDS = ["broker", "worker", "replay", "record", "fit", "evaluate", "detectors", "bench", "schemas", "demo"]
+COMMANDS = ["broker", "worker", "replay", "record", "cluster", "fit", "transfer", "evaluate", "evaluate-transfer", "detectors",
+            "bench", "schemas", "demo"]
 
 
 def omnistream(*args):
@@ -79,3 +80,30 @@ def test_fit_exports_a_calibrated_model_from_a_user_folder(tmp_path):
     _, info = load(tmp_path / "models" / "web-1.pt")
     assert info.name == "usad" and info.window == 5 and info.reduction == "mean" and info.entity == "web-1"
     assert info.calibration["q"] == 0.005 and info.threshold == info.calibration["threshold"] > 0
+
+
+def test_cluster_then_base_models_from_a_recorded_topic_file(tmp_path):
+    from omnistream.transfer.synthetic import fleet
+
+    x, _ = fleet(12, 400, metrics=3, families=2, seed=4)
+    names = ["cpu", "mem", "net"]
+    lines = [json.dumps({"entity": f"host-{e}", "ts": 1000.0 + 60 * t, "metrics": dict(zip(names, x[e, t].tolist()))})
+             for e in range(12) for t in range(400)]
+    recorded = tmp_path / "metrics.jsonl"
+    recorded.write_text("\n".join(lines) + "\n")
+    clusters = tmp_path / "clusters"
+    result = omnistream("cluster", "--dataset", str(recorded), "--out", str(clusters), "--max-clusters", "4")
+    assert result.returncode == 0, result.stderr
+    registry = json.loads((clusters / "clusters.json").read_text())
+    assert f"{len(registry['sizes'])} clusters of 72 segments" in result.stdout and "host-" in result.stdout
+    assert registry["metrics"] == names and sum(registry["sizes"]) == 72
+    assert (clusters / "dendrogram.png").stat().st_size > 0 and (clusters / "clusters.png").stat().st_size > 0
+    config = tmp_path / "d.yaml"
+    config.write_text("zscore: {window: 8}\n")
+    result = omnistream("fit", "--per-cluster", "--clusters", str(clusters), "--dataset", str(recorded),
+                        "--detector", "zscore", "--detector-config", str(config))
+    assert result.returncode == 0, result.stderr
+    index = json.loads((clusters / "base" / "index.json").read_text())
+    assert [m["cluster"] for m in index["models"]] == list(range(len(registry["sizes"]))) and all(m["detector"] == "zscore" for m in index["models"])
+    missing = omnistream("fit", "--per-cluster", "--clusters", str(tmp_path / "none"), "--dataset", str(recorded))
+    assert missing.returncode == 2 and "omnistream cluster" in missing.stdout + missing.stderr
