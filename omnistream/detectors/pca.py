@@ -59,7 +59,7 @@ class PCA(Detector):
         points = windows[:, -1:]
         self.standardise = Standardise(*standardisation(points))
         with torch.no_grad():
-            xn = self.standardise(torch.from_numpy(np.ascontiguousarray(points[:, 0]))).double().numpy()
+            xn = self.standardise(torch.from_numpy(np.require(points[:, 0], np.float32, ["C", "W"]))).double().numpy()
         _, s, vt = np.linalg.svd(xn - xn.mean(axis=0), full_matrices=False)
         explained = np.cumsum(s**2) / max(float((s**2).sum()), 1e-12)
         k = int(np.searchsorted(explained, self.config.variance) + 1)

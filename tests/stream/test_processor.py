@@ -13,6 +13,7 @@ from omnistream.stream.config import Settings
 from omnistream.stream import processor as processor_module
 from omnistream.stream.points import Point
 from omnistream.stream.processor import Processor
+from omnistream.detectors.export import sha256_file
 from omnistream.stream.scorer import ModelStore
 
 N_POINTS = 800  # through labelled anomalies of both servers (omi-2 at 486, omi-1 at 760)
@@ -136,3 +137,41 @@ def test_store_loads_each_content_once_and_follows_the_folder(trained_models, tm
     (tmp_path / "web-1.pt").unlink()  # removed: unloaded
     assert sorted(store.refresh()) == ["web-1", "web-2"]
     assert store.get("web-1") is None and store.get("web-2").info.entity == "omi-2"
+
+
+def test_announced_models_load_only_with_their_sha256(trained_models, tmp_path):
+    source = trained_models[0]
+    shutil.copyfile(source / "omi-1.pt", tmp_path / "web-1.pt")
+    store = ModelStore(tmp_path)
+    store.refresh()
+    serving = store.get("web-1")
+    other = tmp_path / "incoming.bin"
+    shutil.copyfile(source / "omi-2.pt", other)
+    assert not store.announce("web-1", str(other), "0" * 64)  # sha256 mismatch: refused
+    truncated = tmp_path / "truncated.bin"
+    truncated.write_bytes(other.read_bytes()[:1000])
+    assert not store.announce("web-1", str(truncated), sha256_file(truncated))  # not loadable: refused
+    assert not store.announce("web-1", str(tmp_path / "missing.pt"), "0" * 64)
+    assert store.get("web-1") is serving
+    assert store.announce("web-1", str(other), sha256_file(other))  # the real one
+    assert store.get("web-1").info.entity == "omi-2"
+    # From now on the folder's file (a different content) does not replace the announced model.
+    (tmp_path / "web-1.pt").write_bytes((source / "omi-1.pt").read_bytes())
+    assert store.refresh() == [] and store.get("web-1").info.entity == "omi-2"
+
+
+def test_drift_and_schedule_requests(trained_models, asd_series):
+    folder, _ = trained_models
+    processor = make_processor(folder, triggers={"drift_points": 50, "drift_share": 0.2, "schedule_hours": 10})
+    calm = processor.process(points_of(asd_series["omi-1"], "omi-1", stop=200))
+    assert not [t for t in calm.transfers if t.reason == "drift"]
+    # A shifted entity: every metric far off its history, so most points are flagged.
+    shifted = [Point(p.entity, p.ts, {k: v + 50.0 for k, v in p.metrics.items()}, p.source, p.partition)
+               for p in points_of(asd_series["omi-1"], "omi-1", start=200, stop=400)]
+    out = processor.process(shifted)
+    drift = [t for t in out.transfers if t.reason == "drift"]
+    assert len(drift) == 1 and drift[0].entity == "omi-1" and drift[0].data.topic == "metrics.omi-1"
+    assert drift[0].data.from_ts >= shifted[0].ts - 50 * 300  # the block where drift showed
+    # schedule: every 10 h of data (120 points at 5 min) since the model started scoring
+    schedule = [t for o in (calm, out) for t in o.transfers if t.reason == "schedule"]
+    assert len(schedule) == len(range(31 + 120, 400, 120)) and len({t.request_id for t in schedule}) == len(schedule)
