@@ -112,6 +112,9 @@ class TransferService:
         self.consumer = Consumer({**client, "group.id": f"{settings.app_id}-transfer",
                                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                                   "max.poll.interval.ms": 3_600_000,  # training runs between polls
+                                  # heartbeats run in librdkafka's thread: a crashed instance's
+                                  # requests move to another within about 10 s
+                                  "session.timeout.ms": 10_000,
                                   **({"group.instance.id": instance} if instance else {})})
         self.producer = Producer({**client, "acks": "all", "linger.ms": 5})
         self.gatherer = Gatherer(client, settings.kafka.topic_prefix, self.config.scan_timeout)

@@ -129,3 +129,31 @@ def test_new_entity_is_cold_started_then_transferred_and_served(kafka_bootstrap,
         service.wait(30)
         worker.stop()
 
+
+
+def test_a_crashed_service_s_waiting_request_is_served_by_another(kafka_bootstrap, topic_prefix, base_models,
+                                                                  tmp_path):
+    clusters, newcomer = base_models
+    models = tmp_path / "models"
+    models.mkdir()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    request = {"request_id": "r-1", "entity": "late", "reason": "new_entity", "ts": time.time(),
+               "data": {"topic": f"{topic_prefix}metrics", "from_ts": START_TS, "to_ts": START_TS}}
+    first = start_service(kafka_bootstrap, topic_prefix, clusters, models, tmp_path)
+    try:
+        send(producer, f"{topic_prefix}metrics", "late", newcomer, 0, 100)
+        producer.produce(f"{topic_prefix}transfer-requests", key=b"late", value=orjson.dumps(request))
+        producer.flush(10)
+        announcements(kafka_bootstrap, topic_prefix, "late", {"base"})  # it holds the request, waiting for data
+    finally:
+        first.kill()  # no shutdown, no commit of the waiting request
+        first.wait(30)
+    second = start_service(kafka_bootstrap, topic_prefix, clusters, models, tmp_path)
+    try:
+        send(producer, f"{topic_prefix}metrics", "late", newcomer, 100, POINTS)
+        served = [a for a in announcements(kafka_bootstrap, topic_prefix, "late", {"full", "partial"}, any)
+                  if a["strategy"] in ("full", "partial")]
+        assert served and served[0]["entity"] == "late" and served[0]["metrics"]["points"] == POINTS
+    finally:
+        second.terminate()
+        second.wait(30)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -23,3 +25,10 @@ def test_toml_and_errors(tmp_path):
     bad.write_text("kafka:\n  bootstrapp: typo\n")
     with pytest.raises(ValidationError):
         load_settings(bad, environ={})
+
+
+def test_the_example_configuration_is_valid():
+    example = Path(__file__).resolve().parents[2] / "deploy" / "omnistream.example.yaml"
+    settings = load_settings(example, environ={})
+    assert settings.transfer.points == 1440 and settings.triggers.drift_points == 720
+    assert settings.transfer.registry == Path("clusters")
