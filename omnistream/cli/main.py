@@ -329,7 +329,8 @@ def evaluate_transfer(detector: Annotated[str, typer.Option(help="registered det
                       days: Annotated[str, typer.Option(help="comma-separated days of data a held-out entity is given")] = "1,2,3",
                       points_per_day: Annotated[int, typer.Option(help="points per day: SMD 1440 (1 min), ASD 288 (5 min)")] = 1440,
                       detector_config: DetectorConfigOpt = None,
-                      beta: Annotated[float, typer.Option(help="DiffScore threshold of the adaptive strategy")] = 1.5,
+                      beta: Annotated[Optional[float], typer.Option(help="DiffScore threshold of the adaptive strategy "
+                                                                      "[default: the base models' label-free beta]")] = None,
                       ablations: Annotated[bool, typer.Option(help="also uniform weights and no alignment (first day count)")] = True,
                       seed: Annotated[int, typer.Option(help="seed of the held-out choice")] = 0,
                       out: Annotated[Path, typer.Option(help="folder for report.json, report.md, beta_sweep.png")] = Path("reports/transfer")) -> None:
@@ -343,7 +344,7 @@ def evaluate_transfer(detector: Annotated[str, typer.Option(help="registered det
         protocol = Protocol(detector=detector, config=_detector_configs(detector_config).get(detector, {}),
                             days=[int(d) for d in days.split(",")], points_per_day=points_per_day, holdout=holdout,
                             holdout_entities=_split(holdout_entities), seed=seed, ablations=ablations,
-                            transfer={"beta": beta})
+                            transfer={} if beta is None else {"beta": beta})
         run_protocol(data, protocol, out, Console())
     except (DetectorError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -1,9 +1,7 @@
 """Adaptive transfer of a cluster's base model to one entity (OmniTransfer section 4.4).
 
-DiffScore (eq. 10) is the base model's trimmed mean score on the entity's data, z-scored as
-the base model's training data was, divided by the same figure on held-out segments of the
-base model's own cluster: 1 means "as familiar as its own cluster". At or below ``beta`` the
-whole base model is fine-tuned (full transfer); above, a fresh model takes the base model's
+DiffScore (eq. 10, ``diffscore``) says how foreign the entity's data is to the base model;
+at or below ``beta`` the whole base model is fine-tuned (full transfer); above, a fresh model takes the base model's
 shared layers, trains the rest with them frozen (BatchNorm statistics included), then
 fine-tunes everything (partial transfer). Detectors without trainable layers (z-score, PCA)
 are simply fitted on the entity's data (``refit``).
@@ -16,15 +14,13 @@ import time
 from dataclasses import dataclass
 import numpy as np
 
-from omnistream.detectors.base import Detector, point_scores, sliding_windows
+from omnistream.detectors.base import Detector, sliding_windows
 from omnistream.detectors.calibration import Pot
 from omnistream.detectors.neural import NeuralDetector
-from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
 from omnistream.offline.fit import Calibration, Fitted, calibrate, split_history
-from omnistream.transfer.base_models import trimmed_mean
 from omnistream.transfer.config import TransferConfig
-from omnistream.transfer.segments import Scaling, interpolate_missing
+from omnistream.transfer.diffscore import diff_score, target_scaling
 
 @dataclass
 class Transferred:
@@ -34,23 +30,11 @@ class Transferred:
     cpu_seconds: float
 
 
-def target_scaling(series: np.ndarray) -> Scaling:
-    return Scaling.of(interpolate_missing(series))
-
-
-def diff_score(base: Detector, series: np.ndarray, reference: float) -> float:
-    """Eq. 10, relative: the base model's trimmed mean score on ``series`` (raw, z-scored with
-    its own statistics) over its trimmed mean score on its own cluster (``reference``)."""
-    if not isinstance(base, NeuralDetector):
-        raise TypeError(f"{base.name} has no trained layers to transfer")
-    scaling = target_scaling(series)
-    scores = reduce_scores(point_scores(base.rebased(scaling.center, scaling.scale), series), base.reduction)
-    return trimmed_mean(scores) / max(reference, 1e-12)
-
-
 def choose(diff: float, config: TransferConfig) -> str:
     if config.strategy != "adaptive":
         return config.strategy
+    if config.beta is None:
+        raise ValueError("beta is not set: take it from the base models (BaseIndex.resolve)")
     return "full" if diff <= config.beta else "partial"
 
 

@@ -4,8 +4,10 @@ its centroid, with the context a window needs before each; any registered detect
 A base model is stored twice under ``<registry>/base/``: ``<cluster>.pt``, the exported
 TorchScript file (cluster id and strategy ``base`` in its metadata), and ``<cluster>.ckpt``,
 the trainable detector the transfer service fine-tunes. ``index.json`` lists them with the
-reference DiffScore: the base model's trimmed mean score on held-out segments of its own
-cluster, which makes ``beta`` a ratio that means the same for every detector.
+DiffScore reference (the base model's trimmed mean score on held-out segments of its own
+cluster) and a label-free ``beta``: the 75th percentile of the DiffScores of the clustered
+entities against their own cluster's base model (a stretch of each entity's history), so that
+an entity no more foreign than most of a cluster's own members gets the full transfer.
 """
 
 from __future__ import annotations
@@ -21,23 +23,21 @@ import numpy as np
 import torch
 
 from omnistream.detectors.base import Detector, point_scores, sliding_windows
+from omnistream.detectors.calibration import fit_pot
+from omnistream.detectors.neural import NeuralDetector
 from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
 from omnistream.offline.fit import Calibration, Fitted, export_fitted, model_info
-from omnistream.detectors.calibration import fit_pot
+from omnistream.transfer.config import TransferConfig
+from omnistream.transfer.diffscore import diff_score, trimmed_mean
 from omnistream.transfer.registry import ClusterRegistry, RegistryError
 from omnistream.transfer.segments import zscored
 
 INDEX_NAME = "index.json"
-TRIM = 0.05  # share of the highest scores DiffScore leaves out (eq. 10)
-
-
-def trimmed_mean(scores: np.ndarray, trim: float = TRIM) -> float:
-    """Mean of the scores without the top ``trim`` share: anomalies and noise left out (eq. 10,
-    as a mean so that it does not grow with the amount of data)."""
-    scores = np.sort(np.asarray(scores, dtype=np.float64))
-    keep = max(1, int(np.ceil(len(scores) * (1 - trim))))
-    return float(scores[:keep].mean())
+BETA_QUANTILE = 0.75  # of the members' DiffScores: the label-free beta
+MEMBER_POINTS = 1000  # points of each member's history its DiffScore is measured on
+MEMBERS_PER_CLUSTER = 20  # members (a seeded sample) whose DiffScore is measured
+DEFAULT_BETA = 1.5  # when no member could be measured (detectors without layers)
 
 
 @dataclass
@@ -51,6 +51,17 @@ class BaseModelEntry:
     threshold: float
     train_windows: int
     cpu_seconds: float
+
+
+@dataclass
+class BaseIndex:
+    models: dict[int, BaseModelEntry]
+    beta: float  # label-free DiffScore threshold of the adaptive strategy
+    member_diff_scores: dict[str, float]
+
+    def resolve(self, config: TransferConfig) -> TransferConfig:
+        """The config with ``beta`` taken from the base models where it is unset."""
+        return config if config.beta is not None else config.model_copy(update={"beta": self.beta})
 
 
 def base_folder(registry_dir: Path) -> Path:
@@ -96,7 +107,7 @@ def fit_per_cluster(detector_name: str, registry_dir: Path, data: dict[str, np.n
     zdata = {e: zscored(s) for e, s in data.items() if e in {name for near in registry.nearest for name, _ in near}}
     folder = base_folder(registry_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries, members = [], {}
     for c in range(registry.count):
         slices = cluster_slices(registry, zdata, c, window)
         if not slices:
@@ -105,6 +116,7 @@ def fit_per_cluster(detector_name: str, registry_dir: Path, data: dict[str, np.n
         fitted = fit_base_model(detector_name, config, slices, calibration)
         cpu = time.process_time() - started
         reference = trimmed_mean(fitted.calibration_scores)
+        members[c] = member_diff_scores(fitted.detector, reference, registry, data, c)
         info = model_info(fitted, registry.metrics, cluster=str(c), strategy="base", diff_reference=reference,
                           registry_version=registry.version)
         sha = export_fitted(fitted, folder / f"{c}.pt", info, slices[0])
@@ -114,10 +126,31 @@ def fit_per_cluster(detector_name: str, registry_dir: Path, data: dict[str, np.n
         entries.append(entry)
         if progress:
             progress(entry)
+    scores = {e: v for m in members.values() for e, v in m.items()}
+    beta = float(np.quantile(list(scores.values()), BETA_QUANTILE)) if scores else DEFAULT_BETA
     tmp = folder / (INDEX_NAME + ".tmp")
-    tmp.write_text(json.dumps({"registry_version": registry.version, "models": [asdict(e) for e in entries]}, indent=1))
+    tmp.write_text(json.dumps({"registry_version": registry.version, "beta": beta, "member_diff_scores": scores,
+                               "models": [asdict(e) for e in entries]}, indent=1))
     os.replace(tmp, folder / INDEX_NAME)
     return entries
+
+
+def member_diff_scores(base: Detector, reference: float, registry: ClusterRegistry, data: dict[str, np.ndarray],
+                       cluster: int) -> dict[str, float]:
+    """DiffScore of a stretch from the middle of each (sampled) member's raw history."""
+    if not isinstance(base, NeuralDetector):
+        return {}
+    members = sorted(e for e, c in registry.entities.items() if c == cluster and e in data)
+    rng = np.random.default_rng(cluster)
+    picked = rng.choice(members, size=min(len(members), MEMBERS_PER_CLUSTER), replace=False) if members else []
+    out = {}
+    for entity in sorted(picked):
+        series = data[entity]
+        start = max(0, (len(series) - MEMBER_POINTS) // 2)
+        stretch = series[start:start + MEMBER_POINTS]
+        if len(stretch) > base.window:
+            out[str(entity)] = diff_score(base, stretch, reference)
+    return out
 
 
 def save_detector(detector: Detector, path: Path) -> None:
@@ -131,10 +164,11 @@ def load_detector(path: Path) -> Detector:
     return torch.load(path, weights_only=False)
 
 
-def load_index(registry_dir: Path) -> dict[int, BaseModelEntry]:
+def load_index(registry_dir: Path) -> BaseIndex:
     path = base_folder(registry_dir) / INDEX_NAME
     try:
-        models = json.loads(path.read_text())["models"]
-    except (OSError, ValueError, KeyError) as exc:
+        index = json.loads(path.read_text())
+        models = {m["cluster"]: BaseModelEntry(**m) for m in index["models"]}
+        return BaseIndex(models, float(index["beta"]), index.get("member_diff_scores", {}))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RegistryError(f"no base models in {path.parent} ({exc}); run `omnistream fit --per-cluster`") from exc
-    return {m["cluster"]: BaseModelEntry(**m) for m in models}

@@ -13,8 +13,10 @@ class TransferConfig(BaseModel):
     """How a base model becomes an entity's model; epochs per phase as in the paper's Table 4."""
 
     model_config = ConfigDict(extra="forbid")
-    beta: float = Field(1.5, gt=0, description="DiffScore (relative to the base model's own cluster) at or "
-                                               "below which the whole base model is fine-tuned")
+    beta: float | None = Field(None, gt=0, description="DiffScore (relative to the base model's own cluster) at or "
+                                                      "below which the whole base model is fine-tuned; unset = the "
+                                                      "base models' own: the 75th percentile of their clusters' "
+                                                      "members' DiffScores (no labels)")
     strategy: Literal["adaptive", "full", "partial"] = Field(
         "adaptive", description="adaptive (by beta), or always full / partial")
     full_epochs: int = Field(10, ge=1, description="fine-tuning epochs of a full transfer")

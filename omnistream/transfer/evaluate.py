@@ -37,13 +37,13 @@ from omnistream.offline.datasets import EntitySeries
 from omnistream.offline.evaluate import EntityRun, entity_metrics, summarise
 from omnistream.offline.fit import Calibration, Fitted, fit_entity
 from omnistream.transfer.adapt import transfer
-from omnistream.transfer.base_models import base_folder, fit_per_cluster, load_detector
+from omnistream.transfer.base_models import base_folder, fit_per_cluster, load_detector, load_index
 from omnistream.transfer.config import TransferConfig
 from omnistream.transfer.registry import ClusterRegistry
 from omnistream.transfer.whac import ClusterConfig, cluster_entities
 
 TOLERANCE = 0.01  # F1 within this of the full-train reference counts as reached
-BETAS = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0]
+BETAS = [0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0]
 
 
 @dataclass
@@ -100,6 +100,7 @@ class Evidence:
         self.results: dict[str, dict] = {}  # approach key -> {entity: metrics}
         self.cpu: dict[str, float] = {}
         self.diff: dict[str, dict[str, float]] = {}  # day key -> entity -> DiffScore
+        self.betas: dict[str, float] = {}  # clustering tag -> the base models' label-free beta
 
     def record(self, key: str, run: EntityRun, labels: np.ndarray) -> None:
         self.results.setdefault(key, {})[run.entity] = entity_metrics(run, labels)
@@ -113,18 +114,19 @@ class Evidence:
         registry.save(folder)
         entries, cpu_base = _timed(fit_per_cluster, self.protocol.detector, folder,
                                    {s.entity: s.train for s in self.source}, self.protocol.config, self.calibration)
+        self.betas[tag] = load_index(folder).beta
         self.console.print(f"[{tag}] {registry.count} clusters ({cpu_cluster:.1f} CPU s), {len(entries)} base models "
-                           f"({cpu_base:.1f} CPU s)")
+                           f"({cpu_base:.1f} CPU s), label-free beta {self.betas[tag]:.3g}")
         self.cpu[f"clustering:{tag}"] = cpu_cluster
         self.cpu[f"base_models:{tag}"] = cpu_base
         return folder, cpu_cluster + cpu_base
 
     def transfer_runs(self, folder: Path, series: EntitySeries, days: int, tag: str) -> None:
-        registry = ClusterRegistry.load(folder)
+        registry, index = ClusterRegistry.load(folder), load_index(folder)
         given = series.train[: days * self.protocol.points_per_day]
         cluster, _ = registry.nearest_cluster(given)
-        base = load_detector(base_folder(folder) / f"{cluster}.ckpt")
-        reference = json.loads((base_folder(folder) / "index.json").read_text())["models"][cluster]["reference"]
+        base = load_detector(base_folder(folder) / index.models[cluster].checkpoint)
+        reference = index.models[cluster].reference
         for strategy in ("full", "partial"):
             config = self.transfer_config.model_copy(update={"strategy": strategy})
             result = transfer(base, reference, given, config, self.calibration)
@@ -177,7 +179,8 @@ class Evidence:
         return full_share * self.cpu[f"{tag}:full:{days}"] + (1 - full_share) * self.cpu[f"{tag}:partial:{days}"]
 
     def report(self) -> dict:
-        p, beta = self.protocol, self.transfer_config.beta
+        p = self.protocol
+        beta = self.transfer_config.beta if self.transfer_config.beta is not None else self.betas["whac"]
         rows: dict[str, dict] = {}
         for key, per_entity in self.results.items():
             rows[key] = {**summarise(per_entity), "cpu_seconds": round(self.cpu.get(key, 0.0), 2)}
@@ -186,8 +189,9 @@ class Evidence:
                                              "cpu_seconds": round(self.adaptive_cpu("whac", days, beta), 2)}
         for tag in ("uniform_weights", "no_alignment"):
             if f"{tag}:full:{p.days[0]}" in self.results:
-                rows[f"{tag}:adaptive:{p.days[0]}"] = {**summarise(self.adaptive(tag, p.days[0], beta)),
-                                                       "cpu_seconds": round(self.adaptive_cpu(tag, p.days[0], beta), 2)}
+                b = self.transfer_config.beta if self.transfer_config.beta is not None else self.betas[tag]
+                rows[f"{tag}:adaptive:{p.days[0]}"] = {**summarise(self.adaptive(tag, p.days[0], b)),
+                                                       "cpu_seconds": round(self.adaptive_cpu(tag, p.days[0], b), 2)}
         reference = rows["entity_full_train"]["best"]["pooled_f1"]
         overhead = self.cpu["clustering:whac"] + self.cpu["base_models:whac"]
         fleet, held = len(self.held) + len(self.source), len(self.held)
@@ -207,9 +211,11 @@ class Evidence:
                               "cost_at_days": at, "fleet_cpu_seconds": round(fleet_cpu, 2),
                               "fleet_cpu_change": round(fleet_cpu / (per_entity_full * fleet) - 1, 4)}
         sweep = {str(b): {str(d): summarise(self.adaptive("whac", d, b))["best"]["pooled_f1"] for d in p.days}
-                 for b in BETAS}
+                 for b in sorted(set(BETAS) | {round(beta, 3)})}
         report = {"protocol": asdict(p), "held_out": [s.entity for s in self.held],
-                  "source": [s.entity for s in self.source], "beta": beta, "reference_best_f1": reference,
+                  "source": [s.entity for s in self.source], "beta": beta,
+                  "beta_rule": "given" if self.transfer_config.beta is not None else
+                  "label-free: 75th percentile of the clustered entities' DiffScores", "reference_best_f1": reference,
                   "rows": rows, "initialisation": init, "beta_sweep": sweep, "diff_scores": self.diff,
                   "overhead_cpu_seconds": {k: round(v, 2) for k, v in self.cpu.items() if ":" in k and
                                            k.split(":")[0] in ("clustering", "base_models")},
@@ -239,7 +245,7 @@ def ordered_rows(report: dict) -> list[str]:
 
 def table(report: dict) -> Table:
     t = Table(title=f"OmniTransfer on held-out {', '.join(report['held_out'])} "
-                    f"({report['protocol']['detector']}, beta {report['beta']})")
+                    f"({report['protocol']['detector']}, beta {report['beta']:.3g})")
     for column in ("approach:days", "best F1", "mean best F1", "best F1 PA", "deployed F1", "flagged", "CPU s"):
         t.add_column(column, justify="right", no_wrap=True)
     for key in ordered_rows(report):
@@ -252,7 +258,7 @@ def table(report: dict) -> Table:
 def markdown(report: dict) -> str:
     lines = [f"# OmniTransfer evidence: {report['protocol']['detector']}", "",
              f"Held out: {', '.join(report['held_out'])}. Source (clustered, base models): "
-             f"{len(report['source'])} entities. beta = {report['beta']}. Pooled over held-out entities; "
+             f"{len(report['source'])} entities. beta = {report['beta']:.3g} ({report['beta_rule']}). Pooled over held-out entities; "
              "best F1 uses test labels to pick the threshold (an upper bound), deployed F1 is the "
              "label-free SPOT threshold the worker runs.", "",
              "| approach:days | best F1 | mean best F1 | best F1 PA | deployed F1 | flagged | CPU s |",

@@ -31,7 +31,7 @@ from omnistream.stream.config import Settings
 from omnistream.stream.records import ModelAnnouncement, TransferRequest, TransferStatus, dumps
 from omnistream.stream.topics import client_config
 from omnistream.transfer.adapt import cold_start, transfer
-from omnistream.transfer.base_models import BaseModelEntry, base_folder, load_detector, load_index
+from omnistream.transfer.base_models import base_folder, load_detector, load_index
 from omnistream.transfer.gather import Gatherer, TopicMissing
 from omnistream.transfer.registry import ClusterRegistry, RegistryError
 
@@ -60,7 +60,8 @@ class BaseModels:
 
     def __init__(self, folder: Path):
         self.registry = ClusterRegistry.load(folder)
-        self.index: dict[int, BaseModelEntry] = load_index(folder)
+        self.base_index = load_index(folder)
+        self.index = self.base_index.models
         missing = set(range(self.registry.count)) - set(self.index)
         if missing:
             raise RegistryError(f"clusters {sorted(missing)} have no base model; run `omnistream fit --per-cluster`")
@@ -105,8 +106,8 @@ def entity_series(rows: list[tuple[float, dict]], metrics: list[str]) -> np.ndar
 class TransferService:
     def __init__(self, settings: Settings, instance: str = ""):
         self.settings = settings
-        self.config = settings.transfer
-        self.base = BaseModels(self.config.registry)
+        self.base = BaseModels(settings.transfer.registry)
+        self.config = self.base.base_index.resolve(settings.transfer)
         self.calibration = Calibration()
         client = client_config(settings)
         self.consumer = Consumer({**client, "group.id": f"{settings.app_id}-transfer",
@@ -127,9 +128,9 @@ class TransferService:
     def run(self, stop: threading.Event, until: float | None = None) -> None:
         topic = self.settings.topic("transfer-requests")
         self.consumer.subscribe([topic], on_revoke=self._revoked)
-        log.info("transfer service on %s (registry %s, %d clusters, base models %s)", topic,
+        log.info("transfer service on %s (registry %s, %d clusters, base models %s, beta %.3g)", topic,
                  self.base.registry.version, self.base.registry.count,
-                 ", ".join(sorted({e.detector for e in self.base.index.values()})))
+                 ", ".join(sorted({e.detector for e in self.base.index.values()})), self.config.beta)
         try:
             while not stop.is_set() and (until is None or time.time() < until):
                 msg = self.consumer.poll(0.2)

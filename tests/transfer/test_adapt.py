@@ -31,7 +31,7 @@ def clustered(tmp_path_factory):
     fit_per_cluster("dcvae", folder, data, SMALL_DCVAE)
     registry = ClusterRegistry.load(folder)
     newcomers = [(x[i], registry.nearest_cluster(x[i][:240])[0]) for i in range(30, 33)]
-    return folder, registry, load_index(folder), newcomers
+    return folder, registry, load_index(folder).models, newcomers
 
 
 def test_base_models_carry_their_cluster(clustered):
@@ -43,6 +43,14 @@ def test_base_models_carry_their_cluster(clustered):
         assert info.cluster == str(c) and info.strategy == "base" and info.calibration
         assert sha256_file(path) == entry.sha256 and entry.reference > 0
         assert load_detector(base_folder(folder) / entry.checkpoint).metrics == len(METRICS)
+
+
+def test_label_free_beta_comes_from_the_members_diff_scores(clustered):
+    folder, registry, _, _ = clustered
+    index = load_index(folder)
+    assert set(index.member_diff_scores) <= set(registry.entities) and len(index.member_diff_scores) >= 10
+    assert index.beta == pytest.approx(np.quantile(list(index.member_diff_scores.values()), 0.75))
+    assert index.resolve(FAST).beta == index.beta and index.resolve(FAST.model_copy(update={"beta": 2.0})).beta == 2.0
 
 
 def test_diff_score_is_lowest_for_the_entity_s_own_cluster(clustered):
