@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,6 @@ class Pending:
     request: TransferRequest
     partition: int
     offset: int
-    received: float = field(default_factory=time.time)
     attempts: int = 0
     next_try: float = 0.0
     cold_started: bool = False
@@ -122,7 +121,7 @@ class TransferService:
         self.pending: dict[str, Pending] = {}  # entity -> its newest request
         self.open_offsets: dict[int, set[int]] = {}  # partition -> offsets not yet served
         self.seen: dict[int, int] = {}  # partition -> highest offset received
-        self.served = 0
+        self.committed: dict[int, int] = {}  # partition -> offset last committed
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event, until: float | None = None) -> None:
@@ -168,14 +167,17 @@ class TransferService:
         for p in gone:
             self.open_offsets.pop(p, None)
             self.seen.pop(p, None)
+            self.committed.pop(p, None)
 
     def _commit(self) -> None:
         topic = self.settings.topic("transfer-requests")
-        offsets = [TopicPartition(topic, p, min(self.open_offsets.get(p) or {last + 1}))
-                   for p, last in self.seen.items()]
-        if offsets:
+        wanted = {p: min(self.open_offsets.get(p) or {last + 1}) for p, last in self.seen.items()}
+        changed = {p: o for p, o in wanted.items() if self.committed.get(p) != o}
+        if changed:
             try:
-                self.consumer.commit(offsets=offsets, asynchronous=True)
+                self.consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in changed.items()],
+                                     asynchronous=False)
+                self.committed.update(changed)
             except KafkaException as exc:
                 log.warning("commit failed (retried on the next loop): %s", exc)
 
@@ -192,13 +194,17 @@ class TransferService:
                 log.error("request for %s failed: %s", entity, exc)
                 done = True
             except (KafkaException, TopicMissing) as exc:
-                age = now - pending.received
+                age = now - pending.request.ts
                 if isinstance(exc, TopicMissing) and age > UNKNOWN_AFTER:
                     self._status(pending, "failed", f"{exc} (still, {age:.0f} s after the request): unknown entity")
                     done = True
                 else:
                     self._status(pending, "waiting", f"{exc}; retrying")
                     done = False
+            except Exception as exc:  # e.g. an export that fails its parity check: say so, go on
+                log.exception("request for %s failed", entity)
+                self._status(pending, "failed", f"{type(exc).__name__}: {exc}")
+                done = True
             if done:
                 self.open_offsets.get(pending.partition, set()).discard(pending.offset)
                 self.pending.pop(entity, None)
@@ -218,7 +224,8 @@ class TransferService:
             return False
         series = entity_series(rows, self.base.registry.metrics)
         if len(rows) < self.config.points:
-            if self.config.cold_start and not pending.cold_started:
+            # A drifted or scheduled entity keeps its own model until the new one is ready.
+            if self.config.cold_start and request.reason == "new_entity" and not pending.cold_started:
                 self._cold_start(pending, series, rows)
                 pending.cold_started = True
             self._status(pending, "cold_start" if pending.cold_started else "waiting",
@@ -265,7 +272,6 @@ class TransferService:
         self.producer.flush(10)
         self._status(pending, "done" if strategy != "base" else "cold_start",
                      f"{strategy} model from cluster {cluster} announced (sha256 {sha[:12]})", points)
-        self.served += strategy != "base"
         log.info("%s: %s model from cluster %d (distance %.3g, DiffScore %s) announced %.1f s after the request",
                  entity, strategy, cluster, distance, "-" if diff is None else f"{diff:.3g}", now - request.ts)
 
