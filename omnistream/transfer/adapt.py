@@ -60,15 +60,16 @@ def transfer(base: Detector, reference: float, history: np.ndarray, config: Tran
                            time.process_time() - started)
     diff = diff_score(base, train, reference)
     strategy = choose(diff, config)
+    full_epochs, head_epochs, all_epochs = config.epochs(base.config.epochs)
     windows = sliding_windows(train, base.window, base.config.train_stride)
     if strategy == "full":
-        detector = _fresh_copy(base, config.full_epochs)
+        detector = _fresh_copy(base, full_epochs)
         detector.fit(windows)
     else:
-        detector = create(base.name, **{**base.config.model_dump(), "epochs": config.head_epochs})
+        detector = create(base.name, **{**base.config.model_dump(), "epochs": head_epochs})
         shared = set(detector.adopt_layers(base))
         detector.fit(windows, trainable=lambda name: name not in shared)
-        detector.config.epochs = config.all_epochs
+        detector.config.epochs = all_epochs
         detector.fit(windows)
     fitted = calibrate(detector, train, held_out, calibration)
     return Transferred(fitted, strategy, diff, time.process_time() - started)

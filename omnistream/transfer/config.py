@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TransferConfig(BaseModel):
-    """How a base model becomes an entity's model; epochs per phase as in the paper's Table 4."""
+    """How a base model becomes an entity's model (epochs per phase: the paper's Table 4)."""
 
     model_config = ConfigDict(extra="forbid")
     beta: float | None = Field(None, gt=0, description="DiffScore (relative to the base model's own cluster) at or "
@@ -19,9 +19,17 @@ class TransferConfig(BaseModel):
                                                       "members' DiffScores (no labels)")
     strategy: Literal["adaptive", "full", "partial"] = Field(
         "adaptive", description="adaptive (by beta), or always full / partial")
-    full_epochs: int = Field(10, ge=1, description="fine-tuning epochs of a full transfer")
-    head_epochs: int = Field(10, ge=1, description="partial transfer: epochs with the shared layers frozen")
-    all_epochs: int = Field(5, ge=1, description="partial transfer: epochs of fine-tuning everything after")
+    full_epochs: int | None = Field(None, ge=1, description="fine-tuning epochs of a full transfer; unset = a third "
+                                                           "of the detector's own epochs")
+    head_epochs: int | None = Field(None, ge=1, description="partial transfer: epochs with the shared layers "
+                                                           "frozen; unset = a third of the detector's own epochs")
+    all_epochs: int | None = Field(None, ge=1, description="partial transfer: epochs of fine-tuning everything "
+                                                          "after; unset = a sixth of the detector's own epochs")
+
+    def epochs(self, detector_epochs: int) -> tuple[int, int, int]:
+        """(full, head, all) epochs: a transfer never trains longer than the detector from scratch."""
+        third, sixth = max(1, round(detector_epochs / 3)), max(1, round(detector_epochs / 6))
+        return self.full_epochs or third, self.head_epochs or third, self.all_epochs or sixth
 
 
 class TransferSettings(TransferConfig):
