@@ -1,10 +1,10 @@
 """Adaptive transfer of a cluster's base model to one entity (OmniTransfer section 4.4).
 
-DiffScore (eq. 10, ``diffscore``) says how foreign the entity's data is to the base model;
-at or below ``beta`` the whole base model is fine-tuned (full transfer); above, a fresh model takes the base model's
-shared layers, trains the rest with them frozen (BatchNorm statistics included), then
-fine-tunes everything (partial transfer). Detectors without trainable layers (z-score, PCA)
-are simply fitted on the entity's data (``refit``).
+DiffScore (eq. 10, ``diffscore``) says how foreign the entity's data is to the base model.
+At or below ``beta`` the whole base model is fine-tuned (full transfer); above, a fresh model
+takes the base model's shared layers, trains the rest with them frozen (BatchNorm statistics
+included), then fine-tunes everything (partial transfer). Detectors without trainable layers
+(z-score, PCA) are simply fitted on the entity's data (``refit``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+
 import numpy as np
 
 from omnistream.detectors.base import Detector, sliding_windows
@@ -21,6 +22,7 @@ from omnistream.detectors.registry import create
 from omnistream.offline.fit import Calibration, Fitted, calibrate, split_history
 from omnistream.transfer.config import TransferConfig
 from omnistream.transfer.diffscore import diff_score, target_scaling
+
 
 @dataclass
 class Transferred:
