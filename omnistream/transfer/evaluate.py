@@ -37,12 +37,7 @@ from omnistream.offline.datasets import EntitySeries
 from omnistream.offline.evaluate import EntityRun, entity_metrics, summarise
 from omnistream.offline.fit import Calibration, Fitted, fit_entity
 from omnistream.transfer.adapt import transfer
-from omnistream.transfer.base_models import (
-    base_folder,
-    fit_per_cluster,
-    load_detector,
-    load_index,
-)
+from omnistream.transfer.base_models import base_folder, fit_per_cluster, load_detector, load_index
 from omnistream.transfer.config import TransferConfig
 from omnistream.transfer.registry import ClusterRegistry
 from omnistream.transfer.whac import ClusterConfig, cluster_entities

@@ -28,12 +28,7 @@ from omnistream.detectors.export import load as load_model
 from omnistream.offline.datasets import series_from_rows
 from omnistream.offline.fit import Calibration, Fitted, export_fitted, model_info
 from omnistream.stream.config import Settings
-from omnistream.stream.records import (
-    ModelAnnouncement,
-    TransferRequest,
-    TransferStatus,
-    dumps,
-)
+from omnistream.stream.records import ModelAnnouncement, TransferRequest, TransferStatus, dumps
 from omnistream.stream.topics import client_config
 from omnistream.transfer.adapt import cold_start, transfer
 from omnistream.transfer.base_models import base_folder, load_detector, load_index

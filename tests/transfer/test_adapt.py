@@ -10,12 +10,7 @@ from omnistream.detectors.export import load, sha256_file
 from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
 from omnistream.transfer.adapt import cold_start, diff_score, transfer
-from omnistream.transfer.base_models import (
-    base_folder,
-    fit_per_cluster,
-    load_detector,
-    load_index,
-)
+from omnistream.transfer.base_models import base_folder, fit_per_cluster, load_detector, load_index
 from omnistream.transfer.config import TransferConfig
 from omnistream.transfer.registry import ClusterRegistry
 from omnistream.transfer.segments import Scaling

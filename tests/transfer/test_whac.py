@@ -6,12 +6,7 @@ import pytest
 
 from omnistream.transfer.registry import ClusterRegistry, RegistryError
 from omnistream.transfer.synthetic import fleet
-from omnistream.transfer.whac import (
-    ClusterConfig,
-    cluster_entities,
-    merge_small,
-    silhouette,
-)
+from omnistream.transfer.whac import ClusterConfig, cluster_entities, merge_small, silhouette
 
 METRICS = ["a", "b", "c", "d"]
 
