@@ -370,7 +370,8 @@ def detectors() -> None:
 
 @app.command()
 def bench() -> None:
-    """Benchmarks (kernels; end to end when a broker answers on 127.0.0.1:9092), as ratios from the same run."""
+    """Benchmarks (kernels, W-HAC at fleet scale; end to end when a broker answers on 127.0.0.1:9092),
+    as ratios from the same run."""
     raise typer.Exit(subprocess.call([sys.executable, str(_checkout_file("bench", "run.py"))]))
 
 
