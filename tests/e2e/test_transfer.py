@@ -14,15 +14,12 @@ import numpy as np
 import orjson
 import pytest
 from confluent_kafka import Producer
+from fleets import METRICS, clustered_fleet
 from streams import consume, start_worker
 
 from omnistream.stream.records import ModelAnnouncement, dumps
-from omnistream.transfer.base_models import fit_per_cluster
-from omnistream.transfer.synthetic import fleet
-from omnistream.transfer.whac import ClusterConfig, cluster_entities
 
 pytestmark = pytest.mark.e2e
-METRICS = ["a", "b", "c", "d"]
 START_TS = 1_700_000_000.0
 POINTS = 300  # the transfer waits for this many points of the new entity
 
@@ -30,10 +27,7 @@ POINTS = 300  # the transfer waits for this many points of the new entity
 @pytest.fixture(scope="module")
 def base_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clusters")
-    x, _ = fleet(25, 800, metrics=len(METRICS), families=3, seed=3)
-    data = {f"e{i:02d}": x[i] for i in range(24)}
-    cluster_entities(data, METRICS, ClusterConfig(max_period=100, nearest=8)).save(folder)
-    fit_per_cluster("dcvae", folder, data, dict(window=16, channels=8, dilations=[1, 2, 4], epochs=4, batch_size=64))
+    x = clustered_fleet(folder, 24, 1, seed=3)
     newcomer = x[24].copy()
     for start in (150, 460):  # incidents: one while cold-started, one after the transfer
         newcomer[start:start + 6] += 12 * newcomer.std(axis=0)

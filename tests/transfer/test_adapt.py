@@ -4,31 +4,26 @@ real TorchScript files, DiffScore that tells a cluster's own entities from stran
 import numpy as np
 import pytest
 import torch
+from fleets import METRICS, SMALL_DCVAE, clustered_fleet
 
 from omnistream.detectors.base import point_scores
 from omnistream.detectors.export import load, sha256_file
 from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
-from omnistream.transfer.adapt import cold_start, diff_score, transfer
-from omnistream.transfer.base_models import base_folder, fit_per_cluster, load_detector, load_index
+from omnistream.transfer.adapt import cold_start, transfer
+from omnistream.transfer.base_models import base_folder, load_detector, load_index
 from omnistream.transfer.config import TransferConfig
+from omnistream.transfer.diffscore import diff_score
 from omnistream.transfer.registry import ClusterRegistry
 from omnistream.transfer.segments import Scaling
-from omnistream.transfer.synthetic import fleet
-from omnistream.transfer.whac import ClusterConfig, cluster_entities
 
-METRICS = ["a", "b", "c", "d"]
-SMALL_DCVAE = dict(window=16, channels=8, dilations=[1, 2, 4], epochs=4, batch_size=64)
 FAST = TransferConfig(full_epochs=2, head_epochs=2, all_epochs=1)
 
 
 @pytest.fixture(scope="module")
 def clustered(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clusters")
-    x, family = fleet(33, 800, metrics=len(METRICS), families=3, seed=2)
-    data = {f"e{i:02d}": x[i] for i in range(30)}
-    cluster_entities(data, METRICS, ClusterConfig(max_period=100, nearest=8)).save(folder)
-    fit_per_cluster("dcvae", folder, data, SMALL_DCVAE)
+    x = clustered_fleet(folder, 30, 3, seed=2)
     registry = ClusterRegistry.load(folder)
     newcomers = [(x[i], registry.nearest_cluster(x[i][:240])[0]) for i in range(30, 33)]
     return folder, registry, load_index(folder).models, newcomers
