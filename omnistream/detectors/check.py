@@ -90,7 +90,7 @@ def check_export_parity(detector: Detector, test: np.ndarray) -> None:
     fast = optimise_for_inference(module)
     call = getattr(fast, LAST_STEP) if hasattr(fast, LAST_STEP) else (lambda x: fast(x)[:, -1:])
     with torch.no_grad():
-        got = call(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)))[:, -1].numpy()
+        got = call(torch.from_numpy(np.require(windows, np.float32, ["C", "W"])))[:, -1].numpy()
     np.testing.assert_allclose(got, detector.score_last(windows), rtol=1e-4, atol=1e-4,
                                err_msg=f"{detector.name}: the optimised module the worker runs differs")
 

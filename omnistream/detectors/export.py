@@ -79,7 +79,7 @@ def export(detector: Detector, info: ModelInfo, path: Path, parity_windows: np.n
         module = torch.jit.script(detector.scoring_module().eval())
         torch.jit.save(module, str(tmp), _extra_files={METADATA_NAME: info.to_json()})
     loaded, _ = load(tmp)
-    x = torch.from_numpy(np.ascontiguousarray(parity_windows, dtype=np.float32))
+    x = torch.from_numpy(np.require(parity_windows, np.float32, ["C", "W"]))
     want = detector.score(parity_windows)
     with torch.no_grad():
         checks = [(loaded(x).numpy(), want)]
