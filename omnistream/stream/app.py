@@ -31,8 +31,10 @@ from omnistream.stream.processor import Processor
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.scorer import ModelStore, pick_device
 from omnistream.stream.topics import POINTS, client_config, metric_topics
+from omnistream.stream.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
+DLQ_COPY_BYTES = 65_536  # the dead-letter copy of a record (or key) is cut to this: it must fit the broker's limit
 
 
 def _credentials(security: dict[str, str]) -> faust.types.auth.CredentialsT | None:
@@ -82,6 +84,18 @@ def create_app(settings: Settings) -> faust.App:
     windows.key_serializer = windows.value_serializer = "raw"  # snapshots are already bytes
     models = ModelStore(settings.model_dir, pick_device(settings.device))
     models.refresh()  # before any record is consumed, so that no known entity looks new
+    no_models = RateLimitedLog(log, every=600.0)
+
+    def report_models() -> None:
+        telemetry.MODELS_LOADED.set(len(models.models))
+        telemetry.MODEL_FOLDER_EMPTY.set(int(not models.models))
+        if models.models:
+            no_models.reset(f"{len(models.models)} models loaded")
+        else:
+            no_models.warning("no model to score with: %s %s (entities wait for the transfer service)",
+                              models.folder, "holds no model file" if models.folder.is_dir() else "does not exist")
+
+    report_models()
 
     def restore(entity: str) -> bytes | None:
         return windows.get(entity.encode())
@@ -91,23 +105,30 @@ def create_app(settings: Settings) -> faust.App:
 
     # A daemon thread: it holds no state to save and ends with the process.
     listener = AnnouncementListener(settings.topic("models"), client_config(settings), models,
-                                    lambda entity: telemetry.MODELS_LOADED.set(len(models.models)))
+                                    lambda entity: report_models())
 
     @app.task
     async def start_telemetry() -> None:
-        telemetry.MODELS_LOADED.set(len(models.models))
-        telemetry.serve(settings.metrics_port)
+        telemetry.serve(settings.metrics_port, settings.metrics_host)
         listener.start()
 
     @app.timer(interval=30.0)
     async def reload_models() -> None:
         # In a thread: hashing and loading files must not hold up the event loop.
-        if await app.loop.run_in_executor(None, models.refresh):
-            telemetry.MODELS_LOADED.set(len(models.models))
+        await app.loop.run_in_executor(None, models.refresh)
+        report_models()
+
+    outage = RateLimitedLog(log, every=60.0)
 
     @app.timer(interval=k.discover_every)
     async def discover_metric_topics() -> None:
-        found = await app.loop.run_in_executor(None, metric_topics, settings)
+        try:
+            found = await app.loop.run_in_executor(None, metric_topics, settings)
+        except Exception as exc:  # a broker outage must not end the worker: look again next time
+            telemetry.BROKER_ERRORS.labels("discover_topics").inc()
+            outage.warning("cannot list metric topics (%s); retrying every %.0f s", exc, k.discover_every)
+            return
+        outage.reset("metric topics listed again")
         new = sorted(set(found) - set(source.topics))
         if new:
             log.info("subscribing to new metric topics: %s", ", ".join(new))
@@ -118,18 +139,25 @@ def create_app(settings: Settings) -> faust.App:
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
             valid: dict[tuple[str, str], list] = defaultdict(list)  # (entity, topic) -> [(ts, metrics)]
+            shared = settings.topic("metrics")
             for topic, count in Counter(event.message.topic for event in events).items():
-                telemetry.RECORDS_IN.labels(topic).inc(count)
+                telemetry.RECORDS_IN.labels("shared" if topic == shared else "entity_topic").inc(count)
             for event in events:
                 msg = event.message
                 try:
-                    record = parse_metric_record(msg.value, msg.key, msg.topic, k.topic_prefix)
+                    if msg.value is not None and len(msg.value) > settings.records.max_bytes:
+                        raise RecordError(f"size: {len(msg.value)} bytes, over records.max_bytes "
+                                          f"({settings.records.max_bytes}); the copy here is truncated")
+                    record = parse_metric_record(msg.value, msg.key, msg.topic, k.topic_prefix,
+                                                 settings.records.max_future_seconds)
                 except RecordError as exc:
-                    telemetry.RECORDS_DLQ.labels(str(exc).split(":", 1)[0]).inc()
-                    await dlq.send(key=msg.key, value=msg.value, headers=[
-                        ("error", str(exc).encode()), ("source.topic", msg.topic.encode()),
+                    telemetry.RECORDS_DLQ.labels(exc.field).inc()
+                    await dlq.send(key=(msg.key or b"")[:DLQ_COPY_BYTES] or None,
+                                   value=msg.value[:DLQ_COPY_BYTES] if msg.value else msg.value, headers=[
+                        ("error", str(exc).encode()[:1000]), ("source.topic", msg.topic.encode()),
                         ("source.partition", str(msg.partition).encode()),
-                        ("source.offset", str(msg.offset).encode())])
+                        ("source.offset", str(msg.offset).encode()),
+                        ("source.bytes", str(len(msg.value or b"")).encode())])
                     continue
                 valid[record.entity, msg.topic].append((record.ts, record.metrics))
             for (entity, topic), batch in valid.items():

@@ -38,6 +38,15 @@ class WindowSettings(BaseModel):
     batch_within: float = Field(0.2, gt=0, description="seconds to wait for a batch to fill")
 
 
+class RecordSettings(BaseModel):
+    """Limits on incoming metric records; a record beyond them goes to the dead-letter topic."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_bytes: int = Field(1_000_000, ge=1024, description="larger records are dead-lettered (a truncated copy)")
+    max_future_seconds: float = Field(86_400.0, gt=0, description="a ts further ahead of the clock is refused: "
+                                                                  "it would make the entity's later points late")
+
+
 class DecideSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     resolve_after: int = Field(3, ge=1, description="normal windows in a row that resolve an incident")
@@ -62,12 +71,14 @@ class Settings(BaseModel):
     app_id: str = "omnistream"
     kafka: KafkaSettings = KafkaSettings()
     window: WindowSettings = WindowSettings()
+    records: RecordSettings = RecordSettings()
     decide: DecideSettings = DecideSettings()
     triggers: TriggerSettings = TriggerSettings()
     transfer: TransferSettings = TransferSettings()
     model_dir: Path = Path("models-store")
     device: str = Field("auto", description="auto (cuda when present), cpu or cuda")
     metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 = off")
+    metrics_host: str = Field("127.0.0.1", description="address the Prometheus endpoint binds to (0.0.0.0 = all)")
     data_dir: Path = Path(".omnistream-state")
 
     def topic(self, name: str) -> str:

@@ -6,16 +6,29 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import time
 from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MAX_ENTITY_LENGTH = 200
+MAX_METRIC_NAME_LENGTH = 200
+MAX_METRICS_PER_RECORD = 1000  # more would make one entity's window state too large to persist
+MAX_VALUE = 3.4028234663852886e38  # float32's largest: the models compute in float32
+# Entity and metric names: letters and digits of any script, and . _ : / @ + = -; no spaces,
+# control, zero-width or bidirectional-override characters (they hide what a name says).
+NAME = re.compile(r"^[\w.:/@+=-]+$")
 
 
 class RecordError(ValueError):
     """A metric record that cannot be used; the message says why, for the DLQ header."""
+
+    @property
+    def field(self) -> str:
+        """What was wrong, from a small fixed set (a Prometheus label must not take record data)."""
+        head = str(self).split(":", 1)[0].split(".", 1)[0].strip()
+        return head if head in ("entity", "ts", "metrics", "size") else "record"
 
 
 class MetricRecord(BaseModel):
@@ -25,7 +38,7 @@ class MetricRecord(BaseModel):
 
     entity: str | None = Field(None, min_length=1, max_length=MAX_ENTITY_LENGTH)
     ts: float = Field(description="epoch seconds")
-    metrics: dict[str, float | None] = Field(min_length=1)
+    metrics: dict[str, float | None] = Field(min_length=1, max_length=MAX_METRICS_PER_RECORD)
 
     @field_validator("ts")
     @classmethod
@@ -34,12 +47,24 @@ class MetricRecord(BaseModel):
             raise ValueError("must be a finite, positive number of epoch seconds")
         return ts
 
+    @field_validator("entity")
+    @classmethod
+    def _entity_name(cls, entity: str | None) -> str | None:
+        if entity is not None and not NAME.match(entity):
+            raise ValueError("may hold only letters, digits and . _ : / @ + = -")
+        return entity
+
     @field_validator("metrics")
     @classmethod
-    def _no_infinity(cls, metrics: dict[str, float | None]) -> dict[str, float | None]:
+    def _names_and_values(cls, metrics: dict[str, float | None]) -> dict[str, float | None]:
         for name, value in metrics.items():
+            if len(name) > MAX_METRIC_NAME_LENGTH or not NAME.match(name):
+                raise ValueError(f"metric name {name[:40]!r} is not 1-{MAX_METRIC_NAME_LENGTH} letters, digits "
+                                 "and . _ : / @ + = -")
             if value is not None and math.isinf(value):
                 raise ValueError(f"metric {name!r} is infinite (use null or NaN for missing)")
+            if value is not None and abs(value) > MAX_VALUE:
+                raise ValueError(f"metric {name!r} is beyond the float32 range the models compute in")
         return metrics
 
 
@@ -153,8 +178,13 @@ def entity_from_topic(topic: str, prefix: str = "") -> str | None:
     return topic[len(head):] or None
 
 
-def parse_metric_record(value: bytes | None, key: bytes | None, topic: str, prefix: str = "") -> MetricRecord:
-    """Validate one raw record; the entity comes from the record, else the topic, else the key."""
+def parse_metric_record(value: bytes | None, key: bytes | None, topic: str, prefix: str = "",
+                        max_future: float | None = None, now: float | None = None) -> MetricRecord:
+    """Validate one raw record; the entity comes from the record, else the topic, else the key.
+
+    ``max_future``: a ``ts`` more than this many seconds after ``now`` (default: the clock) is
+    refused; one such point would make every later point of its entity look late.
+    """
     if value is None:
         raise RecordError("empty record (tombstone)")
     try:
@@ -171,8 +201,11 @@ def parse_metric_record(value: bytes | None, key: bytes | None, topic: str, pref
             raise RecordError("entity: missing (not in the record, the topic name or the key)")
     elif topic_entity is not None and record.entity != topic_entity:
         raise RecordError(f"entity: record says {record.entity!r} but topic {topic!r} is for {topic_entity!r}")
-    if _CONTROL_CHARS.search(record.entity):
-        raise RecordError("entity: contains control characters")
+    if _CONTROL_CHARS.search(record.entity) or not NAME.match(record.entity) or len(record.entity) > MAX_ENTITY_LENGTH:
+        raise RecordError(f"entity: {record.entity[:40]!r} is not 1-{MAX_ENTITY_LENGTH} letters, digits and "
+                          ". _ : / @ + = -")
+    if max_future is not None and record.ts > (time.time() if now is None else now) + max_future:
+        raise RecordError(f"ts: {record.ts:.6g} is more than {max_future:.0f} s in the future")
     return record
 
 

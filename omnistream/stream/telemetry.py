@@ -1,11 +1,14 @@
-"""Prometheus metrics of the worker (served on ``metrics_port`` when it is not 0)."""
+"""Prometheus metrics of the worker (served on ``metrics_host:metrics_port`` when the port is
+not 0; the host is 127.0.0.1 by default, so the endpoint is not open to the network unless asked)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-RECORDS_IN = Counter("omnistream_records_in_total", "Metric records consumed", ["topic"])
-RECORDS_DLQ = Counter("omnistream_records_dlq_total", "Records sent to the dead-letter topic", ["reason"])
+# Label values come from small fixed sets: record data (entity or metric names) never becomes a label.
+RECORDS_IN = Counter("omnistream_records_in_total", "Metric records consumed", ["source"])  # shared | entity_topic
+RECORDS_DLQ = Counter("omnistream_records_dlq_total", "Records sent to the dead-letter topic",
+                      ["reason"])  # entity | ts | metrics | size | record
 RECORDS_LATE = Counter("omnistream_records_late_total", "Points not newer than the entity's last point (redelivery)")
 POINTS_SCORED = Counter("omnistream_points_scored_total", "Points scored as the last point of a window")
 EVENTS_OUT = Counter("omnistream_anomaly_events_total", "Anomaly events published", ["state"])
@@ -15,9 +18,12 @@ BATCH_SIZE = Histogram("omnistream_score_batch_size", "Windows per model call",
 SCORE_SECONDS = Histogram("omnistream_score_seconds", "Seconds spent scoring one batch of records")
 BATCH_SECONDS = Histogram("omnistream_batch_seconds", "Seconds to process one batch of records end to end")
 MODELS_LOADED = Gauge("omnistream_models_loaded", "Models held by the scorer")
+MODEL_FOLDER_EMPTY = Gauge("omnistream_model_folder_empty", "1 when the model folder is missing or holds no model")
+BROKER_ERRORS = Counter("omnistream_broker_errors_total", "Failed calls to the broker, by what the worker was doing",
+                        ["operation"])
 OPEN_INCIDENTS = Gauge("omnistream_open_incidents", "Entities with an open incident")
 
 
-def serve(port: int) -> None:
+def serve(port: int, host: str = "127.0.0.1") -> None:
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)

@@ -83,10 +83,13 @@ def test_asd_replay_yields_the_expected_events_dlq_and_transfer_requests(kafka_b
     assert request["data"]["topic"] == f"{topic_prefix}metrics.brand-new"
 
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
-    assert f'omnistream_records_in_total{{topic="{topic_prefix}metrics.omi-1"}} {float(N_POINTS)}' in metrics
+    # per-entity topics of both servers and the newcomer; the bad records came on the shared topic
+    assert f'omnistream_records_in_total{{source="entity_topic"}} {float(2 * N_POINTS + 3)}' in metrics
+    assert f'omnistream_records_in_total{{source="shared"}} {float(len(bad))}' in metrics
     dlq_lines = [line for line in metrics.splitlines() if line.startswith("omnistream_records_dlq_total{")]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in dlq_lines) == len(bad)
-    assert "omnistream_models_loaded 2.0" in metrics
+    assert {line.split('"')[1] for line in dlq_lines} <= {"entity", "ts", "metrics", "size", "record"}
+    assert "omnistream_models_loaded 2.0" in metrics and "omnistream_model_folder_empty 0.0" in metrics
 
     recorded = tmp_path / "anomalies.jsonl"
     assert record_topic(f"{topic_prefix}anomalies", recorded, config, idle_seconds=2.0) == len(events)
