@@ -185,6 +185,9 @@ def create_app(settings: Settings) -> faust.App:
                 key = entity.encode()
                 windows.data[key] = blob
                 windows.send_changelog(partition, key, blob)
+            if outcome.quarantined:
+                telemetry.MODELS_QUARANTINED.inc()
+                report_models()
             telemetry.RECORDS_LATE.inc(outcome.late)
             telemetry.POINTS_SCORED.inc(outcome.scored)
             for size in outcome.batch_sizes:

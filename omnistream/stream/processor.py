@@ -38,6 +38,7 @@ class Outcome:
     scored: int = 0
     score_seconds: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # entities whose model failed and was set aside
 
 
 @dataclass
@@ -136,13 +137,18 @@ class Processor:
         results: dict[int, WindowScores] = {}
         for group in groups.values():
             model = group[0].model
-            for i in range(0, len(group), STACK_LIMIT):  # bounded memory, however large the batch
-                part = group[i:i + STACK_LIMIT]
-                stacked = fill_missing(np.stack([j.values for j in part]), model.center)
-                for job, scores in zip(part, score_batch(model, stacked, [1] * len(part))):
-                    results[id(job)] = scores
+            try:
+                for i in range(0, len(group), STACK_LIMIT):  # bounded memory, however large the batch
+                    part = group[i:i + STACK_LIMIT]
+                    stacked = fill_missing(np.stack([j.values for j in part]), model.center)
+                    for job, scores in zip(part, score_batch(model, stacked, [1] * len(part))):
+                        results[id(job)] = scores
+            except Exception as exc:  # a model that cannot score must not stop the others
+                out.quarantined.extend(self.models.quarantine(model, f"{type(exc).__name__}: {exc}"))
+                continue
             out.batch_sizes.append(len(group))
         out.score_seconds += time.perf_counter() - started
+        jobs = [job for job in jobs if id(job) in results]
         out.scored += len(jobs)
         for job in jobs:  # jobs are in time order per entity
             event, record = self.decider.decide(job.entity, job.window.state, results[id(job)], job.ts[-1:],

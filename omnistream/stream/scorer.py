@@ -52,6 +52,7 @@ class ModelStore:
         self._stamps: dict[str, tuple[int, int]] = {}  # entity -> (size, mtime) of its file when read
         self.announced: dict[str, str] = {}  # entity -> the sha256 its last announcement named
         self._lock = threading.Lock()  # folder scans and announcements come from different threads
+        self.quarantined: dict[str, str] = {}  # sha256 -> why the model was set aside
 
     def refresh(self) -> list[str]:
         with self._lock:
@@ -78,6 +79,9 @@ class ModelStore:
                 if current and self._stamps.get(key) == stamp:
                     continue
                 sha = sha256_file(path)
+                if sha in self.quarantined:  # failed on a batch once: not again, until replaced
+                    self._stamps[key] = stamp
+                    continue
                 if key in self.announced and sha != self.announced[key]:
                     if not (current and current.sha256 == self.announced[key]):
                         log.error("model file %s has sha256 %s, not the announced %s: not loaded", path, sha[:12],
@@ -99,6 +103,18 @@ class ModelStore:
             log.info("model file of %s removed: its points now go unscored", key)
         return changed
 
+    def quarantine(self, model: LoadedModel, reason: str) -> list[str]:
+        """Set aside a model that failed to score: the entities it served go unscored (and ask
+        for a new model) until another file or announcement replaces it. Returns those entities."""
+        with self._lock:
+            self.quarantined[model.sha256] = reason
+            served = sorted(e for e, m in self.models.items() if m.sha256 == model.sha256)
+            for entity in served:
+                del self.models[entity]
+        log.error("model %s (sha256 %s) quarantined after failing to score: %s; it served %s", model.path,
+                  model.sha256[:12], reason, ", ".join(served) or "nothing")
+        return served
+
     def announce(self, entity: str, uri: str, sha256: str) -> bool:
         """Load the announced model file for ``entity`` if its sha256 is the announced one;
         otherwise keep serving what it served (and say why). Returns whether the model changed."""
@@ -106,6 +122,10 @@ class ModelStore:
             return self._announce(entity, uri, sha256)
 
     def _announce(self, entity: str, uri: str, sha256: str) -> bool:
+        if sha256 in self.quarantined:
+            log.error("announced model of %s (sha256 %s) was quarantined (%s): not loaded", entity, sha256[:12],
+                      self.quarantined[sha256])
+            return False
         current = self.models.get(entity)
         if current and current.sha256 == sha256:
             self.announced[entity] = sha256

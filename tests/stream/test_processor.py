@@ -175,3 +175,26 @@ def test_drift_and_schedule_requests(trained_models, asd_series):
     # schedule: every 10 h of data (120 points at 5 min) since the model started scoring
     schedule = [t for o in (calm, out) for t in o.transfers if t.reason == "schedule"]
     assert len(schedule) == len(range(31 + 120, 400, 120)) and len({t.request_id for t in schedule}) == len(schedule)
+
+
+def test_a_model_that_fails_is_quarantined_and_the_others_keep_scoring(trained_models, asd_series, tmp_path):
+    import torch
+
+    from omnistream.detectors.export import METADATA_NAME, load
+
+    source = trained_models[0]
+    shutil.copyfile(source / "omi-1.pt", tmp_path / "good.pt")
+    module, info = load(source / "omi-2.pt")
+    info.metrics = info.metrics[:-1]  # metadata that does not match the network: every call fails
+    torch.jit.save(module, str(tmp_path / "bad.pt"), _extra_files={METADATA_NAME: info.to_json()})
+    store = ModelStore(tmp_path)
+    assert sorted(store.refresh()) == ["bad", "good"]
+    processor = Processor(Settings(), store)
+    points = sorted(points_of(asd_series["omi-1"], "good", stop=100) + points_of(asd_series["omi-2"], "bad", stop=100),
+                    key=lambda p: (p.ts, p.entity))
+    out = processor.process(points)
+    assert out.quarantined == ["bad"] and store.get("bad") is None
+    assert out.scored == 100 - 31 and {s.entity for s in out.scores} == {"good"}
+    assert store.refresh() == [] and store.get("bad") is None  # the same file is not loaded again
+    later = processor.process(points_of(asd_series["omi-2"], "bad", start=100, stop=110))
+    assert [t.entity for t in later.transfers] == ["bad"]  # it asks for a new model
