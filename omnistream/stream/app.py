@@ -18,6 +18,7 @@ event ids are deterministic.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections import Counter, defaultdict
 
@@ -37,18 +38,29 @@ log = logging.getLogger(__name__)
 DLQ_COPY_BYTES = 65_536  # the dead-letter copy of a record (or key) is cut to this: it must fit the broker's limit
 
 
+def tls_context(security: dict[str, str]) -> ssl.SSLContext:
+    """The TLS context of Faust's own client from the librdkafka settings: the CA
+    (``ssl.ca.location``) and, for mutual TLS, the client certificate and key
+    (``ssl.certificate.location``, ``ssl.key.location``, ``ssl.key.password``)."""
+    context = ssl.create_default_context(cafile=security.get("ssl.ca.location"))
+    if security.get("ssl.certificate.location"):
+        context.load_cert_chain(security["ssl.certificate.location"], security.get("ssl.key.location"),
+                                security.get("ssl.key.password"))
+    if security.get("ssl.endpoint.identification.algorithm", "https").lower() == "none":
+        context.check_hostname = False
+    return context
+
+
 def _credentials(security: dict[str, str]) -> faust.types.auth.CredentialsT | None:
     """SASL / TLS settings in librdkafka spelling, for Faust's own client."""
     protocol = security.get("security.protocol", "PLAINTEXT").upper()
     if protocol == "PLAINTEXT":
         return None
-    ssl_context = None
-    if "SSL" in protocol:
-        ssl_context = faust.ssl.create_default_context(cafile=security.get("ssl.ca.location"))
+    context = tls_context(security) if "SSL" in protocol else None
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(username=security.get("sasl.username"), password=security.get("sasl.password"),
-                                     mechanism=security.get("sasl.mechanism", "PLAIN"), ssl_context=ssl_context)
-    return faust.SSLCredentials(ssl_context)
+                                     mechanism=security.get("sasl.mechanism", "PLAIN"), ssl_context=context)
+    return faust.SSLCredentials(context)
 
 
 def create_app(settings: Settings) -> faust.App:
