@@ -197,6 +197,10 @@ def create_app(settings: Settings) -> faust.App:
                 key = entity.encode()
                 windows.data[key] = blob
                 windows.send_changelog(partition, key, blob)
+            for entity, partition in outcome.dropped:  # idle and without a model: its state goes (a tombstone)
+                key = entity.encode()
+                if windows.data.pop(key, None) is not None:
+                    windows.send_changelog(partition, key, None)
             if outcome.quarantined:
                 telemetry.MODELS_QUARANTINED.inc()
                 report_models()

@@ -36,6 +36,9 @@ class WindowSettings(BaseModel):
     stride: int = Field(1, ge=1, description="score every `stride` new points of an entity")
     batch_max: int = Field(2000, ge=1, description="records per processing batch")
     batch_within: float = Field(0.2, gt=0, description="seconds to wait for a batch to fill")
+    idle_seconds: float = Field(86_400.0, ge=0, description="an entity silent this long (in data time, behind the "
+                                                            "newest point seen) leaves memory: its state stays in the "
+                                                            "changelog if it has a model, else it is dropped; 0 = never")
 
 
 class RecordSettings(BaseModel):

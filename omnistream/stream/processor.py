@@ -25,6 +25,7 @@ from omnistream.stream.windows import EntityWindow, fill_missing
 
 DEFAULT_WINDOW = 64
 STACK_LIMIT = 4096  # windows stacked at once: 4096 x 64 x 38 float32 is about 40 MB
+EXPIRE_EVERY = 50  # batches between looks for idle entities
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Outcome:
     score_seconds: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)  # entities whose model failed and was set aside
+    dropped: list[tuple[str, int]] = field(default_factory=list)  # (entity, partition): idle, no model, state goes
 
 
 @dataclass
@@ -60,6 +62,9 @@ class Processor:
         self.decider = Decider(settings.decide)
         self.windows: dict[str, EntityWindow] = {}
         self.restore = restore
+        self.newest_ts = 0.0  # the newest point seen, the clock of idle expiry (data time: replays agree)
+        self.partition_of: dict[str, int] = {}  # entity -> the partition its state is persisted under
+        self.batches = 0
 
     def _window(self, entity: str, first: Point, model: LoadedModel | None) -> EntityWindow:
         window = self.windows.get(entity)
@@ -111,7 +116,24 @@ class Processor:
             self._score(jobs, out)
         # After scoring, so that the snapshots carry the incident state the events reflect.
         out.snapshots = {entity: (partition, self.windows[entity].snapshot()) for entity, partition in touched.items()}
+        self.partition_of.update(touched)
+        self.newest_ts = max([self.newest_ts] + [p.ts for p in points])
+        self.batches += 1
+        if self.batches % EXPIRE_EVERY == 0:
+            self._expire(out, set(touched))
         return out
+
+    def _expire(self, out: Outcome, touched: set[str]) -> None:
+        """Idle entities leave memory (``window.idle_seconds``): one with a model is restored from
+        its changelogged snapshot if it speaks again; one without is dropped (``out.dropped``)."""
+        idle = self.settings.window.idle_seconds
+        if not idle:
+            return
+        for entity in [e for e, w in self.windows.items() if w.last_ts < self.newest_ts - idle and e not in touched]:
+            del self.windows[entity]
+            partition = self.partition_of.pop(entity, 0)
+            if self.models.get(entity) is None:
+                out.dropped.append((entity, partition))
 
     def _jobs(self, entity: str, window: EntityWindow, model: LoadedModel, ts: np.ndarray,
               values: np.ndarray) -> list[_Job]:

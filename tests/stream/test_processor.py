@@ -198,3 +198,19 @@ def test_a_model_that_fails_is_quarantined_and_the_others_keep_scoring(trained_m
     assert store.refresh() == [] and store.get("bad") is None  # the same file is not loaded again
     later = processor.process(points_of(asd_series["omi-2"], "bad", start=100, stop=110))
     assert [t.entity for t in later.transfers] == ["bad"]  # it asks for a new model
+
+
+def test_idle_entities_leave_memory(trained_models, asd_series):
+    folder, _ = trained_models
+    processor = make_processor(folder, window={"idle_seconds": 3600})
+    known = points_of(asd_series["omi-1"], "omi-1", stop=40)
+    dropped, sizes = [], []
+    for batch in range(200):  # 50k distinct one-off entities, 250 a batch, a minute of data time apart
+        ts = 1_700_000_000.0 + 60 * batch
+        strangers = [Point(f"host-{batch}-{i}", ts, {"cpu": 1.0}, "metrics", i % 8) for i in range(250)]
+        out = processor.process(strangers + ([known[batch]] if batch < len(known) else []))
+        dropped += out.dropped
+        sizes.append(len(processor.windows))
+    assert max(sizes) <= 250 * (60 + processor_module.EXPIRE_EVERY) + 1  # about an hour of entities, not 50k
+    assert len(dropped) >= 250 * (200 - 61) and all(isinstance(p, int) for _, p in dropped)
+    assert "omi-1" not in {e for e, _ in dropped}  # an entity with a model keeps its changelogged state
