@@ -1,4 +1,5 @@
 import numpy as np
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,3 +41,25 @@ def test_fill_missing_forward_fills_then_falls_back():
     x = np.array([[[np.nan, 1], [2, np.nan], [np.nan, np.nan]]], dtype=np.float32)
     got = fill_missing(x, fallback=np.array([9, 9]))
     np.testing.assert_array_equal(got[0], [[9, 1], [2, 1], [2, 1]])
+
+
+def test_snapshot_of_the_widest_record_fits_a_kafka_message_and_round_trips():
+    names = [f"metric_name_number_{i:04d}" for i in range(1000)]  # records carry at most 1,000 metrics
+    window = EntityWindow(names, 64, state={"incident": {"opened": 1.0}})
+    rng = np.random.default_rng(0)
+    rows = [{n: (None if rng.random() < 0.1 else float(rng.normal())) for n in names} for _ in range(70)]
+    window.append(np.arange(70, dtype=float) + 1, window.vectorise(rows))
+    blob = window.snapshot()
+    assert len(blob) < 1_000_000 // 3
+    back = EntityWindow.restore(blob)
+    np.testing.assert_array_equal(back.ordered()[0], window.ordered()[0])
+    np.testing.assert_array_equal(back.ordered()[1], window.ordered()[1])  # NaN where missing, bit for bit
+    assert (back.count, back.metrics, back.state) == (window.count, names, window.state)
+
+
+def test_snapshots_of_the_previous_json_format_still_restore():
+    old = orjson.dumps({"metrics": ["a", "b"], "size": 4, "count": 3, "ts": [3.0, 4.0, 5.0],
+                        "values": [[1.0, None], [2.0, 3.0], [4.0, 5.0]], "state": {"x": 1}})
+    window = EntityWindow.restore(old)
+    assert window.count == 3 and window.last_ts == 5.0 and window.state == {"x": 1}
+    np.testing.assert_array_equal(window.ordered()[1], np.array([[1, np.nan], [2, 3], [4, 5]], np.float32))
