@@ -119,6 +119,13 @@ def create_app(settings: Settings) -> faust.App:
     listener = AnnouncementListener(settings.topic("models"), client_config(settings), models,
                                     lambda entity: report_models())
 
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
+        partitions = {tp.partition for tp in revoked if tp.topic == settings.topic(POINTS)}
+        if partitions:  # in a thread: it waits for a batch in progress to finish
+            dropped = await app.loop.run_in_executor(None, processor.forget, partitions)
+            log.info("partitions %s revoked: %d entities' windows dropped from memory", sorted(partitions), dropped)
+
     @app.task
     async def start_telemetry() -> None:
         telemetry.serve(settings.metrics_port, settings.metrics_host)

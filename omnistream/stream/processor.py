@@ -9,6 +9,7 @@ Windows of all entities in a batch are stacked and scored with one call per mode
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -64,6 +65,7 @@ class Processor:
         self.restore = restore
         self.newest_ts = 0.0  # the newest point seen, the clock of idle expiry (data time: replays agree)
         self.partition_of: dict[str, int] = {}  # entity -> the partition its state is persisted under
+        self._lock = threading.Lock()  # a batch and a rebalance's forget() never interleave
         self.batches = 0
 
     def _window(self, entity: str, first: Point, model: LoadedModel | None) -> EntityWindow:
@@ -82,7 +84,21 @@ class Processor:
         self.windows[entity] = window
         return window
 
+    def forget(self, partitions: set[int]) -> int:
+        """Drop the in-memory state of entities on revoked partitions: if a partition comes back,
+        its entities are restored from the changelog, which another worker may have moved on."""
+        with self._lock:
+            gone = [e for e, p in self.partition_of.items() if p in partitions]
+            for entity in gone:
+                self.windows.pop(entity, None)
+                del self.partition_of[entity]
+            return len(gone)
+
     def process(self, points: list[Point]) -> Outcome:
+        with self._lock:
+            return self._process(points)
+
+    def _process(self, points: list[Point]) -> Outcome:
         out = Outcome(points=len(points))
         by_entity: dict[str, list[Point]] = defaultdict(list)
         for p in points:

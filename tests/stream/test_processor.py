@@ -214,3 +214,24 @@ def test_idle_entities_leave_memory(trained_models, asd_series):
     assert max(sizes) <= 250 * (60 + processor_module.EXPIRE_EVERY) + 1  # about an hour of entities, not 50k
     assert len(dropped) >= 250 * (200 - 61) and all(isinstance(p, int) for _, p in dropped)
     assert "omi-1" not in {e for e, _ in dropped}  # an entity with a model keeps its changelogged state
+
+
+def test_a_partition_that_moves_away_and_back_is_scored_from_the_changelog(trained_models, asd_series):
+    folder, _ = trained_models
+    pts = points_of(asd_series["omi-1"], "omi-1", stop=600)  # all on partition 0
+    reference = scores([make_processor(folder).process(pts)])
+    table: dict[str, bytes] = {}
+
+    def run(processor, part):
+        out = processor.process(part)
+        table.update({e: blob for e, (_, blob) in out.snapshots.items()})
+        return out
+
+    this, other = make_processor(folder, restore=table.get), make_processor(folder, restore=table.get)
+    outs = [run(this, pts[:200])]
+    assert this.forget({0}) == 1 and this.forget({1}) == 0  # partition 0 moves to the other worker...
+    outs.append(run(other, pts[200:400]))
+    other.forget({0})  # ... and back
+    outs.append(run(this, pts[400:]))  # without forget(), this would resume from its stale window
+    assert_same_scores(scores(outs), reference)
+    assert sum(len(o.scores) for o in outs) == len(reference)  # nothing scored twice or missed
