@@ -207,12 +207,14 @@ def cluster(dataset: DatasetOpt = "smd", entities: EntitiesOpt = None,
                       (" ..." if len(members) > 6 else ""), ", ".join(sources[:6]) + (" ..." if len(sources) > 6 else ""))
     Console().print(table)
     by_entity = {s.entity: s.train for s in data}
+    segments: dict[str, np.ndarray] = {}  # each entity's segments, made once however often it is picked
     nearest = {}
     for c in range(registry.count):
         picked = []
         for entity, start in registry.nearest[c][:10]:
-            segs, starts = registry.settings.segments(by_entity[entity])
-            picked.append(segs[list(starts).index(start)])
+            if entity not in segments:
+                segments[entity] = registry.settings.segments(by_entity[entity])[0]
+            picked.append(segments[entity][start // registry.settings.length])
         nearest[c] = registry.align(np.stack(picked))
     plot_dendrogram(registry, out / "dendrogram.png")
     plot_members(registry, nearest, out / "clusters.png")

@@ -209,4 +209,3 @@ class NeuralDetector(Detector):
         inner_center, inner_scale = self.standardise.center.numpy(), self.standardise.scale.numpy()
         out.standardise = Standardise(center + inner_center * scale, scale * inner_scale)
         return out
-

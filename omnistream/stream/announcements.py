@@ -28,13 +28,11 @@ class AnnouncementListener(threading.Thread):
         self.topic, self.store, self.on_change = topic, store, on_change
         self.consumer = Consumer({**client_config, "group.id": f"omnistream-models-{time.time_ns()}",
                                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-        self.stopping = threading.Event()
-        self.applied = 0
 
     def run(self) -> None:
         try:
             self._assign_all()
-            while not self.stopping.is_set():
+            while True:  # a daemon thread: it ends with the process
                 msg = self.consumer.poll(0.5)
                 if msg is None:
                     continue
@@ -49,7 +47,7 @@ class AnnouncementListener(threading.Thread):
             self.consumer.close()
 
     def _assign_all(self) -> None:
-        while not self.stopping.is_set():
+        while True:
             meta = self.consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
             if meta is not None and meta.error is None and meta.partitions:
                 self.consumer.assign([TopicPartition(self.topic, p, 0) for p in meta.partitions])
@@ -70,7 +68,3 @@ class AnnouncementListener(threading.Thread):
             return
         if self.store.announce(entity, ann.uri, ann.sha256):
             self.on_change(entity)
-        self.applied += 1
-
-    def stop(self) -> None:
-        self.stopping.set()

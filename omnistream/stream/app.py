@@ -27,12 +27,12 @@ import faust
 from omnistream.stream import telemetry
 from omnistream.stream.announcements import AnnouncementListener
 from omnistream.stream.config import Settings
+from omnistream.stream.logs import RateLimitedLog
 from omnistream.stream.points import pack_points, unpack_points
 from omnistream.stream.processor import Processor
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.scorer import ModelStore, pick_device
 from omnistream.stream.topics import POINTS, client_config, metric_topics
-from omnistream.stream.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 DLQ_COPY_BYTES = 65_536  # the dead-letter copy of a record (or key) is cut to this: it must fit the broker's limit

@@ -47,13 +47,6 @@ class MetricRecord(BaseModel):
             raise ValueError("must be a finite, positive number of epoch seconds")
         return ts
 
-    @field_validator("entity")
-    @classmethod
-    def _entity_name(cls, entity: str | None) -> str | None:
-        if entity is not None and not NAME.match(entity):
-            raise ValueError("may hold only letters, digits and . _ : / @ + = -")
-        return entity
-
     @field_validator("metrics")
     @classmethod
     def _names_and_values(cls, metrics: dict[str, float | None]) -> dict[str, float | None]:
@@ -167,9 +160,6 @@ OUTPUT_MODELS = {
 }
 
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f]")
-
-
 def entity_from_topic(topic: str, prefix: str = "") -> str | None:
     """`<prefix>metrics.<entity>` names its entity; the shared `<prefix>metrics` topic does not."""
     head = f"{prefix}metrics."
@@ -201,7 +191,8 @@ def parse_metric_record(value: bytes | None, key: bytes | None, topic: str, pref
             raise RecordError("entity: missing (not in the record, the topic name or the key)")
     elif topic_entity is not None and record.entity != topic_entity:
         raise RecordError(f"entity: record says {record.entity!r} but topic {topic!r} is for {topic_entity!r}")
-    if _CONTROL_CHARS.search(record.entity) or not NAME.match(record.entity) or len(record.entity) > MAX_ENTITY_LENGTH:
+    # One check of the entity, wherever it came from (record, topic name or key).
+    if not NAME.match(record.entity) or len(record.entity) > MAX_ENTITY_LENGTH:
         raise RecordError(f"entity: {record.entity[:40]!r} is not 1-{MAX_ENTITY_LENGTH} letters, digits and "
                           ". _ : / @ + = -")
     if max_future is not None and record.ts > (time.time() if now is None else now) + max_future:

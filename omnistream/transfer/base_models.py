@@ -83,11 +83,15 @@ def cluster_slices(registry: ClusterRegistry, zdata: dict[str, np.ndarray], clus
     return out
 
 
+def split_slices(slices: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(train, held out): three of every four slices train, the fourth is held out."""
+    return [s for i, s in enumerate(slices) if i % 4 != 3], slices[3::4] or slices[-1:]
+
+
 def fit_base_model(detector_name: str, config: dict, slices: list[np.ndarray], calibration: Calibration) -> Fitted:
     """Train on three of every four slices; calibrate and take the DiffScore reference on the rest."""
     detector = create(detector_name, **config)
-    held = slices[3::4] or slices[-1:]
-    train = [s for i, s in enumerate(slices) if i % 4 != 3] or slices
+    train, held = split_slices(slices)
     w = detector.window
     detector.fit(np.concatenate([sliding_windows(s, w) for s in train]))
     scores = np.concatenate([reduce_scores(point_scores(detector, s[w - 1:], history=s[:w - 1]), detector.reduction)
@@ -122,7 +126,7 @@ def fit_per_cluster(detector_name: str, registry_dir: Path, data: dict[str, np.n
         sha = export_fitted(fitted, folder / f"{c}.pt", info, slices[0])
         save_detector(fitted.detector, folder / f"{c}.ckpt")
         entry = BaseModelEntry(c, detector_name, f"{c}.pt", f"{c}.ckpt", sha, reference, float(fitted.pot.threshold),
-                               int(sum(len(s) - window + 1 for i, s in enumerate(slices) if i % 4 != 3)), round(cpu, 3))
+                               sum(len(s) - window + 1 for s in split_slices(slices)[0]), round(cpu, 3))
         entries.append(entry)
         if progress:
             progress(entry)

@@ -172,26 +172,26 @@ class Evidence:
         full, partial = self.results[f"{tag}:full:{days}"], self.results[f"{tag}:partial:{days}"]
         return {e: (full[e] if diff.get(e, np.inf) <= beta else partial[e]) for e in full}
 
-    def adaptive_cpu(self, tag: str, days: int, beta: float) -> float:
-        # Each strategy's CPU seconds are summed over entities; split them by the choice made.
-        diff = self.diff.get(f"{tag}:{days}", {})
-        full_share = np.mean([d <= beta for d in diff.values()]) if diff else 0.0
-        return full_share * self.cpu[f"{tag}:full:{days}"] + (1 - full_share) * self.cpu[f"{tag}:partial:{days}"]
+    def adaptive_row(self, tag: str, days: int) -> dict:
+        """Figures of adaptive transfer: each entity's chosen run, with that run's own CPU seconds."""
+        chosen = self.adaptive(tag, days, self.beta(tag))
+        return {**summarise(chosen), "cpu_seconds": round(sum(r["train_seconds"] for r in chosen.values()), 2)}
+
+    def beta(self, tag: str) -> float:
+        """The beta given, else the label-free one of the base models clustered as ``tag``."""
+        return self.transfer_config.beta if self.transfer_config.beta is not None else self.betas[tag]
 
     def report(self) -> dict:
         p = self.protocol
-        beta = self.transfer_config.beta if self.transfer_config.beta is not None else self.betas["whac"]
+        beta = self.beta("whac")
         rows: dict[str, dict] = {}
         for key, per_entity in self.results.items():
             rows[key] = {**summarise(per_entity), "cpu_seconds": round(self.cpu.get(key, 0.0), 2)}
         for days in p.days:
-            rows[f"whac:adaptive:{days}"] = {**summarise(self.adaptive("whac", days, beta)),
-                                             "cpu_seconds": round(self.adaptive_cpu("whac", days, beta), 2)}
+            rows[f"whac:adaptive:{days}"] = self.adaptive_row("whac", days)
         for tag in ("uniform_weights", "no_alignment"):
             if f"{tag}:full:{p.days[0]}" in self.results:
-                b = self.transfer_config.beta if self.transfer_config.beta is not None else self.betas[tag]
-                rows[f"{tag}:adaptive:{p.days[0]}"] = {**summarise(self.adaptive(tag, p.days[0], b)),
-                                                       "cpu_seconds": round(self.adaptive_cpu(tag, p.days[0], b), 2)}
+                rows[f"{tag}:adaptive:{p.days[0]}"] = self.adaptive_row(tag, p.days[0])
         reference = rows["entity_full_train"]["best"]["pooled_f1"]
         overhead = self.cpu["clustering:whac"] + self.cpu["base_models:whac"]
         fleet, held = len(self.held) + len(self.source), len(self.held)
@@ -217,6 +217,7 @@ class Evidence:
                   "beta_rule": "given" if self.transfer_config.beta is not None else
                   "label-free: 75th percentile of the clustered entities' DiffScores", "reference_best_f1": reference,
                   "rows": rows, "initialisation": init, "beta_sweep": sweep, "diff_scores": self.diff,
+                  "per_entity": self.results,
                   "overhead_cpu_seconds": {k: round(v, 2) for k, v in self.cpu.items() if ":" in k and
                                            k.split(":")[0] in ("clustering", "base_models")},
                   "fleet": {"entities": fleet, "one_model_per_entity_cpu_seconds": round(per_entity_full * fleet, 2)},
