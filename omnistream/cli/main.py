@@ -66,9 +66,7 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
            loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info") -> None:
     """Consume metric topics, score windows with the models, publish anomaly events."""
     from confluent_kafka import KafkaException
-    from faust.worker import Worker
-
-    from omnistream.stream.app import create_app
+    from omnistream.stream.app import Worker, create_app
     from omnistream.stream.topics import ensure_topics
 
     window = {"stride": stride} if stride else None

@@ -27,7 +27,8 @@ class AnnouncementListener(threading.Thread):
         super().__init__(name="model-announcements", daemon=True)
         self.topic, self.store, self.on_change = topic, store, on_change
         self.consumer = Consumer({**client_config, "group.id": f"omnistream-models-{time.time_ns()}",
-                                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                                  "logger": logging.getLogger("omnistream.broker")})  # not stderr: filtered
 
     def run(self) -> None:
         try:

@@ -27,12 +27,13 @@ import faust
 from omnistream.stream import telemetry
 from omnistream.stream.announcements import AnnouncementListener
 from omnistream.stream.config import Settings
-from omnistream.stream.logs import RateLimitedLog
+from omnistream.stream.health import WorkerHealth, serve
+from omnistream.stream.logs import RateLimitedLog, RepeatFilter
 from omnistream.stream.points import pack_points, unpack_points
 from omnistream.stream.processor import Processor
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.scorer import ModelStore, pick_device
-from omnistream.stream.topics import POINTS, client_config, metric_topics
+from omnistream.stream.topics import POINTS, BrokerProbe, client_config, metric_topics
 
 log = logging.getLogger(__name__)
 DLQ_COPY_BYTES = 65_536  # the dead-letter copy of a record (or key) is cut to this: it must fit the broker's limit
@@ -63,6 +64,15 @@ def _credentials(security: dict[str, str]) -> faust.types.auth.CredentialsT | No
     return faust.SSLCredentials(context)
 
 
+class Worker(faust.Worker):
+    """Faust's worker whose log stays readable in an outage: repeated warnings are thinned."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        for handler in logger.handlers:
+            handler.addFilter(RepeatFilter())
+
+
 def create_app(settings: Settings) -> faust.App:
     k = settings.kafka
     app = faust.App(
@@ -80,6 +90,9 @@ def create_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=32768,
         broker_max_poll_records=5000,
         producer_linger=0.01,
+        broker_session_timeout=k.session_timeout,
+        broker_heartbeat_interval=k.heartbeat_every,
+        broker_rebalance_timeout=k.rebalance_timeout,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     # Faust cannot subscribe by pattern, so the metric topics are listed now and re-listed
@@ -119,17 +132,44 @@ def create_app(settings: Settings) -> faust.App:
     listener = AnnouncementListener(settings.topic("models"), client_config(settings), models,
                                     lambda entity: report_models())
 
+    health = WorkerHealth()
+    app.omnistream_health = health
+    probe = BrokerProbe(client_config(settings), settings.topic("metrics"))
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
+        health.set(rebalancing=True)
         partitions = {tp.partition for tp in revoked if tp.topic == settings.topic(POINTS)}
         if partitions:  # in a thread: it waits for a batch in progress to finish
             dropped = await app.loop.run_in_executor(None, processor.forget, partitions)
             log.info("partitions %s revoked: %d entities' windows dropped from memory", sorted(partitions), dropped)
 
+    @app.on_rebalance_complete.connect
+    async def rebalanced(app: faust.App, **kwargs: object) -> None:
+        health.set(rebalancing=False)
+
     @app.task
-    async def start_telemetry() -> None:
-        telemetry.serve(settings.metrics_port, settings.metrics_host)
+    async def on_started() -> None:  # tasks start once the tables are recovered
+        if settings.metrics_port:
+            serve(health, settings.metrics_port, settings.metrics_host)
         listener.start()
+        health.set(started=True)
+
+    outage = RateLimitedLog(log, every=60.0)
+
+    @app.timer(interval=k.probe_every)
+    async def probe_broker() -> None:
+        health.beat()
+        try:
+            await app.loop.run_in_executor(None, probe.check, k.probe_every)
+        except Exception as exc:
+            telemetry.BROKER_ERRORS.labels("probe").inc()
+            outage.warning("broker unreachable (%s); the worker waits and resumes where it stopped", exc)
+            health.set(broker_down=True)
+            return
+        if health.broker_down:
+            outage.reset("broker reachable again")
+            health.set(broker_down=False)
 
     @app.timer(interval=30.0)
     async def reload_models() -> None:
@@ -137,7 +177,7 @@ def create_app(settings: Settings) -> faust.App:
         await app.loop.run_in_executor(None, models.refresh)
         report_models()
 
-    outage = RateLimitedLog(log, every=60.0)
+    cannot_list = RateLimitedLog(log, every=60.0)
 
     @app.timer(interval=k.discover_every)
     async def discover_metric_topics() -> None:
@@ -145,9 +185,9 @@ def create_app(settings: Settings) -> faust.App:
             found = await app.loop.run_in_executor(None, metric_topics, settings)
         except Exception as exc:  # a broker outage must not end the worker: look again next time
             telemetry.BROKER_ERRORS.labels("discover_topics").inc()
-            outage.warning("cannot list metric topics (%s); retrying every %.0f s", exc, k.discover_every)
+            cannot_list.warning("cannot list metric topics (%s); retrying every %.0f s", exc, k.discover_every)
             return
-        outage.reset("metric topics listed again")
+        cannot_list.reset("metric topics listed again")
         new = sorted(set(found) - set(source.topics))
         if new:
             log.info("subscribing to new metric topics: %s", ", ".join(new))
@@ -217,6 +257,7 @@ def create_app(settings: Settings) -> faust.App:
                 telemetry.BATCH_SIZE.observe(size)
             telemetry.SCORE_SECONDS.observe(outcome.score_seconds)
             telemetry.BATCH_SECONDS.observe(time.perf_counter() - started)
+            telemetry.LAST_BATCH.set_to_current_time()
             telemetry.OPEN_INCIDENTS.set(processor.open_incidents())
 
     return app

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from omnistream.transfer.config import TransferSettings
 
@@ -27,8 +27,23 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(8, ge=1)
     replication: int = Field(1, ge=1)
     discover_every: float = Field(30.0, gt=0, description="seconds between looks for new metrics.<entity> topics")
+    probe_every: float = Field(5.0, gt=0, description="seconds between looks at the broker for the readiness state")
+    # A dead worker's partitions move to the others after session_timeout without heartbeats;
+    # the broker's default (45 s, Faust's 60 s) leaves them unscored for a minute.
+    session_timeout: float = Field(10.0, ge=6, description="seconds without heartbeats before the group "
+                                                           "gives a worker's partitions to the others")
+    heartbeat_every: float = Field(3.0, gt=0, description="seconds between heartbeats (under a third of "
+                                                          "session_timeout)")
+    rebalance_timeout: float = Field(30.0, gt=0, description="seconds the members have to rejoin a rebalance")
     # Passed through to the Kafka clients, e.g. {"security.protocol": "SASL_SSL", ...}.
     security: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_the_session(self) -> "KafkaSettings":
+        if self.heartbeat_every * 3 > self.session_timeout:
+            raise ValueError(f"kafka.heartbeat_every ({self.heartbeat_every} s) must be at most a third of "
+                             f"kafka.session_timeout ({self.session_timeout} s)")
+        return self
 
 
 class WindowSettings(BaseModel):

@@ -29,3 +29,32 @@ class RateLimitedLog:
         if self.last is not None:
             self.logger.info(message + (f" ({self.held} warnings held back)" if self.held else ""))
         self.last, self.held = None, 0
+
+
+class RepeatFilter(logging.Filter):
+    """Lets a warning or error through once per ``every`` seconds when it repeats word for word
+    (a client library retrying an absent broker writes thousands a second), noting how many
+    were held back. Distinct messages all pass; so do records below WARNING."""
+
+    def __init__(self, every: float = 60.0, clock=time.monotonic, remember: int = 1000):
+        super().__init__()
+        self.every, self.clock, self.remember = every, clock, remember
+        self.seen: dict[tuple[str, int, str], list] = {}  # key -> [last written, held since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = self.clock()
+        entry = self.seen.get(key)
+        if entry is not None and now - entry[0] < self.every:
+            entry[1] += 1
+            return False
+        if entry is not None and entry[1]:
+            record.msg, record.args = f"{record.getMessage()} ({entry[1]} more like it held back)", None
+        if len(self.seen) >= self.remember:
+            self.seen = {k: v for k, v in self.seen.items() if now - v[0] < self.every}
+            if len(self.seen) >= self.remember:  # all recent: start afresh rather than grow
+                self.seen.clear()
+        self.seen[key] = [now, 0]
+        return True

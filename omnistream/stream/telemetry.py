@@ -1,9 +1,10 @@
-"""Prometheus metrics of the worker (served on ``metrics_host:metrics_port`` when the port is
-not 0; the host is 127.0.0.1 by default, so the endpoint is not open to the network unless asked)."""
+"""Prometheus metrics of the worker (served with the health probes by stream.health on
+``metrics_host:metrics_port`` when the port is not 0; the host is 127.0.0.1 by default, so the
+endpoint is not open to the network unless asked)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Enum, Gauge, Histogram
 
 # Label values come from small fixed sets: record data (entity or metric names) never becomes a label.
 RECORDS_IN = Counter("omnistream_records_in_total", "Metric records consumed", ["source"])  # shared | entity_topic
@@ -23,8 +24,6 @@ MODEL_FOLDER_EMPTY = Gauge("omnistream_model_folder_empty", "1 when the model fo
 BROKER_ERRORS = Counter("omnistream_broker_errors_total", "Failed calls to the broker, by what the worker was doing",
                         ["operation"])
 OPEN_INCIDENTS = Gauge("omnistream_open_incidents", "Entities with an open incident")
-
-
-def serve(port: int, host: str = "127.0.0.1") -> None:
-    if port:
-        start_http_server(port, addr=host)
+WORKER_STATE = Enum("omnistream_worker_state", "What the worker is doing",
+                    states=["starting", "rebalancing", "running", "broker_unreachable"])
+LAST_BATCH = Gauge("omnistream_last_batch_timestamp_seconds", "Unix time the last batch of points was processed")

@@ -34,6 +34,19 @@ def metric_topics(settings: Settings, timeout: float = 10.0) -> list[str]:
     return sorted(name for name in topics if pattern.match(name))
 
 
+class BrokerProbe:
+    """Asks the broker for one topic's metadata: cheap, and it fails when the broker is away.
+    One client for the worker's life; its own connection errors go to a logger (not stderr)."""
+
+    def __init__(self, client: dict[str, str], topic: str):
+        self.topic = topic
+        self.admin = AdminClient({**client, "logger": logging.getLogger("omnistream.broker")})
+
+    def check(self, timeout: float) -> None:
+        """Raise KafkaException when the broker does not answer within ``timeout`` seconds."""
+        self.admin.list_topics(topic=self.topic, timeout=timeout)
+
+
 def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: float = 15.0) -> list[str]:
     """Create the topics omnistream reads and writes if they are missing; return those created."""
     admin = AdminClient(client_config(settings))

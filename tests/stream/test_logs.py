@@ -2,7 +2,7 @@
 
 import logging
 
-from omnistream.stream.logs import RateLimitedLog
+from omnistream.stream.logs import RateLimitedLog, RepeatFilter
 
 
 def test_repeats_are_held_back_and_counted(caplog):
@@ -20,3 +20,19 @@ def test_repeats_are_held_back_and_counted(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["broker down: x", "broker down: x (99 more like it held back)", "recovered",
                      "broker down: y"]
+
+
+def test_repeat_filter_thins_identical_warnings_only():
+    now = [0.0]
+    repeat = RepeatFilter(every=60.0, clock=lambda: now[0])
+
+    def record(level, msg, *args):
+        return logging.LogRecord("aiokafka", level, __file__, 1, msg, args, None)
+
+    passed = [repeat.filter(record(logging.ERROR, "Unable to connect to %s", "node 1")) for _ in range(500)]
+    assert passed.count(True) == 1
+    assert repeat.filter(record(logging.ERROR, "Unable to connect to %s", "node 2"))  # a different message
+    assert all(repeat.filter(record(logging.INFO, "heartbeat")) for _ in range(3))  # below WARNING: all pass
+    now[0] = 61.0
+    again = record(logging.ERROR, "Unable to connect to %s", "node 1")
+    assert repeat.filter(again) and again.getMessage() == "Unable to connect to node 1 (499 more like it held back)"

@@ -1,0 +1,47 @@
+"""The worker's state, as the Prometheus enum and the /ready and /live probes."""
+
+import urllib.error
+import urllib.request
+
+from omnistream.stream.health import WorkerHealth, serve
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_states_follow_start_rebalance_and_outage():
+    health = WorkerHealth()
+    assert health.state == "starting"
+    health.set(started=True)
+    assert health.state == "running"
+    health.set(rebalancing=True)
+    assert health.state == "rebalancing"
+    health.set(broker_down=True)
+    assert health.state == "broker_unreachable"  # the outage says more than the rebalance it caused
+    health.set(broker_down=False, rebalancing=False)
+    assert health.state == "running"
+
+
+def test_probes_and_metrics_are_served():
+    now = [0.0]
+    health = WorkerHealth(stall_seconds=120.0, clock=lambda: now[0])
+    server = serve(health, 0)
+    port = server.server_address[1]
+    try:
+        assert _get(port, "/ready") == (503, "starting\n")
+        health.set(started=True)
+        assert _get(port, "/ready") == (200, "running\n")
+        health.set(broker_down=True)
+        assert _get(port, "/ready") == (503, "broker_unreachable\n")
+        assert _get(port, "/live")[0] == 200  # an outage is no reason to restart the process
+        now[0] = 121.0  # the event loop has not turned for two minutes
+        assert _get(port, "/live")[0] == 503
+        status, metrics = _get(port, "/metrics")
+        assert status == 200 and 'omnistream_worker_state{omnistream_worker_state="broker_unreachable"} 1.0' in metrics
+    finally:
+        server.shutdown()
