@@ -49,6 +49,18 @@ def _checkout_file(*parts: str) -> Path:
         raise typer.BadParameter(str(exc)) from None
 
 
+def _kafka_failure(exc: Exception, bootstrap: str) -> str:
+    """The console line for a failed talk with Kafka: refused credentials, or no connection at all."""
+    from rich.markup import escape
+
+    from omnistream.stream.topics import refused
+
+    if refused(exc):
+        return f"[red]Kafka at {bootstrap} refused the credentials (authentication or authorization failed)[/]: " \
+               f"{escape(str(exc))}"
+    return f"[red]cannot reach Kafka at {bootstrap}[/]: {escape(str(exc))}"
+
+
 @app.command()
 def broker(action: Annotated[str, typer.Argument(help="start | stop | status | fetch | reset")]) -> None:
     """Run the local single-node Apache Kafka broker (KRaft; jars from Maven Central)."""
@@ -63,9 +75,18 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
            stride: Annotated[Optional[int], typer.Option(help="score every N-th point of an entity [default: 1]")] = None,
            device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda [default: auto]")] = None,
            metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus port, 0 = off [default: 0]")] = None,
-           loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info") -> None:
-    """Consume metric topics, score windows with the models, publish anomaly events."""
+           loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
+           restart: Annotated[bool, typer.Option(help="run the worker in a child process and start it again if it "
+                                                      "crashes (off: leave that to an orchestrator)")] = True) -> None:
+    """Consume metric topics, score windows with the models, publish anomaly events.
+
+    Liveness and readiness: /live and /ready beside /metrics on the Prometheus port."""
     from confluent_kafka import KafkaException
+
+    from omnistream.stream.restart import is_child, run_restarting
+
+    if restart and not is_child():
+        raise typer.Exit(run_restarting([sys.executable, "-m", "omnistream.cli.main", *sys.argv[1:]]))
     from omnistream.stream.app import Worker, create_app
     from omnistream.stream.topics import ensure_topics
 
@@ -75,7 +96,7 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
     try:
         ensure_topics(settings)
     except KafkaException as exc:
-        console.print(f"[red]cannot reach Kafka at {settings.kafka.bootstrap}[/]: {exc}")
+        console.print(_kafka_failure(exc, settings.kafka.bootstrap))
         raise typer.Exit(2) from None
     faust_app = create_app(settings)
     Worker(faust_app, loglevel=loglevel.upper()).execute_from_commandline()
@@ -288,7 +309,7 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
         ensure_topics(settings)
         service = TransferService(settings, instance)
     except KafkaException as exc:
-        console.print(f"[red]cannot reach Kafka at {settings.kafka.bootstrap}[/]: {exc}")
+        console.print(_kafka_failure(exc, settings.kafka.bootstrap))
         raise typer.Exit(1) from None
     except RegistryError as exc:
         console.print(f"[red]{exc}[/]")

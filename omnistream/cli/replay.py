@@ -51,7 +51,7 @@ def file_records(path: Path) -> Iterator[dict | bytes]:
                 yield line
 
 
-def replay(records: Iterable[dict | bytes], producer_config: dict[str, str], prefix: str = "",
+def replay(records: Iterable[dict | bytes], producer_config: dict[str, object], prefix: str = "",
            per_entity_topics: bool = True, speed: float = 0.0, progress=None) -> int:
     """Produce records; returns how many were delivered. Raises if any delivery failed."""
     producer = Producer({**producer_config, "linger.ms": 20, "compression.type": "lz4",
@@ -96,7 +96,7 @@ def replay(records: Iterable[dict | bytes], producer_config: dict[str, str], pre
     return sent
 
 
-def record_topic(topic: str, out: Path, consumer_config: dict[str, str], idle_seconds: float = 5.0,
+def record_topic(topic: str, out: Path, consumer_config: dict[str, object], idle_seconds: float = 5.0,
                  limit: int | None = None) -> int:
     """Copy a topic from its beginning to a JSON-lines file until it is idle for ``idle_seconds``."""
     consumer = Consumer({**consumer_config, "group.id": f"omnistream-record-{time.time_ns()}",

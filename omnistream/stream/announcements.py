@@ -22,13 +22,12 @@ log = logging.getLogger(__name__)
 class AnnouncementListener(threading.Thread):
     """Applies each announcement to the model store; a bad message is logged and skipped."""
 
-    def __init__(self, topic: str, client_config: dict[str, str], store: ModelStore,
+    def __init__(self, topic: str, client_config: dict[str, object], store: ModelStore,
                  on_change: Callable[[str], None] = lambda entity: None):
         super().__init__(name="model-announcements", daemon=True)
         self.topic, self.store, self.on_change = topic, store, on_change
         self.consumer = Consumer({**client_config, "group.id": f"omnistream-models-{time.time_ns()}",
-                                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                                  "logger": logging.getLogger("omnistream.broker")})  # not stderr: filtered
+                                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
 
     def run(self) -> None:
         try:

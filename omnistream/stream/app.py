@@ -18,6 +18,7 @@ event ids are deterministic.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import time
 from collections import Counter, defaultdict
@@ -32,6 +33,7 @@ from omnistream.stream.logs import RateLimitedLog, RepeatFilter
 from omnistream.stream.points import pack_points, unpack_points
 from omnistream.stream.processor import Processor
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
+from omnistream.stream.restart import RESTARTS_ENV
 from omnistream.stream.scorer import ModelStore, pick_device
 from omnistream.stream.topics import POINTS, BrokerProbe, client_config, metric_topics
 
@@ -53,14 +55,16 @@ def tls_context(security: dict[str, str]) -> ssl.SSLContext:
 
 
 def _credentials(security: dict[str, str]) -> faust.types.auth.CredentialsT | None:
-    """SASL / TLS settings in librdkafka spelling, for Faust's own client."""
+    """SASL / TLS settings in librdkafka spelling, for Faust's own client (``sasl.mechanisms``,
+    or its alias ``sasl.mechanism``, names the SASL mechanism, e.g. SCRAM-SHA-256)."""
     protocol = security.get("security.protocol", "PLAINTEXT").upper()
     if protocol == "PLAINTEXT":
         return None
     context = tls_context(security) if "SSL" in protocol else None
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(username=security.get("sasl.username"), password=security.get("sasl.password"),
-                                     mechanism=security.get("sasl.mechanism", "PLAIN"), ssl_context=context)
+                                     mechanism=security.get("sasl.mechanism") or security.get("sasl.mechanisms", "PLAIN"),
+                                     ssl_context=context)
     return faust.SSLCredentials(context)
 
 
@@ -134,6 +138,7 @@ def create_app(settings: Settings) -> faust.App:
 
     health = WorkerHealth()
     app.omnistream_health = health
+    telemetry.WORKER_RESTARTS.set(int(os.environ.get(RESTARTS_ENV, "0")))
     probe = BrokerProbe(client_config(settings), settings.topic("metrics"))
 
     @app.on_partitions_revoked.connect

@@ -4,7 +4,10 @@ interval, with the count of the ones held back."""
 from __future__ import annotations
 
 import logging
+import re
 import time
+
+DIGITS = re.compile(r"\d+")
 
 
 class RateLimitedLog:
@@ -32,9 +35,10 @@ class RateLimitedLog:
 
 
 class RepeatFilter(logging.Filter):
-    """Lets a warning or error through once per ``every`` seconds when it repeats word for word
-    (a client library retrying an absent broker writes thousands a second), noting how many
-    were held back. Distinct messages all pass; so do records below WARNING."""
+    """Lets a warning or error through once per ``every`` seconds when it repeats word for word,
+    numbers aside (a client library retrying an absent broker writes thousands a second, each
+    with its own millisecond count), noting how many were held back. Distinct messages all
+    pass; so do records below WARNING."""
 
     def __init__(self, every: float = 60.0, clock=time.monotonic, remember: int = 1000):
         super().__init__()
@@ -44,14 +48,14 @@ class RepeatFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.levelno, record.getMessage())
+        key = (record.name, record.levelno, DIGITS.sub("#", record.getMessage()))
         now = self.clock()
         entry = self.seen.get(key)
         if entry is not None and now - entry[0] < self.every:
             entry[1] += 1
             return False
         if entry is not None and entry[1]:
-            record.msg, record.args = f"{record.getMessage()} ({entry[1]} more like it held back)", None
+            record.msg, record.args = f"{record.getMessage()} ({entry[1]} more like it held back)", ()
         if len(self.seen) >= self.remember:
             self.seen = {k: v for k, v in self.seen.items() if now - v[0] < self.every}
             if len(self.seen) >= self.remember:  # all recent: start afresh rather than grow

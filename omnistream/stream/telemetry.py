@@ -26,4 +26,5 @@ BROKER_ERRORS = Counter("omnistream_broker_errors_total", "Failed calls to the b
 OPEN_INCIDENTS = Gauge("omnistream_open_incidents", "Entities with an open incident")
 WORKER_STATE = Enum("omnistream_worker_state", "What the worker is doing",
                     states=["starting", "rebalancing", "running", "broker_unreachable"])
+WORKER_RESTARTS = Gauge("omnistream_worker_restarts", "Times the worker process was started again after a crash")
 LAST_BATCH = Gauge("omnistream_last_batch_timestamp_seconds", "Unix time the last batch of points was processed")

@@ -6,6 +6,7 @@ import logging
 import re
 import time
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from omnistream.stream.config import Settings
@@ -15,11 +16,20 @@ log = logging.getLogger(__name__)
 POINTS = "omnistream-points"  # internal: validated points re-keyed by entity
 OUTPUTS = ("anomalies", "scores", "transfer-requests", "metrics-dlq")
 COMPACTED = ("models", "topology", "transfer-status")
+# The broker refused the client's credentials (wrong password or certificate) or their rights.
+REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
+                      KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                      KafkaError.GROUP_AUTHORIZATION_FAILED})
 
 
-def client_config(settings: Settings) -> dict[str, str]:
-    """confluent-kafka settings: bootstrap plus the security pass-through."""
-    return {"bootstrap.servers": settings.kafka.bootstrap, **settings.kafka.security}
+KAFKA_LOG = logging.getLogger("omnistream.kafka")
+
+
+def client_config(settings: Settings) -> dict[str, object]:
+    """confluent-kafka settings: bootstrap plus the security pass-through. The clients log
+    through Python logging (filtered and formatted like the rest), not straight to stderr,
+    where a retrying client would write hundreds of lines a minute in a broker outage."""
+    return {"bootstrap.servers": settings.kafka.bootstrap, **settings.kafka.security, "logger": KAFKA_LOG}
 
 
 def metric_topic_pattern(settings: Settings) -> re.Pattern[str]:
@@ -27,20 +37,51 @@ def metric_topic_pattern(settings: Settings) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(settings.kafka.topic_prefix)}metrics(\..+)?$")
 
 
+def refused(exc: BaseException) -> bool:
+    """Whether a client error means that the broker refused the credentials, not that it was out of reach."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(error, KafkaError) and error.code() in REFUSALS
+
+
+def _admin(settings: Settings) -> tuple[AdminClient, list[KafkaError]]:
+    """An admin client, and the list its error events (failed logins, refused connections) go to."""
+    errors: list[KafkaError] = []
+    return AdminClient({**client_config(settings), "error_cb": errors.append}), errors
+
+
+def _list_topics(admin: AdminClient, errors: list[KafkaError], timeout: float) -> set[str]:
+    """The broker's topic names. librdkafka only says "transport failure" once ``timeout`` is
+    over, whatever the cause: this asks every second and raises the cause it reports instead, at
+    once for refused credentials."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return set(admin.list_topics(timeout=min(1.0, max(deadline - time.monotonic(), 0.1))).topics)
+        except KafkaException:
+            admin.poll(0)  # serves the error events
+            refusal = next((e for e in errors if e.code() in REFUSALS), None)
+            if refusal is not None:
+                raise KafkaException(refusal) from None
+            if time.monotonic() >= deadline:
+                cause = next((e for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN), None)
+                if cause is None:
+                    raise
+                raise KafkaException(cause) from None
+
+
 def metric_topics(settings: Settings, timeout: float = 10.0) -> list[str]:
     """The metric topics that exist on the broker now."""
     pattern = metric_topic_pattern(settings)
-    topics = AdminClient(client_config(settings)).list_topics(timeout=timeout).topics
-    return sorted(name for name in topics if pattern.match(name))
+    return sorted(name for name in _list_topics(*_admin(settings), timeout) if pattern.match(name))
 
 
 class BrokerProbe:
     """Asks the broker for one topic's metadata: cheap, and it fails when the broker is away.
-    One client for the worker's life; its own connection errors go to a logger (not stderr)."""
+    One client for the worker's life."""
 
-    def __init__(self, client: dict[str, str], topic: str):
+    def __init__(self, client: dict[str, object], topic: str):
         self.topic = topic
-        self.admin = AdminClient({**client, "logger": logging.getLogger("omnistream.broker")})
+        self.admin = AdminClient(client)
 
     def check(self, timeout: float) -> None:
         """Raise KafkaException when the broker does not answer within ``timeout`` seconds."""
@@ -49,8 +90,8 @@ class BrokerProbe:
 
 def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: float = 15.0) -> list[str]:
     """Create the topics omnistream reads and writes if they are missing; return those created."""
-    admin = AdminClient(client_config(settings))
-    existing = set(admin.list_topics(timeout=timeout).topics)  # raises KafkaException when unreachable
+    admin, errors = _admin(settings)
+    existing = _list_topics(admin, errors, timeout)  # raises KafkaException when unreachable or refused
     k = settings.kafka
     wanted = {settings.topic(name): {} for name in ("metrics", POINTS, *OUTPUTS, *extra)}
     wanted.update({settings.topic(name): {"cleanup.policy": "compact"} for name in COMPACTED})

@@ -28,7 +28,7 @@ class Collected:
 
 
 class Gatherer:
-    def __init__(self, client_config: dict[str, str], prefix: str = "", timeout: float = 5.0):
+    def __init__(self, client_config: dict[str, object], prefix: str = "", timeout: float = 5.0):
         self.consumer = Consumer({**client_config, "group.id": "omnistream-transfer-gather",
                                   "enable.auto.commit": False, "enable.partition.eof": True})
         self.prefix, self.timeout = prefix, timeout

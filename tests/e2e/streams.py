@@ -19,9 +19,10 @@ def start_worker(bootstrap, prefix, model_dir, tmp: Path, metrics_port: int = 0,
     return WorkerProcess(args, tmp / "worker.log", env)
 
 
-def consume(bootstrap, topic, until, timeout=180.0):
-    """Messages of ``topic`` from the start until ``until(messages)`` holds or time runs out."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time_ns()}",
+def consume(bootstrap, topic, until, timeout=180.0, security: dict[str, str] | None = None):
+    """Messages of ``topic`` from the start until ``until(messages)`` holds or time runs out;
+    ``security``: librdkafka settings for a broker that wants credentials."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, **(security or {}), "group.id": f"check-{time.time_ns()}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     messages, deadline = [], time.time() + timeout

@@ -29,10 +29,12 @@ def test_repeat_filter_thins_identical_warnings_only():
     def record(level, msg, *args):
         return logging.LogRecord("aiokafka", level, __file__, 1, msg, args, None)
 
-    passed = [repeat.filter(record(logging.ERROR, "Unable to connect to %s", "node 1")) for _ in range(500)]
-    assert passed.count(True) == 1
-    assert repeat.filter(record(logging.ERROR, "Unable to connect to %s", "node 2"))  # a different message
+    passed = [repeat.filter(record(logging.ERROR, "Unable to connect to %s (after %dms)", "node 1", ms % 7))
+              for ms in range(500)]
+    assert passed.count(True) == 1  # the same words, whatever the numbers
+    assert repeat.filter(record(logging.ERROR, "Unable to connect to %s", "broker b"))  # a different message
     assert all(repeat.filter(record(logging.INFO, "heartbeat")) for _ in range(3))  # below WARNING: all pass
     now[0] = 61.0
-    again = record(logging.ERROR, "Unable to connect to %s", "node 1")
-    assert repeat.filter(again) and again.getMessage() == "Unable to connect to node 1 (499 more like it held back)"
+    again = record(logging.ERROR, "Unable to connect to %s (after %dms)", "node 1", 3)
+    assert repeat.filter(again)
+    assert again.getMessage() == "Unable to connect to node 1 (after 3ms) (499 more like it held back)"

@@ -1,0 +1,158 @@
+"""The fault-injection suite's yardstick: a fleet of entities on real models, the outputs the
+processor gives in-process for its records, and a score-by-score comparison of what the
+worker published through the broker with them."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from streams import consume
+
+from omnistream.offline.datasets import metric_names
+from omnistream.stream.config import Settings
+from omnistream.stream.points import Point
+from omnistream.stream.processor import Processor
+from omnistream.stream.scorer import ModelStore
+
+START_TS = 1_700_000_000.0
+ENTITIES = [f"svc-{i:02d}" for i in range(8)]  # over the 8 partitions, so that two workers share them
+RTOL = 1e-4  # batches of other sizes change float32 sums in the last digits, far below any decision
+
+
+def fleet_models(trained_models, folder: Path) -> Path:
+    """Copies of the two ASD models, one per fleet entity (a file name routes to its entity)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(Path(trained_models[0]).glob("*.pt"))
+    for i, entity in enumerate(ENTITIES):
+        shutil.copy(sources[i % len(sources)], folder / f"{entity}.pt")
+    return folder
+
+
+def fleet_records(asd_series, start: int, stop: int) -> list[dict]:
+    """Points ``start``..``stop`` of every fleet entity, time-ordered; entity i reads the test
+    series of ASD model i % 2 from offset 37 i, so that no two entities see the same data."""
+    series = [asd_series[name].test for name in sorted(asd_series)]
+    names = metric_names(series[0].shape[1])
+    out = []
+    for t in range(start, stop):
+        for i, entity in enumerate(ENTITIES):
+            values = series[i % len(series)][37 * i + t]
+            out.append({"entity": entity, "ts": START_TS + 60 * t, "metrics": dict(zip(names, values.tolist()))})
+    return out
+
+
+@dataclass
+class Expected:
+    anomalies: dict[str, dict]  # event_id -> event
+    scores: dict[tuple[str, float], dict]  # (entity, ts) -> score record
+
+
+def reference(model_dir: Path, records: list[dict]) -> Expected:
+    """What the processor publishes for ``records`` in one process, with no fault."""
+    store = ModelStore(model_dir)
+    store.refresh()
+    settings = Settings.model_validate({"decide": {"publish_scores": True}})
+    points = [Point(r["entity"], r["ts"], r["metrics"], "", 0) for r in records]
+    outcome = Processor(settings, store).process(points)
+    return Expected({e.event_id: e.model_dump(mode="json") for e in outcome.anomalies},
+                    {(s.entity, s.ts): s.model_dump(mode="json") for s in outcome.scores})
+
+
+@dataclass
+class Tally:
+    sent: int  # expected by the reference
+    received: int
+    missing: int
+    extra: int
+    duplicated: int
+    changed: int
+
+
+def _same(a: dict, b: dict) -> bool:
+    for key in a.keys() | b.keys():
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, float) and isinstance(y, float):
+            if not math.isclose(x, y, rel_tol=RTOL, abs_tol=1e-6):
+                return False
+        elif isinstance(x, dict) and isinstance(y, dict):
+            if not _same(x, y):
+                return False
+        elif isinstance(x, list) and isinstance(y, list):
+            if len(x) != len(y) or not all(_same(u, v) if isinstance(u, dict) else u == v for u, v in zip(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def tally(expected: dict, messages: list, key_of) -> Tally:
+    got = [orjson.loads(m.value()) for m in messages]
+    counts = Counter(key_of(g) for g in got)
+    seen = {key_of(g): g for g in got}
+    changed = sum(1 for k, v in seen.items() if k in expected and not _same(expected[k], v))
+    return Tally(len(expected), len(got), len(expected.keys() - seen.keys()), len(seen.keys() - expected.keys()),
+                 sum(c - 1 for c in counts.values()), changed)
+
+
+def event_key(event: dict) -> str:
+    return event["event_id"]
+
+
+def score_key(score: dict) -> tuple[str, float]:
+    return score["entity"], score["ts"]
+
+
+def collect(bootstrap: str, prefix: str, expected: Expected, timeout: float = 240.0,
+            settle: float = 3.0) -> tuple[Tally, Tally]:
+    """Read ``anomalies`` and ``scores`` until every expected message came (then ``settle``
+    seconds more, to catch repeats and extras) and compare them with the reference."""
+    def complete(keys, key_of):
+        def until(messages):
+            return keys <= {key_of(orjson.loads(m.value())) for m in messages}
+        return until
+
+    consume(bootstrap, f"{prefix}scores", complete(expected.scores.keys(), score_key), timeout)
+    consume(bootstrap, f"{prefix}anomalies", complete(expected.anomalies.keys(), event_key), 60)
+    time.sleep(settle)
+    return (tally(expected.anomalies, read_all(bootstrap, f"{prefix}anomalies"), event_key),
+            tally(expected.scores, read_all(bootstrap, f"{prefix}scores"), score_key))
+
+
+def read_all(bootstrap: str, topic: str) -> list:
+    """Every message of ``topic`` up to its partitions' high watermarks now."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{time.time_ns()}",
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p, end in ends.items() if end > 0])
+        messages, done = [], {p for p, end in ends.items() if end == 0}
+        deadline = time.time() + 60
+        while len(done) < len(ends) and time.time() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            messages.append(msg)
+            if msg.offset() >= ends[msg.partition()] - 1:
+                done.add(msg.partition())
+        return messages
+    finally:
+        consumer.close()
+
+
+def report(fault: str, events: Tally, scores: Tally, **figures: float) -> None:
+    """One line per fault for the record (pytest -s shows it)."""
+    print(f"\nFAULT {fault}: events {asdict(events)} scores {asdict(scores)} "
+          + " ".join(f"{k}={v:.1f}" for k, v in figures.items()))
+
+
+def assert_exact(events: Tally, scores: Tally) -> None:
+    for name, t in (("anomalies", events), ("scores", scores)):
+        assert (t.missing, t.extra, t.changed) == (0, 0, 0), f"{name}: {t}"

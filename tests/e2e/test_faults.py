@@ -1,0 +1,210 @@
+"""Faults injected on a real broker, each compared score by score with the in-process
+reference: a killed worker, a broker outage, a second worker joining and dying (its partitions
+move back), and poisoned records among good ones. 0 missing, 0 extra, 0 changed.
+
+The longer outages (60 s, 5 min) run with ``make test-faults``."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import orjson
+import pytest
+from conftest import BROKER, broker_env
+from confluent_kafka import Producer
+from faults import (ENTITIES, START_TS, assert_exact, collect, fleet_models, fleet_records, read_all, reference,
+                    report, score_key)
+from streams import consume, start_worker
+
+from omnistream.cli.replay import replay
+
+pytestmark = pytest.mark.e2e
+POINTS = 240  # per entity: 8 entities, about 1,700 scores
+ENV = {"OMNISTREAM_DECIDE__PUBLISH_SCORES": "true"}
+
+
+def _scores_so_far(bootstrap, prefix, at_least, timeout=120):
+    return consume(bootstrap, f"{prefix}scores", lambda m: len(m) >= at_least, timeout)
+
+
+def _state(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as reply:
+            return reply.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return exc.read().decode().strip()
+    except OSError:
+        return "no answer"
+
+
+@pytest.fixture
+def fleet(trained_models, tmp_path):
+    return fleet_models(trained_models, tmp_path / "models")
+
+
+@pytest.fixture
+def workers(kafka_bootstrap, topic_prefix, fleet, tmp_path):
+    started = []
+
+    def make(name: str = "a", metrics_port: int = 0, **env: str):
+        (tmp_path / name).mkdir()
+        w = start_worker(kafka_bootstrap, topic_prefix, fleet, tmp_path / name, metrics_port, {**ENV, **env})
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
+
+
+def test_sigkilled_worker_resumes_from_its_changelog(kafka_bootstrap, topic_prefix, fleet, asd_series, workers):
+    records = fleet_records(asd_series, 0, POINTS)
+    expected = reference(fleet, records)
+    config = {"bootstrap.servers": kafka_bootstrap}
+    replay(records[: len(records) // 2], config, topic_prefix)
+    worker = workers().start()
+    _scores_so_far(kafka_bootstrap, topic_prefix, 300)
+    worker.kill()  # mid-stream, with no warning: nothing committed since the last commit
+    replay(records[len(records) // 2:], config, topic_prefix)
+    killed = time.monotonic()
+    worker.start()
+    ready = time.monotonic() - killed
+    events, scores = collect(kafka_bootstrap, topic_prefix, expected)
+    report("worker SIGKILL", events, scores, ready_again_s=ready)
+    assert_exact(events, scores)
+    assert ready < 30
+
+
+def _broker(action: str) -> None:
+    subprocess.run([str(BROKER), action], check=True, env=broker_env(), timeout=300)
+
+
+def _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds: float, port: int):
+    records = fleet_records(asd_series, 0, POINTS)
+    expected = reference(fleet, records)
+    config = {"bootstrap.servers": kafka_bootstrap}
+    worker = workers(metrics_port=port).start()
+    replay(records[: len(records) // 3], config, topic_prefix)
+    _scores_so_far(kafka_bootstrap, topic_prefix, 200)
+    log_before = worker.log_path.stat().st_size
+    _broker("stop")
+    down = time.monotonic()
+    states = set()
+    while time.monotonic() - down < seconds:
+        states.add(_state(port))
+        time.sleep(1.0)
+    lines = worker.log_path.read_bytes()[log_before:].count(b"\n")
+    _broker("start")
+    up = time.monotonic()
+    while _state(port) != "running" and time.monotonic() - up < 120:
+        time.sleep(0.5)
+    running_again = time.monotonic() - up
+    assert worker.running(), worker.tail()
+    replay(records[len(records) // 3:], config, topic_prefix)
+    events, scores = collect(kafka_bootstrap, topic_prefix, expected)
+    report(f"broker outage {seconds:.0f} s", events, scores, running_again_s=running_again, log_lines=lines)
+    assert_exact(events, scores)
+    assert scores.duplicated == 0 and events.duplicated == 0
+    assert "broker_unreachable" in states
+    assert lines < 60 + seconds / 6, "the log should stay readable during an outage"  # a few lines a minute
+
+
+def test_worker_rides_out_a_broker_outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers):
+    _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, 10.0, 19111)
+
+
+@pytest.mark.faults_slow
+@pytest.mark.parametrize("seconds", [60.0, 300.0])
+def test_worker_rides_out_a_long_broker_outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds):
+    _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds, 19112)
+
+
+def test_partitions_move_to_a_second_worker_and_back(kafka_bootstrap, topic_prefix, fleet, asd_series, workers):
+    thirds = [fleet_records(asd_series, POINTS * i // 3, POINTS * (i + 1) // 3) for i in range(3)]
+    expected = reference(fleet, [r for part in thirds for r in part])
+    config = {"bootstrap.servers": kafka_bootstrap}
+    first = workers("a").start()
+    replay(thirds[0], config, topic_prefix)
+    _scores_so_far(kafka_bootstrap, topic_prefix, 200)
+    second = workers("b").start()  # the group rebalances: some partitions move to it
+    replay(thirds[1], config, topic_prefix)
+    _scores_so_far(kafka_bootstrap, topic_prefix, 1000)
+    second.kill()  # its partitions move back to the first worker after the session timeout
+    killed = time.monotonic()
+    replay(thirds[2], config, topic_prefix)
+    last_ts = START_TS + 60 * (POINTS - 1)
+    consume(kafka_bootstrap, f"{topic_prefix}scores",
+            lambda m: {e for e, ts in map(score_key, map(orjson.loads, (x.value() for x in m))) if ts == last_ts}
+            >= set(ENTITIES), 180)
+    taken_over = time.monotonic() - killed
+    events, scores = collect(kafka_bootstrap, topic_prefix, expected)
+    report("second worker joins, is killed, partitions move back", events, scores, all_scored_again_s=taken_over)
+    assert first.running()
+    assert_exact(events, scores)
+    assert taken_over < 30
+
+
+def _poison() -> list[tuple[str, bytes | None, bytes, str]]:
+    """(class, key, value, expected DLQ reason) of the bad records mixed into the stream."""
+    good = {"m00": 1.0}
+    entity = ENTITIES[0]
+    now = START_TS + 60 * 100
+
+    def rec(**fields) -> bytes:
+        return orjson.dumps({"entity": entity, "ts": now, "metrics": good} | fields)
+
+    return [
+        ("not JSON", None, b"{not json", "record"),
+        ("oversized (300 kB)", entity.encode(), b'{"entity": "x", "metrics": {"m": 1}, "pad": "' + b"x" * 300_000 + b'"}',
+         "size"),
+        ("ts 1e308", None, rec(ts=1e308), "ts"),
+        ("ts a huge integer", None, rec(ts=0).replace(b'"ts":0', b'"ts":' + b"9" * 400), "ts"),
+        ("ts in 2100", None, rec(ts=4_102_444_800.0), "ts"),
+        ("ts not a number", None, rec(ts="yesterday"), "ts"),
+        ("value 1e308", None, rec(metrics={"m00": 1e308}), "metrics"),
+        ("value a string", None, rec(metrics={"m00": "high"}), "metrics"),
+        ("entity with a control character", None, rec(entity="svc\x00x"), "entity"),
+        ("entity with a bidi override", None, rec(entity="svc\u202ex"), "entity"),
+        ("entity with a zero-width space", None, rec(entity="svc\u200bx"), "entity"),
+        ("entity of 300 characters", None, rec(entity="s" * 300), "entity"),
+        ("100 kB key, no entity", b"k" * 100_000, orjson.dumps({"ts": now, "metrics": good}), "entity"),
+        ("1,200 metrics", None, rec(metrics={f"m{i}": 1.0 for i in range(1200)}), "metrics"),
+        ("2,000 bad metric names", None, rec(metrics={f"bad name {i}": 1.0 for i in range(2000)}), "metrics"),
+        ("empty record", entity.encode(), b"", "record"),
+    ]
+
+
+def test_poisoned_records_are_dead_lettered_and_change_nothing(kafka_bootstrap, topic_prefix, fleet, asd_series,
+                                                               workers):
+    records = fleet_records(asd_series, 0, POINTS)
+    expected = reference(fleet, records)
+    config = {"bootstrap.servers": kafka_bootstrap}
+    workers(metrics_port=19113, OMNISTREAM_RECORDS__MAX_BYTES="200000").start()
+    poison = _poison()
+    half = len(records) // 2
+    replay(records[:half], config, topic_prefix)
+    producer = Producer(config)
+    for _, key, value, _ in poison:
+        producer.produce(f"{topic_prefix}metrics", value=value, key=key)
+    producer.flush(30)
+    replay(records[half:], config, topic_prefix)
+    events, scores = collect(kafka_bootstrap, topic_prefix, expected)
+    report("poisoned records", events, scores, poison_records=len(poison))
+    assert_exact(events, scores)
+
+    dead = read_all(kafka_bootstrap, f"{topic_prefix}metrics-dlq")
+    assert len(dead) == len(poison)
+    by_value = {}
+    for m in dead:
+        headers = dict(m.headers())
+        assert len(m.value() or b"") <= 65_536 and len(m.key() or b"") <= 65_536  # truncated copies fit any broker
+        by_value[int(headers["source.bytes"]), m.value() or b""] = headers["error"].decode()
+    for name, _, value, reason in poison:
+        error = by_value[len(value), value[:65_536]]
+        assert error.split(":")[0].split(".")[0] == reason or (reason == "record" and "JSON" in error), (name, error)
+    metrics = urllib.request.urlopen("http://127.0.0.1:19113/metrics", timeout=10).read().decode()
+    reasons = {line.split('"')[1] for line in metrics.splitlines() if line.startswith("omnistream_records_dlq_total{")}
+    assert reasons <= {"entity", "ts", "metrics", "size", "record"}  # bounded labels, whatever the names sent
