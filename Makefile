@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BROKER := deploy/kafka/broker.sh
 PYTEST_ARGS ?=
 
-.PHONY: env kafka broker-start broker-stop test test-python test-cpp demo bench evaluate clean
+.PHONY: env kafka broker-start broker-stop test test-python test-cpp test-faults demo bench evaluate clean
 
 # Python environment with the pinned dependencies and the C++ extension (editable install).
 env: $(VENV)/.installed
@@ -36,6 +36,11 @@ test-python: env kafka
 
 # The e2e tests start (and stop) their own broker on a spare port through deploy/.
 test: test-cpp test-python
+
+# The long fault injections (broker outages of 1 and 5 minutes), each compared score by score
+# with the in-process reference; the short ones run in `make test`.
+test-faults: env kafka
+	$(PY) -m pytest tests/e2e/test_faults.py -m faults_slow -s $(PYTEST_ARGS)
 
 demo: env kafka
 	$(VENV)/bin/omnistream demo

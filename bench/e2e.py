@@ -109,7 +109,8 @@ def main() -> None:
     speed = args.rate / args.entities * STEP
     group = f"bench-{prefix.rstrip('.')}"
     worker = WorkerProcess(["--bootstrap", args.bootstrap, "--prefix", prefix, "--model-dir", str(folder)],
-                           folder / "worker.log", {"OMNISTREAM_APP_ID": group, "OMNISTREAM_DATA_DIR": str(folder / "state")})
+                           folder / "worker.log", {"OMNISTREAM_APP_ID": group, "OMNISTREAM_DATA_DIR": str(folder / "state"),
+                                                   "OMNISTREAM_TRUST_MODEL_FOLDER": "true"})  # models it just fitted
     try:
         if not args.rate:
             t0 = time.perf_counter()

@@ -67,7 +67,8 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
     entities = sorted({r["entity"] for r in records})
     ensure_topics(settings, extra=tuple(f"metrics.{e}" for e in entities))
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"omnistream-demo-{run_id}.log"
-    worker = WorkerProcess(["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(checkout_file("deploy", "demo", "models"))],
+    worker = WorkerProcess(["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(checkout_file("deploy", "demo", "models")),
+                            "--allowlist", str(checkout_file("deploy", "demo", "models.sha256"))],
                            log_path, {"OMNISTREAM_APP_ID": f"omnistream-demo-{run_id}",
                                       "OMNISTREAM_DATA_DIR": str(log_path.with_suffix(".state"))})
     console.print(f"[bold]starting the worker[/] (log: {log_path})")

@@ -72,6 +72,10 @@ def broker(action: Annotated[str, typer.Argument(help="start | stop | status | f
 @app.command()
 def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: PrefixOpt = None,
            model_dir: Annotated[Optional[Path], typer.Option(help="folder of exported models [default: models-store]")] = None,
+           allowlist: Annotated[Optional[Path], typer.Option(
+               help="sha256 sums of the model files that may load (`sha256sum models/*.pt > FILE`); other files "
+                    "load only if announced on the models topic. A model file is code: keep this list where only "
+                    "you can write")] = None,
            stride: Annotated[Optional[int], typer.Option(help="score every N-th point of an entity [default: 1]")] = None,
            device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda [default: auto]")] = None,
            metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus port, 0 = off [default: 0]")] = None,
@@ -92,7 +96,7 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
 
     window = {"stride": stride} if stride else None
     settings = _settings(config, bootstrap, prefix, model_dir=model_dir, device=device, metrics_port=metrics_port,
-                         **({"window": window} if window else {}))
+                         model_allowlist=allowlist, **({"window": window} if window else {}))
     try:
         ensure_topics(settings)
     except KafkaException as exc:

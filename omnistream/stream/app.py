@@ -17,6 +17,7 @@ event ids are deterministic.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
@@ -34,10 +35,11 @@ from omnistream.stream.points import pack_points, unpack_points
 from omnistream.stream.processor import Processor
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.restart import RESTARTS_ENV
-from omnistream.stream.scorer import ModelStore, pick_device
+from omnistream.stream.scorer import Allowlist, ModelStore, pick_device
 from omnistream.stream.topics import POINTS, BrokerProbe, client_config, metric_topics
 
 log = logging.getLogger(__name__)
+RESUBSCRIBE_AFTER = 2.0  # seconds between a new metric topic's discovery and its subscription
 DLQ_COPY_BYTES = 65_536  # the dead-letter copy of a record (or key) is cut to this: it must fit the broker's limit
 
 
@@ -104,6 +106,9 @@ def create_app(settings: Settings) -> faust.App:
     # list is shared with the agent's clones of this topic, so it is extended in place.
     source = app.topic(settings.topic("metrics"), **raw)
     source.topics = sorted(set(metric_topics(settings)) | {settings.topic("metrics")})
+    # Faust waits 45 s after a change of topics before it resubscribes (to gather changes): a new
+    # entity's topic would go unread that long. Discovery already gathers them every discover_every.
+    app.topics._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER
     points = app.topic(settings.topic(POINTS), partitions=k.partitions, internal=False, **raw)
     anomalies = app.topic(settings.topic("anomalies"), **raw)
     scores = app.topic(settings.topic("scores"), **raw)
@@ -111,7 +116,11 @@ def create_app(settings: Settings) -> faust.App:
     dlq = app.topic(settings.topic("metrics-dlq"), **raw)
     windows = app.Table("windows", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes)
     windows.key_serializer = windows.value_serializer = "raw"  # snapshots are already bytes
-    models = ModelStore(settings.model_dir, pick_device(settings.device))
+    if settings.trust_model_folder:
+        log.warning("trust_model_folder is on: every file in %s is loaded unchecked, and a TorchScript file runs "
+                    "code in this worker", settings.model_dir)
+    models = ModelStore(settings.model_dir, pick_device(settings.device),
+                        None if settings.trust_model_folder else Allowlist(settings.model_allowlist))
     models.refresh()  # before any record is consumed, so that no known entity looks new
     no_models = RateLimitedLog(log, every=600.0)
 
@@ -121,8 +130,10 @@ def create_app(settings: Settings) -> faust.App:
         if models.models:
             no_models.reset(f"{len(models.models)} models loaded")
         else:
+            where = (f"{len(models.refused)} files refused as untrusted" if models.refused else "holds no model file") \
+                if models.folder.is_dir() else "does not exist"
             no_models.warning("no model to score with: %s %s (entities wait for the transfer service)",
-                              models.folder, "holds no model file" if models.folder.is_dir() else "does not exist")
+                              models.folder, where)
 
     report_models()
 
@@ -199,10 +210,24 @@ def create_app(settings: Settings) -> faust.App:
             source.topics.extend(new)
             app.topics._flag_changes()  # the conductor re-reads every channel's topic names
 
+    async def delivered(futures: list, what: str) -> None:
+        """Wait until the broker holds every message of a batch. The batch's input offsets are
+        acknowledged only after this, so no commit ever covers a message the broker lost (in an
+        outage the client may drop what it could not send). One that failed ends the process:
+        the restart redoes the batch from the last commit and the window changelog."""
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.critical("%d of %d %s messages were not delivered (%r): stopping the process, whose restart "
+                         "redoes the batch from the last commit", len(failed), len(futures), what, failed[0])
+            logging.shutdown()
+            os._exit(3)
+
     @app.agent(source)
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
             valid: dict[tuple[str, str], list] = defaultdict(list)  # (entity, topic) -> [(ts, metrics)]
+            sent: list = []
             shared = settings.topic("metrics")
             for topic, count in Counter(event.message.topic for event in events).items():
                 telemetry.RECORDS_IN.labels("shared" if topic == shared else "entity_topic").inc(count)
@@ -216,17 +241,18 @@ def create_app(settings: Settings) -> faust.App:
                                                  settings.records.max_future_seconds)
                 except RecordError as exc:
                     telemetry.RECORDS_DLQ.labels(exc.field).inc()
-                    await dlq.send(key=(msg.key or b"")[:DLQ_COPY_BYTES] or None,
+                    sent.append(await dlq.send(key=(msg.key or b"")[:DLQ_COPY_BYTES] or None,
                                    value=msg.value[:DLQ_COPY_BYTES] if msg.value else msg.value, headers=[
                         ("error", str(exc).encode()[:1000]), ("source.topic", msg.topic.encode()),
                         ("source.partition", str(msg.partition).encode()),
                         ("source.offset", str(msg.offset).encode()),
-                        ("source.bytes", str(len(msg.value or b"")).encode())])
+                        ("source.bytes", str(len(msg.value or b"")).encode())]))
                     continue
                 valid[record.entity, msg.topic].append((record.ts, record.metrics))
             for (entity, topic), batch in valid.items():
                 for value in pack_points(entity, topic, batch):
-                    await points.send(key=entity.encode(), value=value)
+                    sent.append(await points.send(key=entity.encode(), value=value))
+            await delivered(sent, "points")
 
     @app.agent(points)
     async def score(stream: faust.StreamT) -> None:
@@ -236,23 +262,25 @@ def create_app(settings: Settings) -> faust.App:
             # In a thread (torch releases the GIL) so that ingestion goes on meanwhile; batches
             # are still processed one at a time, in order.
             outcome = await app.loop.run_in_executor(None, processor.process, batch)
+            sent = []
             for event in outcome.anomalies:
-                await anomalies.send(key=event.entity.encode(), value=dumps(event))
+                sent.append(await anomalies.send(key=event.entity.encode(), value=dumps(event)))
                 telemetry.EVENTS_OUT.labels(event.state).inc()
             if settings.decide.publish_scores:
                 for record in outcome.scores:
-                    await scores.send(key=record.entity.encode(), value=dumps(record))
+                    sent.append(await scores.send(key=record.entity.encode(), value=dumps(record)))
             for request in outcome.transfers:
-                await transfers.send(key=request.entity.encode(), value=dumps(request))
+                sent.append(await transfers.send(key=request.entity.encode(), value=dumps(request)))
                 telemetry.TRANSFER_REQUESTS.labels(request.reason).inc()
             for entity, (partition, blob) in outcome.snapshots.items():
                 key = entity.encode()
                 windows.data[key] = blob
-                windows.send_changelog(partition, key, blob)
+                sent.append(windows.send_changelog(partition, key, blob))
             for entity, partition in outcome.dropped:  # idle and without a model: its state goes (a tombstone)
                 key = entity.encode()
                 if windows.data.pop(key, None) is not None:
-                    windows.send_changelog(partition, key, None)
+                    sent.append(windows.send_changelog(partition, key, None))
+            await delivered(sent, "outputs")
             if outcome.quarantined:
                 telemetry.MODELS_QUARANTINED.inc()
                 report_models()

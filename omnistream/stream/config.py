@@ -94,6 +94,11 @@ class Settings(BaseModel):
     triggers: TriggerSettings = TriggerSettings()
     transfer: TransferSettings = TransferSettings()
     model_dir: Path = Path("models-store")
+    model_allowlist: Path | None = Field(None, description="sha256 sums (sha256sum format) of the model files the "
+                                                           "worker may load from model_dir; others load only if "
+                                                           "announced on the models topic")
+    trust_model_folder: bool = Field(False, description="load every file in model_dir unchecked: a TorchScript file "
+                                                        "is code, so only where nobody else can write the folder")
     device: str = Field("auto", description="auto (cuda when present), cpu or cuda")
     metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 = off")
     metrics_host: str = Field("127.0.0.1", description="address the Prometheus endpoint binds to (0.0.0.0 = all)")

@@ -6,11 +6,17 @@ the folder when asked and loads only files whose sha256 is new: a replaced file 
 a removed one unloaded. A model announced on the ``models`` topic (by the transfer service) is
 loaded at once if its file's sha256 is the announced one; from then on only a file with that
 sha256 serves the entity, whatever lies in the folder.
+
+A TorchScript file is code: loading one runs what its author wrote. With an ``Allowlist`` (the
+worker's default), a folder file loads only if its sha256 is listed there or announced on the
+``models`` topic (whose writers the broker's ACLs decide); any other file is refused, logged
+and counted.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +26,44 @@ import torch
 
 from omnistream.detectors.export import LAST_STEP, ModelInfo, load, optimise_for_inference, sha256_file
 from omnistream.detectors.reduce import reduce_scores
+from omnistream.stream import telemetry
 
 log = logging.getLogger(__name__)
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class Allowlist:
+    """The sha256 sums of trusted model files, from a file in ``sha256sum`` format (``<hex>
+    <name>`` per line, ``#`` comments); re-read when it changes. No file: nothing is listed."""
+
+    def __init__(self, path: Path | None):
+        self.path = Path(path) if path else None
+        self.sums: frozenset[str] = frozenset()
+        self._stamp: tuple[int, int] | None = None
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed; return whether the list changed."""
+        if self.path is None:
+            return False
+        try:
+            stat = self.path.stat()
+        except OSError:
+            changed, self.sums, self._stamp = bool(self.sums), frozenset(), None
+            return changed
+        if (stat.st_size, stat.st_mtime_ns) == self._stamp:
+            return False
+        sums = set()
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            word = line.split("#", 1)[0].split()[:1]
+            if word and SHA256.fullmatch(word[0].lower()):
+                sums.add(word[0].lower())
+            elif word:
+                log.warning("model allowlist %s line %d is not a sha256 sum: ignored", self.path, number)
+        changed, self.sums, self._stamp = frozenset(sums) != self.sums, frozenset(sums), (stat.st_size, stat.st_mtime_ns)
+        return changed
+
+    def __contains__(self, sha256: str) -> bool:
+        return sha256 in self.sums
 
 
 @dataclass
@@ -45,9 +87,12 @@ def pick_device(name: str = "auto") -> str:
 class ModelStore:
     """Entity -> loaded model, from a folder of exported TorchScript files."""
 
-    def __init__(self, folder: Path, device: str = "cpu"):
+    def __init__(self, folder: Path, device: str = "cpu", allowlist: Allowlist | None = None):
+        """``allowlist`` None trusts every file in ``folder`` (offline tools on one's own models)."""
         self.folder = Path(folder)
         self.device = device
+        self.allowlist = allowlist
+        self.refused: dict[str, str] = {}  # entity -> sha256 of its file, neither listed nor announced
         self.models: dict[str, LoadedModel] = {}
         self._stamps: dict[str, tuple[int, int]] = {}  # entity -> (size, mtime) of its file when read
         self.announced: dict[str, str] = {}  # entity -> the sha256 its last announcement named
@@ -65,6 +110,9 @@ class ModelStore:
         A file is hashed only when its size or modification time changed, and each distinct
         content is loaded once however many entities it serves (copies of a cluster's model).
         """
+        if self.allowlist is not None and self.allowlist.refresh():
+            for key in self.refused:  # look at the refused files again
+                self._stamps.pop(key, None)
         if not self.folder.is_dir():
             return []
         changed, present = [], set()
@@ -88,6 +136,9 @@ class ModelStore:
                                   self.announced[key][:12])
                     self._stamps[key] = stamp
                     continue
+                if not self._trusted(key, sha, path):
+                    self._stamps[key] = stamp
+                    continue
                 if not (current and current.sha256 == sha):
                     by_sha[sha] = self.models[key] = by_sha.get(sha) or self._load(path, sha)
                     changed.append(key)
@@ -102,6 +153,20 @@ class ModelStore:
             changed.append(key)
             log.info("model file of %s removed: its points now go unscored", key)
         return changed
+
+    def _trusted(self, key: str, sha: str, path: Path) -> bool:
+        """A folder file may load if the store trusts its folder, or its sha256 is announced for
+        the entity or listed in the allowlist; a refusal is logged once per file content."""
+        if self.allowlist is None or self.announced.get(key) == sha or sha in self.allowlist:
+            self.refused.pop(key, None)
+            return True
+        if self.refused.get(key) != sha:
+            self.refused[key] = sha
+            telemetry.MODELS_REFUSED.inc()
+            log.error("model file %s (sha256 %s) is neither in the allowlist %s nor announced on the models topic: "
+                      "not loaded (a TorchScript file runs code in the worker)", path, sha[:12],
+                      self.allowlist.path or "(none set)")
+        return False
 
     def quarantine(self, model: LoadedModel, reason: str) -> list[str]:
         """Set aside a model that failed to score: the entities it served go unscored (and ask

@@ -20,6 +20,7 @@ SCORE_SECONDS = Histogram("omnistream_score_seconds", "Seconds spent scoring one
 BATCH_SECONDS = Histogram("omnistream_batch_seconds", "Seconds to process one batch of records end to end")
 MODELS_LOADED = Gauge("omnistream_models_loaded", "Models held by the scorer")
 MODELS_QUARANTINED = Counter("omnistream_models_quarantined_total", "Models set aside after failing to score")
+MODELS_REFUSED = Counter("omnistream_models_refused_total", "Model files neither in the allowlist nor announced")
 MODEL_FOLDER_EMPTY = Gauge("omnistream_model_folder_empty", "1 when the model folder is missing or holds no model")
 BROKER_ERRORS = Counter("omnistream_broker_errors_total", "Failed calls to the broker, by what the worker was doing",
                         ["operation"])

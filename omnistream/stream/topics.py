@@ -6,8 +6,8 @@ import logging
 import re
 import time
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from omnistream.stream.config import Settings
 
@@ -86,6 +86,19 @@ class BrokerProbe:
     def check(self, timeout: float) -> None:
         """Raise KafkaException when the broker does not answer within ``timeout`` seconds."""
         self.admin.list_topics(topic=self.topic, timeout=timeout)
+
+    def backlog(self, group: str, timeout: float = 10.0) -> int:
+        """Records waiting for ``group``: the end offsets minus the group's committed offsets,
+        over the partitions it has committed."""
+        request = ConsumerGroupTopicPartitions(group)
+        committed = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group]
+        done = {(tp.topic, tp.partition): tp.offset for tp in committed.result(timeout).topic_partitions
+                if tp.offset >= 0}
+        if not done:
+            return 0
+        ends = self.admin.list_offsets({TopicPartition(t, p): OffsetSpec.latest() for t, p in done},
+                                       request_timeout=timeout)
+        return sum(max(0, future.result(timeout).offset - done[tp.topic, tp.partition]) for tp, future in ends.items())
 
 
 def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: float = 15.0) -> list[str]:

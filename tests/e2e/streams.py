@@ -7,13 +7,23 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
+from omnistream.detectors.export import sha256_file
 from omnistream.stream.supervise import WorkerProcess
+
+
+def trust(model_dir: Path, allowlist: Path) -> Path:
+    """What an operator does before starting a worker: list the sha256 of the model files it
+    may load (as ``sha256sum model_dir/*.pt`` would)."""
+    allowlist.parent.mkdir(parents=True, exist_ok=True)
+    allowlist.write_text("".join(f"{sha256_file(p)}  {p.name}\n" for p in sorted(Path(model_dir).glob("*.pt"))))
+    return allowlist
 
 
 def start_worker(bootstrap, prefix, model_dir, tmp: Path, metrics_port: int = 0,
                  env: dict[str, str] | None = None) -> WorkerProcess:
+    allowlist = trust(model_dir, tmp / "trusted.sha256")
     args = ["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(model_dir),
-            "--metrics-port", str(metrics_port)]
+            "--metrics-port", str(metrics_port), "--allowlist", str(allowlist)]
     env = {"OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}", "OMNISTREAM_DATA_DIR": str(tmp / "state"),
            "OMNISTREAM_KAFKA__DISCOVER_EVERY": "3", **(env or {})}
     return WorkerProcess(args, tmp / "worker.log", env)

@@ -99,13 +99,15 @@ def _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds: 
     lines = worker.log_path.read_bytes()[log_before:].count(b"\n")
     _broker("start")
     up = time.monotonic()
-    while _state(port) != "running" and time.monotonic() - up < 120:
-        time.sleep(0.5)
-    running_again = time.monotonic() - up
-    assert worker.running(), worker.tail()
     replay(records[len(records) // 3:], config, topic_prefix)
+    later = START_TS + 60 * (POINTS // 3)
+    consume(kafka_bootstrap, f"{topic_prefix}scores",
+            lambda m: any(orjson.loads(x.value())["ts"] >= later for x in m), 180)
+    scoring_again = time.monotonic() - up  # from the broker's return to the first score of new data
+    assert worker.running(), worker.tail()
+    assert _state(port) == "running"
     events, scores = collect(kafka_bootstrap, topic_prefix, expected)
-    report(f"broker outage {seconds:.0f} s", events, scores, running_again_s=running_again, log_lines=lines)
+    report(f"broker outage {seconds:.0f} s", events, scores, scoring_again_s=scoring_again, log_lines=lines)
     assert_exact(events, scores)
     assert scores.duplicated == 0 and events.duplicated == 0
     assert "broker_unreachable" in states

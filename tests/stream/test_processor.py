@@ -14,7 +14,8 @@ from omnistream.stream import processor as processor_module
 from omnistream.stream.points import Point
 from omnistream.stream.processor import Processor
 from omnistream.detectors.export import sha256_file
-from omnistream.stream.scorer import ModelStore
+from omnistream.stream import telemetry
+from omnistream.stream.scorer import Allowlist, ModelStore
 
 N_POINTS = 800  # through labelled anomalies of both servers (omi-2 at 486, omi-1 at 760)
 
@@ -235,3 +236,36 @@ def test_a_partition_that_moves_away_and_back_is_scored_from_the_changelog(train
     outs.append(run(this, pts[400:]))  # without forget(), this would resume from its stale window
     assert_same_scores(scores(outs), reference)
     assert sum(len(o.scores) for o in outs) == len(reference)  # nothing scored twice or missed
+
+
+def test_only_listed_or_announced_model_files_load(trained_models, tmp_path, caplog):
+    source, folder = trained_models[0], tmp_path / "models"
+    folder.mkdir()
+    for entity, model in (("web-1", "omi-1"), ("web-2", "omi-2")):
+        shutil.copyfile(source / f"{model}.pt", folder / f"{entity}.pt")
+    listed = tmp_path / "trusted.sha256"
+    listed.write_text(f"# reviewed models\n{sha256_file(folder / 'web-1.pt')}  web-1.pt\nnot-a-sum\n")
+    refused_before = telemetry.MODELS_REFUSED._value.get()
+    store = ModelStore(folder, allowlist=Allowlist(listed))
+    assert store.refresh() == ["web-1"]  # web-2's file is in no list and was never announced
+    assert store.refused == {"web-2": sha256_file(folder / "web-2.pt")}
+    assert telemetry.MODELS_REFUSED._value.get() == refused_before + 1
+    assert "neither in the allowlist" in caplog.text and "runs code" in caplog.text
+    assert store.refresh() == [] and telemetry.MODELS_REFUSED._value.get() == refused_before + 1  # said once
+
+    # An untrusted replacement of a served file is refused; the trusted model keeps serving.
+    serving = store.get("web-1")
+    shutil.copyfile(source / "omi-2.pt", folder / "web-1.pt")
+    assert store.refresh() == [] and store.get("web-1") is serving
+
+    # Listing the sum (the operator reviewed it) lets it load at the next scan.
+    with listed.open("a") as out:
+        out.write(f"{sha256_file(folder / 'web-2.pt')}  web-2.pt\n")
+    assert sorted(store.refresh()) == ["web-1", "web-2"]
+    assert not store.refused
+
+    # Announced on the models topic: loads whatever the list says.
+    listed.write_text("")
+    announced = ModelStore(folder, allowlist=Allowlist(listed))
+    assert announced.refresh() == []
+    assert announced.announce("web-1", str(folder / "web-1.pt"), sha256_file(folder / "web-1.pt"))
