@@ -292,5 +292,6 @@ def create_app(settings: Settings) -> faust.App:
             telemetry.BATCH_SECONDS.observe(time.perf_counter() - started)
             telemetry.LAST_BATCH.set_to_current_time()
             telemetry.OPEN_INCIDENTS.set(processor.open_incidents())
+            telemetry.ENTITIES_IN_MEMORY.set(len(processor.windows))
 
     return app

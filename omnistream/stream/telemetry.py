@@ -24,6 +24,7 @@ MODELS_REFUSED = Counter("omnistream_models_refused_total", "Model files neither
 MODEL_FOLDER_EMPTY = Gauge("omnistream_model_folder_empty", "1 when the model folder is missing or holds no model")
 BROKER_ERRORS = Counter("omnistream_broker_errors_total", "Failed calls to the broker, by what the worker was doing",
                         ["operation"])
+ENTITIES_IN_MEMORY = Gauge("omnistream_entities_in_memory", "Entities whose window the worker holds in memory")
 OPEN_INCIDENTS = Gauge("omnistream_open_incidents", "Entities with an open incident")
 WORKER_STATE = Enum("omnistream_worker_state", "What the worker is doing",
                     states=["starting", "rebalancing", "running", "broker_unreachable"])
