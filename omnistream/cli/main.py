@@ -49,6 +49,9 @@ def _checkout_file(*parts: str) -> Path:
         raise typer.BadParameter(str(exc)) from None
 
 
+EX_TEMPFAIL = 75  # sysexits: a temporary failure, worth trying again
+
+
 def _kafka_failure(exc: Exception, bootstrap: str) -> str:
     """The console line for a failed talk with Kafka: refused credentials, or no connection at all."""
     from rich.markup import escape
@@ -92,16 +95,16 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
     if restart and not is_child():
         raise typer.Exit(run_restarting([sys.executable, "-m", "omnistream.cli.main", *sys.argv[1:]]))
     from omnistream.stream.app import Worker, create_app
-    from omnistream.stream.topics import ensure_topics
+    from omnistream.stream.topics import ensure_topics, refused
 
     window = {"stride": stride} if stride else None
     settings = _settings(config, bootstrap, prefix, model_dir=model_dir, device=device, metrics_port=metrics_port,
                          model_allowlist=allowlist, **({"window": window} if window else {}))
     try:
         ensure_topics(settings)
-    except KafkaException as exc:
+    except KafkaException as exc:  # refused credentials need a person (2); an absent broker, a retry (75)
         console.print(_kafka_failure(exc, settings.kafka.bootstrap))
-        raise typer.Exit(2) from None
+        raise typer.Exit(2 if refused(exc) else EX_TEMPFAIL) from None
     faust_app = create_app(settings)
     Worker(faust_app, loglevel=loglevel.upper()).execute_from_commandline()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import warnings
 from collections.abc import Iterator
@@ -96,13 +97,16 @@ def export(detector: Detector, info: ModelInfo, path: Path, parity_windows: np.n
     return sha256_file(path)
 
 
-def load(path: Path, device: str = "cpu") -> tuple[torch.jit.ScriptModule, ModelInfo]:
-    """Load an exported model and its metadata."""
+def load(source: Path | bytes, device: str = "cpu") -> tuple[torch.jit.ScriptModule, ModelInfo]:
+    """Load an exported model and its metadata, from its file or from its bytes (which a caller
+    that checked their sha256 passes, so that what loads is what was checked)."""
     extra = {METADATA_NAME: ""}
     with quiet_torchscript():
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        module = torch.jit.load(io.BytesIO(source) if isinstance(source, bytes) else str(source),
+                                map_location=device, _extra_files=extra)
     if not extra[METADATA_NAME]:
-        raise ValueError(f"{path} is not an omnistream model (no {METADATA_NAME} inside)")
+        what = "these bytes are" if isinstance(source, bytes) else f"{source} is"
+        raise ValueError(f"{what} not an omnistream model (no {METADATA_NAME} inside)")
     return module.eval(), ModelInfo.from_json(extra[METADATA_NAME])
 
 

@@ -75,8 +75,9 @@ class Worker(faust.Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
+        repeats = RepeatFilter()
         for handler in logger.handlers:
-            handler.addFilter(RepeatFilter())
+            handler.addFilter(repeats)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -149,6 +150,8 @@ def create_app(settings: Settings) -> faust.App:
 
     health = WorkerHealth()
     app.omnistream_health = health
+    if settings.metrics_port:  # from the start: `starting` (table recovery) shows on /ready too
+        serve(health, settings.metrics_port, settings.metrics_host)
     telemetry.WORKER_RESTARTS.set(int(os.environ.get(RESTARTS_ENV, "0")))
     probe = BrokerProbe(client_config(settings), settings.topic("metrics"))
 
@@ -166,8 +169,6 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task
     async def on_started() -> None:  # tasks start once the tables are recovered
-        if settings.metrics_port:
-            serve(health, settings.metrics_port, settings.metrics_host)
         listener.start()
         health.set(started=True)
 

@@ -3,8 +3,8 @@
 ``omnistream_worker_state`` and served beside ``/metrics`` as
 
 - ``/ready``: 200 while ``running``, else 503 (a readiness probe: route no work here);
-- ``/live``: 200 while the event loop has turned within ``stall_seconds`` (a liveness probe:
-  restart the process when it is stuck, not when the broker is away).
+- ``/live``: 200 while starting, then while the event loop has turned within ``stall_seconds``
+  (a liveness probe: restart the process when it is stuck, not when the broker is away).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class WorkerHealth:
         """Change some of ``started``, ``rebalancing``, ``broker_down``."""
         for name, value in flags.items():
             setattr(self, name, value)
+        if flags.get("started"):
+            self.beat()
         self._publish()
 
     def beat(self) -> None:
@@ -45,7 +47,8 @@ class WorkerHealth:
 
     @property
     def alive(self) -> bool:
-        return self.clock() - self.last_beat < self.stall_seconds
+        """Starting (recovering tables may take long) or beating lately."""
+        return not self.started or self.clock() - self.last_beat < self.stall_seconds
 
     def _publish(self) -> None:
         telemetry.WORKER_STATE.state(self.state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 
 DIGITS = re.compile(r"\d+")
@@ -38,14 +39,24 @@ class RepeatFilter(logging.Filter):
     """Lets a warning or error through once per ``every`` seconds when it repeats word for word,
     numbers aside (a client library retrying an absent broker writes thousands a second, each
     with its own millisecond count), noting how many were held back. Distinct messages all
-    pass; so do records below WARNING."""
+    pass; so do records below WARNING. One instance serves all handlers: a record is judged
+    once, and every handler gets the same verdict."""
 
     def __init__(self, every: float = 60.0, clock=time.monotonic, remember: int = 1000):
         super().__init__()
         self.every, self.clock, self.remember = every, clock, remember
         self.seen: dict[tuple[str, int, str], list] = {}  # key -> [last written, held since]
+        self._lock = threading.Lock()  # records come from many threads
 
     def filter(self, record: logging.LogRecord) -> bool:
+        verdict = getattr(record, "_omnistream_repeat", None)
+        if verdict is None:
+            with self._lock:
+                verdict = self._judge(record)
+            record._omnistream_repeat = verdict
+        return verdict
+
+    def _judge(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
         key = (record.name, record.levelno, DIGITS.sub("#", record.getMessage()))

@@ -42,8 +42,9 @@ def is_child() -> bool:
 
 def run_restarting(argv: Sequence[str]) -> int:
     """Run ``argv`` (the worker command itself) until it exits by itself or is told to stop;
-    return its exit code. A first run that fails at once (code 2: settings or the broker refused
-    at start) is not retried: that needs a person, not a restart."""
+    return its exit code. Code 2 (bad settings, or credentials the broker refused) is not
+    retried: that needs a person, not a restart. Any other failure is, a broker out of reach at
+    start (code 75) included."""
     stopping: list[int] = []
     child: subprocess.Popen | None = None
 
@@ -59,6 +60,8 @@ def run_restarting(argv: Sequence[str]) -> int:
         started = time.monotonic()
         child = subprocess.Popen(list(argv), env={**os.environ, RESTARTS_ENV: str(restarts)},
                                  preexec_fn=_die_with_parent)
+        if stopping:  # told to stop while the child was being started: the handler missed it
+            child.send_signal(stopping[0])
         while True:
             try:
                 code = child.wait()
@@ -66,7 +69,8 @@ def run_restarting(argv: Sequence[str]) -> int:
             except KeyboardInterrupt:  # already forwarded by the handler
                 continue
         ran = time.monotonic() - started
-        if stopping or code == 0 or (code == 2 and restarts == 0):
+        code = 128 - code if code < 0 else code  # killed by signal n: the shell's 128 + n
+        if stopping or code in (0, 2):
             return code
         if ran > HEALTHY_AFTER:
             wait = FIRST_WAIT

@@ -15,6 +15,7 @@ and counted.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omnistream.detectors.export import LAST_STEP, ModelInfo, load, optimise_for_inference, sha256_file
+from omnistream.detectors.export import LAST_STEP, ModelInfo, load, optimise_for_inference
 from omnistream.detectors.reduce import reduce_scores
 from omnistream.stream import telemetry
 
@@ -42,24 +43,33 @@ class Allowlist:
         self._stamp: tuple[int, int] | None = None
 
     def refresh(self) -> bool:
-        """Re-read the file if it changed; return whether the list changed."""
+        """Re-read the file if it changed; return whether the list changed. A file that is gone
+        lists nothing (said once); one that cannot be read keeps the sums read before."""
         if self.path is None:
             return False
         try:
             stat = self.path.stat()
-        except OSError:
-            changed, self.sums, self._stamp = bool(self.sums), frozenset(), None
+            stamp = (stat.st_size, stat.st_mtime_ns)
+            if stamp == self._stamp:
+                return False
+            text = self.path.read_text()
+        except FileNotFoundError:
+            if self._stamp != (-1, -1):
+                log.error("model allowlist %s does not exist: only announced models load", self.path)
+            changed, self.sums, self._stamp = bool(self.sums), frozenset(), (-1, -1)
             return changed
-        if (stat.st_size, stat.st_mtime_ns) == self._stamp:
+        except (OSError, UnicodeDecodeError) as exc:
+            log.error("model allowlist %s cannot be read (%s): keeping the %d sums read before", self.path, exc,
+                      len(self.sums))
             return False
         sums = set()
-        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             word = line.split("#", 1)[0].split()[:1]
             if word and SHA256.fullmatch(word[0].lower()):
                 sums.add(word[0].lower())
             elif word:
                 log.warning("model allowlist %s line %d is not a sha256 sum: ignored", self.path, number)
-        changed, self.sums, self._stamp = frozenset(sums) != self.sums, frozenset(sums), (stat.st_size, stat.st_mtime_ns)
+        changed, self.sums, self._stamp = frozenset(sums) != self.sums, frozenset(sums), stamp
         return changed
 
     def __contains__(self, sha256: str) -> bool:
@@ -110,12 +120,17 @@ class ModelStore:
         A file is hashed only when its size or modification time changed, and each distinct
         content is loaded once however many entities it serves (copies of a cluster's model).
         """
+        changed: list[str] = []
         if self.allowlist is not None and self.allowlist.refresh():
             for key in self.refused:  # look at the refused files again
                 self._stamps.pop(key, None)
+            for key, model in list(self.models.items()):  # a sum taken off the list: its model goes
+                if model.path.parent == self.folder and not self._trusted(key, model.sha256, model.path):
+                    del self.models[key]
+                    changed.append(key)
         if not self.folder.is_dir():
-            return []
-        changed, present = [], set()
+            return changed
+        present = set()
         by_sha = {m.sha256: m for m in self.models.values()}
         for path in sorted(self.folder.glob("*.pt")):
             key = path.stem  # the file name routes: <entity>.pt serves that entity
@@ -126,7 +141,8 @@ class ModelStore:
                 current = self.models.get(key)
                 if current and self._stamps.get(key) == stamp:
                     continue
-                sha = sha256_file(path)
+                data = path.read_bytes()  # hashed and loaded from these bytes: no swap in between
+                sha = hashlib.sha256(data).hexdigest()
                 if sha in self.quarantined:  # failed on a batch once: not again, until replaced
                     self._stamps[key] = stamp
                     continue
@@ -140,7 +156,7 @@ class ModelStore:
                     self._stamps[key] = stamp
                     continue
                 if not (current and current.sha256 == sha):
-                    by_sha[sha] = self.models[key] = by_sha.get(sha) or self._load(path, sha)
+                    by_sha[sha] = self.models[key] = by_sha.get(sha) or self._load(path, data, sha)
                     changed.append(key)
                     log.info("model %s v%s serves %s (sha256 %s)", self.models[key].info.name,
                              self.models[key].info.version, key, sha[:12])
@@ -152,6 +168,8 @@ class ModelStore:
             self._stamps.pop(key, None)
             changed.append(key)
             log.info("model file of %s removed: its points now go unscored", key)
+        for key in set(self.refused) - present:
+            del self.refused[key]
         return changed
 
     def _trusted(self, key: str, sha: str, path: Path) -> bool:
@@ -197,7 +215,8 @@ class ModelStore:
             return False
         path = Path(uri)
         try:
-            sha = sha256_file(path)
+            data = path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
         except OSError as exc:
             log.error("announced model of %s cannot be read (%s): keeping the current one", entity, exc)
             return False
@@ -206,12 +225,13 @@ class ModelStore:
                       entity, path, sha[:12], sha256[:12])
             return False
         try:
-            model = self._load(path, sha)
+            model = self._load(path, data, sha)
         except Exception as exc:  # a corrupt file must not stop the worker
             log.error("announced model of %s at %s cannot be loaded (%s): keeping the current one", entity, path, exc)
             return False
         self.announced[entity] = sha256
         self.models[entity] = model
+        self.refused.pop(entity, None)
         if path.parent == self.folder:
             stat = path.stat()
             self._stamps[entity] = (stat.st_size, stat.st_mtime_ns)
@@ -219,8 +239,8 @@ class ModelStore:
                  model.info.strategy, entity, sha[:12])
         return True
 
-    def _load(self, path: Path, sha: str) -> LoadedModel:
-        module, info = load(path, self.device)
+    def _load(self, path: Path, data: bytes, sha: str) -> LoadedModel:
+        module, info = load(data, self.device)
         if info.input_kind != "entity":
             raise ValueError(f"{info.name} reads {info.input_kind} windows; this worker scores entity windows")
         return LoadedModel(optimise_for_inference(module), info, sha, path, self.device, _center(module))

@@ -85,7 +85,10 @@ class BrokerProbe:
 
     def check(self, timeout: float) -> None:
         """Raise KafkaException when the broker does not answer within ``timeout`` seconds."""
-        self.admin.list_topics(topic=self.topic, timeout=timeout)
+        try:
+            self.admin.list_topics(topic=self.topic, timeout=timeout)
+        finally:
+            self.admin.poll(0)  # hands the client's queued log lines to Python logging
 
     def backlog(self, group: str, timeout: float = 10.0) -> int:
         """Records waiting for ``group``: the end offsets minus the group's committed offsets,

@@ -6,10 +6,14 @@ The longer outages (60 s, 5 min) run with ``make test-faults``."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+
+from pathlib import Path
 
 import orjson
 import pytest
@@ -23,7 +27,7 @@ from omnistream.cli.replay import replay
 
 pytestmark = pytest.mark.e2e
 POINTS = 240  # per entity: 8 entities, about 1,700 scores
-ENV = {"OMNISTREAM_DECIDE__PUBLISH_SCORES": "true"}
+ENV = {"OMNISTREAM_DECIDE__PUBLISH_SCORES": "true", "OMNISTREAM_KAFKA__PROBE_EVERY": "2"}
 
 
 def _scores_so_far(bootstrap, prefix, at_least, timeout=120):
@@ -60,6 +64,16 @@ def workers(kafka_bootstrap, topic_prefix, fleet, tmp_path):
         w.stop()
 
 
+def _child(parent_pid: int) -> int:
+    """The Faust worker process under the restarting `omnistream worker` command."""
+    return int(Path(f"/proc/{parent_pid}/task/{parent_pid}/children").read_text().split()[0])
+
+
+def _restarts(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("omnistream_worker_restarts "))
+
+
 def test_sigkilled_worker_resumes_from_its_changelog(kafka_bootstrap, topic_prefix, fleet, asd_series, workers):
     records = fleet_records(asd_series, 0, POINTS)
     expected = reference(fleet, records)
@@ -67,7 +81,7 @@ def test_sigkilled_worker_resumes_from_its_changelog(kafka_bootstrap, topic_pref
     replay(records[: len(records) // 2], config, topic_prefix)
     worker = workers().start()
     _scores_so_far(kafka_bootstrap, topic_prefix, 300)
-    worker.kill()  # mid-stream, with no warning: nothing committed since the last commit
+    worker.kill()  # the whole command, mid-stream, with no warning: nothing committed since the last commit
     replay(records[len(records) // 2:], config, topic_prefix)
     killed = time.monotonic()
     worker.start()
@@ -76,6 +90,27 @@ def test_sigkilled_worker_resumes_from_its_changelog(kafka_bootstrap, topic_pref
     report("worker SIGKILL", events, scores, ready_again_s=ready)
     assert_exact(events, scores)
     assert ready < 30
+
+
+def test_a_crashed_faust_worker_is_restarted_by_the_command(kafka_bootstrap, topic_prefix, fleet, asd_series,
+                                                            workers):
+    records = fleet_records(asd_series, 0, POINTS)
+    expected = reference(fleet, records)
+    config = {"bootstrap.servers": kafka_bootstrap}
+    replay(records[: len(records) // 2], config, topic_prefix)
+    worker = workers(metrics_port=19114).start()
+    _scores_so_far(kafka_bootstrap, topic_prefix, 300)
+    os.kill(_child(worker.proc.pid), signal.SIGKILL)  # only the Faust worker: the command restarts it
+    killed = time.monotonic()
+    replay(records[len(records) // 2:], config, topic_prefix)
+    later = START_TS + 60 * (POINTS // 2)
+    consume(kafka_bootstrap, f"{topic_prefix}scores", lambda m: any(orjson.loads(x.value())["ts"] >= later for x in m),
+            180)
+    scoring_again = time.monotonic() - killed
+    events, scores = collect(kafka_bootstrap, topic_prefix, expected)
+    report("Faust worker SIGKILL, restarted by the command", events, scores, scoring_again_s=scoring_again)
+    assert_exact(events, scores)
+    assert worker.running() and _restarts(19114) == 1
 
 
 def _broker(action: str) -> None:
@@ -107,7 +142,8 @@ def _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds: 
     assert worker.running(), worker.tail()
     assert _state(port) == "running"
     events, scores = collect(kafka_bootstrap, topic_prefix, expected)
-    report(f"broker outage {seconds:.0f} s", events, scores, scoring_again_s=scoring_again, log_lines=lines)
+    report(f"broker outage {seconds:.0f} s", events, scores, scoring_again_s=scoring_again, log_lines=lines,
+           restarts=_restarts(port))
     assert_exact(events, scores)
     assert scores.duplicated == 0 and events.duplicated == 0
     assert "broker_unreachable" in states

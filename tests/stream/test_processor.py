@@ -264,8 +264,16 @@ def test_only_listed_or_announced_model_files_load(trained_models, tmp_path, cap
     assert sorted(store.refresh()) == ["web-1", "web-2"]
     assert not store.refused
 
-    # Announced on the models topic: loads whatever the list says.
+    # A sum taken off the list: the models it let in are unloaded at the next scan.
     listed.write_text("")
-    announced = ModelStore(folder, allowlist=Allowlist(listed))
-    assert announced.refresh() == []
-    assert announced.announce("web-1", str(folder / "web-1.pt"), sha256_file(folder / "web-1.pt"))
+    assert sorted(store.refresh()) == ["web-1", "web-2"] and not store.models
+
+    # Announced on the models topic: loads whatever the list says.
+    assert store.announce("web-1", str(folder / "web-1.pt"), sha256_file(folder / "web-1.pt"))
+    assert "web-1" not in store.refused and store.refresh() == [] and store.get("web-1")
+
+    # A removed file is forgotten; a missing list refuses everything, and says so.
+    (folder / "web-2.pt").unlink()
+    listed.unlink()
+    store.refresh()
+    assert "web-2" not in store.refused and "does not exist" in caplog.text

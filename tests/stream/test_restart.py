@@ -51,3 +51,24 @@ def test_the_child_dies_with_a_killed_parent(tmp_path):
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     raise AssertionError("the child outlived its killed parent")
+
+
+def test_a_stop_signal_reaches_the_child_and_its_code_comes_back(tmp_path):
+    ready = tmp_path / "ready"
+    child = (f"import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+             f"open({str(ready)!r}, 'w').close(); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", "import sys; from omnistream.stream.restart import "
+                               f"run_restarting; sys.exit(run_restarting([sys.executable, '-c', {child!r}]))"])
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(20) == 0  # the child's graceful exit, not a restart
+
+
+def test_a_child_killed_by_a_signal_is_restarted_and_reported_as_128_plus_n(capfd, monkeypatch):
+    monkeypatch.setattr("omnistream.stream.restart.FIRST_WAIT", 0.1)
+    script = (f"import os, signal, sys; n = int(os.environ['{RESTARTS_ENV}']); "
+              "os.kill(os.getpid(), signal.SIGKILL) if n == 0 else sys.exit(2)")
+    assert run_restarting([sys.executable, "-c", script]) == 2
+    assert "exited with code 137" in capfd.readouterr().err
