@@ -95,13 +95,14 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
     if restart and not is_child():
         raise typer.Exit(run_restarting([sys.executable, "-m", "omnistream.cli.main", *sys.argv[1:]]))
     from omnistream.stream.app import Worker, create_app
-    from omnistream.stream.topics import ensure_topics, refused
+    from omnistream.stream.topics import commit_start_offsets, ensure_topics, refused
 
     window = {"stride": stride} if stride else None
     settings = _settings(config, bootstrap, prefix, model_dir=model_dir, device=device, metrics_port=metrics_port,
                          model_allowlist=allowlist, **({"window": window} if window else {}))
     try:
         ensure_topics(settings)
+        commit_start_offsets(settings)
     except KafkaException as exc:  # refused credentials need a person (2); an absent broker, a retry (75)
         console.print(_kafka_failure(exc, settings.kafka.bootstrap))
         raise typer.Exit(2 if refused(exc) else EX_TEMPFAIL) from None

@@ -273,6 +273,10 @@ def create_app(settings: Settings) -> faust.App:
             for request in outcome.transfers:
                 sent.append(await transfers.send(key=request.entity.encode(), value=dumps(request)))
                 telemetry.TRANSFER_REQUESTS.labels(request.reason).inc()
+            # Outputs first, state after: a crash between the two repeats the outputs (the same
+            # ids), whereas state written first could mark points done whose outputs were lost.
+            await delivered(sent, "outputs")
+            sent = []
             for entity, (partition, blob) in outcome.snapshots.items():
                 key = entity.encode()
                 windows.data[key] = blob
@@ -281,7 +285,7 @@ def create_app(settings: Settings) -> faust.App:
                 key = entity.encode()
                 if windows.data.pop(key, None) is not None:
                     sent.append(windows.send_changelog(partition, key, None))
-            await delivered(sent, "outputs")
+            await delivered(sent, "window state")
             if outcome.quarantined:
                 telemetry.MODELS_QUARANTINED.inc()
                 report_models()

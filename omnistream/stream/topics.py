@@ -6,7 +6,7 @@ import logging
 import re
 import time
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from omnistream.stream.config import Settings
@@ -125,6 +125,31 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: floa
         _await_metadata(admin, created, timeout)
         log.info("created topics: %s", ", ".join(sorted(created)))
     return created
+
+
+def commit_start_offsets(settings: Settings, timeout: float = 15.0) -> int:
+    """Give every metric and points partition the worker's group has never committed an explicit
+    start: its earliest offset, committed for the group. Faust resumes a restarted worker from
+    committed offsets, but one killed before its first commit, whose window changelog already
+    has entries, would otherwise come back consuming nothing. Only possible while the group has
+    no active member (a first start, or every worker down): otherwise the others hold the offsets
+    and this does nothing. Returns the partitions committed."""
+    consumer = Consumer({**client_config(settings), "group.id": settings.app_id, "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(timeout=timeout).topics
+        names = [*metric_topics(settings, timeout), settings.topic(POINTS)]
+        partitions = [TopicPartition(name, p) for name in names if name in metadata for p in metadata[name].partitions]
+        missing = [tp for tp in consumer.committed(partitions, timeout=timeout) if tp.offset < 0]
+        start = [TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=timeout)[0])
+                 for tp in missing]
+        if start:
+            consumer.commit(offsets=start, asynchronous=False)
+        return len(start)
+    except KafkaException as exc:  # a live group (another worker) owns its offsets: nothing to do
+        log.debug("start offsets not committed: %s", exc)
+        return 0
+    finally:
+        consumer.close()
 
 
 def _await_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
