@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -398,9 +399,20 @@ def detectors() -> None:
 
 
 @app.command()
-def bench() -> None:
+def bench(info: Annotated[bool, typer.Option("--info", help="only say which kernel backend runs and why, "
+                                                          "the BLAS NumPy uses and the cores")] = False) -> None:
     """Benchmarks (kernels, W-HAC at fleet scale; end to end when a broker answers on 127.0.0.1:9092),
     as ratios from the same run."""
+    if info:
+        import numpy as np
+
+        from omnistream import kernels
+
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        console.print(f"kernels: [bold]{kernels.BACKEND_NAME}[/] ({kernels.BACKEND_REASON})")
+        console.print(f"NumPy {np.__version__} BLAS: {blas.get('name')} {blas.get('version', '')}")
+        console.print(f"cores available: {len(os.sched_getaffinity(0))}")
+        return
     raise typer.Exit(subprocess.call([sys.executable, str(_checkout_file("bench", "run.py"))]))
 
 

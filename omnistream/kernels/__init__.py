@@ -2,6 +2,7 @@
 
 Backends, first available wins: the C++ extension ``omnistream._core`` (GIL released),
 its numba twins, then vectorised NumPy. ``OMNISTREAM_KERNELS=cpp|numba|numpy`` forces one.
+``BACKEND_NAME`` says which runs and ``BACKEND_REASON`` why; a fallback is logged as a warning.
 Definitions shared by all backends:
 
 - ``baseline``: per series, drop the floor(drop * m) finite points farthest from the mean
@@ -17,6 +18,7 @@ Definitions shared by all backends:
 
 from __future__ import annotations
 
+import logging
 import os
 from types import ModuleType
 
@@ -24,31 +26,46 @@ import numpy as np
 
 from omnistream.kernels import numpy_twin as kernels_numpy
 
+log = logging.getLogger(__name__)
 
-def _load_backend() -> tuple[str, ModuleType]:
+
+def _load_backend() -> tuple[str, ModuleType, str]:
+    """The backend, its module, and why it runs. A fallback is never silent: it is logged as a
+    warning with the reason the faster backend could not load."""
     wanted = os.environ.get("OMNISTREAM_KERNELS", "").strip().lower()
     if wanted not in ("", "cpp", "numba", "numpy"):
         raise ValueError(f"OMNISTREAM_KERNELS must be cpp, numba or numpy, not {wanted!r}")
-    if wanted in ("", "cpp"):
-        try:
+    if wanted:
+        forced = f"OMNISTREAM_KERNELS={wanted}"
+        if wanted == "cpp":
             from omnistream import _core
 
-            return "cpp", _core
-        except ImportError:
-            if wanted == "cpp":
-                raise
-    if wanted in ("", "numba"):
-        try:
+            return "cpp", _core, forced
+        if wanted == "numba":
             from omnistream.kernels import numba_twin as kernels_numba
 
-            return "numba", kernels_numba
-        except ImportError:
-            if wanted == "numba":
-                raise
-    return "numpy", kernels_numpy
+            return "numba", kernels_numba, forced
+        return "numpy", kernels_numpy, forced
+    failures = []
+    try:
+        from omnistream import _core
+
+        return "cpp", _core, "the C++ extension omnistream._core loaded"
+    except ImportError as exc:
+        failures.append(f"the C++ extension omnistream._core did not load ({exc})")
+    try:
+        from omnistream.kernels import numba_twin as kernels_numba
+
+        name, module = "numba", kernels_numba
+    except ImportError as exc:
+        failures.append(f"numba did not load ({exc})")
+        name, module = "numpy", kernels_numpy
+    reason = "; ".join(failures)
+    log.warning("kernels run on %s, slower: %s", name, reason)
+    return name, module, reason
 
 
-BACKEND_NAME, _backend = _load_backend()
+BACKEND_NAME, _backend, BACKEND_REASON = _load_backend()
 
 
 def _float(x: np.ndarray) -> np.ndarray:
