@@ -1,6 +1,6 @@
 """Vectorised NumPy versions of the numeric kernels: the last fallback of the facade.
 
-Same definitions as csrc/kernels.hpp (see models/kernels.py for them), written with
+Same definitions as csrc/kernels.hpp (see omnistream/kernels/__init__.py for them), written with
 whole-array operations so that they stay usable when neither C++ nor numba is available.
 """
 
@@ -49,16 +49,18 @@ def weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:
-    # Circular cross-correlation through the real FFT, one inverse transform per segment.
+    """Weighted NCC (eq. 6) at every circular shift as one BLAS GEMM: out[c, s] =
+    sum_j sum_u unit(seg)[c, j, u] * w_j unit(ref)[j, (u + s) mod n], i.e. the unit segments
+    (C, J n) times the stacked circulants of the weighted unit reference (J n, n)."""
     n = ref.shape[-1]
-    out_dtype = segments.dtype
-    ref, segments, w = (np.asarray(v, dtype=np.float64) for v in (ref, segments, w))
+    ref, w = np.asarray(ref, dtype=np.float64), np.asarray(w, dtype=np.float64)
     ref_norm = np.linalg.norm(ref, axis=-1, keepdims=True)
+    ref_w = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=ref_norm > 0)
     seg_norm = np.linalg.norm(segments, axis=-1, keepdims=True)
-    ref_unit = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=ref_norm > 0)
-    seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape), where=seg_norm > 0)
-    spectrum = (np.fft.rfft(ref_unit, axis=-1)[None] * np.conj(np.fft.rfft(seg_unit, axis=-1))).sum(axis=1)
-    return np.fft.irfft(spectrum, n=n, axis=-1).astype(out_dtype)
+    seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape, dtype=segments.dtype), where=seg_norm > 0)
+    shifts = (np.arange(n)[:, None] + np.arange(n)[None, :]) % n
+    circulants = ref_w[:, shifts].reshape(-1, n).astype(segments.dtype)
+    return seg_unit.reshape(len(segments), -1) @ circulants
 
 
 def align(segments: np.ndarray, shift: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import reference_kernels as ref
+from omnistream.kernels import reference as ref
 from omnistream import kernels as facade
 from omnistream.kernels import numba_twin as kernels_numba, numpy_twin as kernels_numpy
 
@@ -36,7 +36,7 @@ def test_baseline_matches_reference(name, dtype, data):
     drop = data.draw(st.sampled_from([0.0, 0.05, 0.2]))
     got = BACKENDS[name].baseline(np.ascontiguousarray(x), window, drop)
     assert got.dtype == dtype
-    want = np.stack([ref.baseline(r, window, drop) for r in x])
+    want = np.stack([ref.naive_baseline(r, window, drop) for r in x])
     np.testing.assert_allclose(got, want, **tol(dtype))
 
 
@@ -49,7 +49,7 @@ def test_cmnd_matches_reference(name, dtype, data):
     x = data.draw(hnp.arrays(dtype, (3, length), elements=finite))
     periods = np.array(sorted(set(data.draw(st.lists(st.integers(1, length - 1), min_size=1, max_size=4)))))
     got = BACKENDS[name].cmnd(np.ascontiguousarray(x), periods)
-    want = np.array([[ref.cmnd(r, int(p)) for p in periods] for r in x])
+    want = np.array([[ref.naive_cmnd(r, int(p)) for p in periods] for r in x])
     np.testing.assert_allclose(got, want, **({"rtol": 1e-3, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-12}))
 
 
@@ -63,7 +63,7 @@ def test_weighted_sq_dist_matches_reference(name, dtype, data):
     b = data.draw(hnp.arrays(dtype, (data.draw(st.integers(1, 6)), m, n), elements=st.floats(-10, 10, width=32)))
     w = data.draw(hnp.arrays(dtype, (m,), elements=st.floats(0, 5, width=32)))
     got = BACKENDS[name].weighted_sq_dist(a.reshape(len(a), -1), b.reshape(len(b), -1), np.repeat(w, n))
-    want = np.array([[ref.weighted_sq_dist(x, y, w) for y in b] for x in a])
+    want = np.array([[ref.naive_weighted_sq_dist(x, y, w) for y in b] for x in a])
     scale = float(np.abs(want).max()) + 1.0
     np.testing.assert_allclose(got, want, rtol=0, atol=(1e-3 if dtype == np.float32 else 1e-9) * scale)
 
@@ -79,7 +79,7 @@ def test_weighted_ncc_matches_reference(name, dtype, data):
     segs = data.draw(hnp.arrays(dtype, (data.draw(st.integers(1, 5)), m, n), elements=elements))
     w = data.draw(hnp.arrays(dtype, (m,), elements=st.floats(0, 5, width=32)))
     got = BACKENDS[name].weighted_ncc(r, segs, w)
-    want = np.array([[ref.weighted_ncc(r, s, w, k) for k in range(n)] for s in segs])
+    want = np.array([[ref.naive_weighted_ncc(r, s, w, k) for k in range(n)] for s in segs])
     np.testing.assert_allclose(got, want, **({"rtol": 1e-4, "atol": 1e-3} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-9}))
 
 
@@ -146,3 +146,23 @@ def test_pivot_and_assign_nearest():
     idx, dist = facade.assign_nearest(np.array([[[9.0, 9.0]], [[0.2, 0.0]]]), segs[[0, 2]], w)
     np.testing.assert_array_equal(idx, [1, 0])
     np.testing.assert_allclose(dist, [2.0, 0.04])
+
+
+@pytest.mark.parametrize("kernel", ["weighted_ncc", "weighted_sq_dist"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_fastest_numpy_references_agree_with_the_naive_ones(kernel, dtype):
+    rng = np.random.default_rng(3)
+    segs = rng.standard_normal((7, 4, 12)).astype(dtype)
+    segs[2, 1] = 0.0  # a zero-norm metric
+    segs[3, 0] = 5.0  # a constant one
+    w = rng.uniform(0.1, 2.0, 4)
+    for name, fast in ref.FASTEST_NUMPY[kernel].items():
+        if kernel == "weighted_ncc":
+            got = fast(segs[0], segs, w)
+            want = np.array([[ref.naive_weighted_ncc(segs[0], s, w, k) for k in range(12)] for s in segs])
+        else:
+            flat = segs.reshape(7, -1)
+            got = fast(flat, flat, np.repeat(w, 12).astype(dtype))
+            want = np.array([[ref.naive_weighted_sq_dist(x.reshape(4, 12), y.reshape(4, 12), w) for y in segs]
+                             for x in segs])
+        np.testing.assert_allclose(got, want, **tol(dtype), err_msg=name)

@@ -1,0 +1,83 @@
+"""References of the numeric kernels, shared by the tests and the benchmarks (as stumpy's
+naive references are):
+
+- ``naive_*``: written straight from the equations (OmniTransfer eqs. 2-7) with explicit loops,
+  one value at a time: slow, obvious, and the truth every backend is tested against;
+- ``fastest_numpy``: for each kernel, the fastest NumPy formulation known here (BLAS GEMM for
+  distances and NCC, vectorised baseline and CMND): the bar the C++ and numba backends are
+  measured against, so that a speed-up is never quoted against a naive loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from omnistream.kernels import numpy_twin
+
+
+def naive_baseline(row: np.ndarray, window: int, drop: float) -> np.ndarray:
+    row = row.astype(np.float64)
+    positions = np.arange(row.size)
+    finite = np.isfinite(row)
+    if not finite.any():
+        return np.full(row.size, np.nan)
+    mean = row[finite].mean()
+    n_drop = int(np.floor(drop * finite.sum()))
+    candidates = sorted(positions[finite], key=lambda i: (-abs(row[i] - mean), i))
+    keep = finite.copy()
+    keep[candidates[:n_drop]] = False
+    filled = np.interp(positions, positions[keep], row[keep])
+    return np.array([filled[max(0, i - window + 1) : i + 1].mean() for i in positions])
+
+
+def naive_cmnd(u: np.ndarray, tau: int) -> float:
+    u = u.astype(np.float64)
+    d = [float(np.sum((u[: u.size - j] - u[j:]) ** 2)) for j in range(1, tau + 1)]
+    denom = sum(d) / tau
+    return d[-1] / denom if denom > 0 else 1.0
+
+
+def naive_weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
+    a, b, w = (np.asarray(v, dtype=np.float64) for v in (a, b, w))
+    return float(np.sum((a - b) ** 2 * w[:, None]))
+
+
+def naive_weighted_ncc(ref: np.ndarray, seg: np.ndarray, w: np.ndarray, shift: int) -> float:
+    ref, seg, w = (np.asarray(v, dtype=np.float64) for v in (ref, seg, w))
+    rolled = np.roll(seg, shift, axis=-1)
+    total = 0.0
+    for j in range(ref.shape[0]):
+        norm = np.linalg.norm(ref[j]) * np.linalg.norm(rolled[j])
+        if norm > 0:
+            total += float(np.sum(ref[j] * rolled[j]) * w[j] / norm)
+    return total
+
+
+def ncc_fft(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted NCC (eq. 6) through the real FFT: circular cross-correlation, one inverse
+    transform per segment (slower than the GEMM on these lengths; kept for the comparison)."""
+    n = ref.shape[-1]
+    out_dtype = segments.dtype
+    ref, segments, w = (np.asarray(v, dtype=np.float64) for v in (ref, segments, w))
+    ref_norm = np.linalg.norm(ref, axis=-1, keepdims=True)
+    seg_norm = np.linalg.norm(segments, axis=-1, keepdims=True)
+    ref_unit = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=ref_norm > 0)
+    seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape), where=seg_norm > 0)
+    spectrum = (np.fft.rfft(ref_unit, axis=-1)[None] * np.conj(np.fft.rfft(seg_unit, axis=-1))).sum(axis=1)
+    return np.fft.irfft(spectrum, n=n, axis=-1).astype(out_dtype)
+
+
+def streaming_pass(x: np.ndarray) -> float:
+    """One read of ``x``: the floor under any kernel that must look at all of it."""
+    return float(x.sum())
+
+
+# kernel -> {formulation: function with the backends' signature}; the fastest is measured per run.
+FASTEST_NUMPY: dict[str, dict[str, Callable]] = {
+    "weighted_ncc": {"numpy_gemm": numpy_twin.weighted_ncc, "numpy_fft": ncc_fft},
+    "weighted_sq_dist": {"numpy_gemm": numpy_twin.weighted_sq_dist},
+    "baseline": {"numpy": numpy_twin.baseline},
+    "cmnd": {"numpy": numpy_twin.cmnd},
+}
