@@ -140,6 +140,9 @@ def _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds: 
             lambda m: any(orjson.loads(x.value())["ts"] >= later for x in m), 180)
     scoring_again = time.monotonic() - up  # from the broker's return to the first score of new data
     assert worker.running(), worker.tail()
+    deadline = time.monotonic() + 15  # the probe (every 2 s here) may not have looked since the return
+    while _state(port) != "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert _state(port) == "running"
     events, scores = collect(kafka_bootstrap, topic_prefix, expected)
     report(f"broker outage {seconds:.0f} s", events, scores, scoring_again_s=scoring_again, log_lines=lines,
