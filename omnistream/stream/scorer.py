@@ -141,8 +141,7 @@ class ModelStore:
                 current = self.models.get(key)
                 if current and self._stamps.get(key) == stamp:
                     continue
-                data = path.read_bytes()  # hashed and loaded from these bytes: no swap in between
-                sha = hashlib.sha256(data).hexdigest()
+                data, sha = _read(path)
                 if sha in self.quarantined:  # failed on a batch once: not again, until replaced
                     self._stamps[key] = stamp
                     continue
@@ -215,8 +214,7 @@ class ModelStore:
             return False
         path = Path(uri)
         try:
-            data = path.read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
+            data, sha = _read(path)
         except OSError as exc:
             log.error("announced model of %s cannot be read (%s): keeping the current one", entity, exc)
             return False
@@ -247,6 +245,13 @@ class ModelStore:
 
     def get(self, entity: str) -> LoadedModel | None:
         return self.models.get(entity)
+
+
+def _read(path: Path) -> tuple[bytes, str]:
+    """A model file's bytes and their sha256: a model is hashed and loaded from the same bytes,
+    read once, so that the file cannot be swapped between the check and the load."""
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def _center(module: torch.jit.ScriptModule) -> np.ndarray | None:
