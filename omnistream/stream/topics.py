@@ -20,6 +20,11 @@ COMPACTED = ("models", "topology", "transfer-status")
 REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
                       KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED,
                       KafkaError.GROUP_AUTHORIZATION_FAILED})
+# A commit from outside refused because the group has live members (they hold the offsets).
+LIVE_GROUP = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS})
+# The group's coordinator is not ready yet (a broker just started): ask again shortly.
+COORDINATOR_BUSY = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                              KafkaError.COORDINATOR_NOT_AVAILABLE})
 
 
 KAFKA_LOG = logging.getLogger("omnistream.kafka")
@@ -133,23 +138,38 @@ def commit_start_offsets(settings: Settings, timeout: float = 15.0) -> int:
     committed offsets, but one killed before its first commit, whose window changelog already
     has entries, would otherwise come back consuming nothing. Only possible while the group has
     no active member (a first start, or every worker down): otherwise the others hold the offsets
-    and this does nothing. Returns the partitions committed."""
+    and this does nothing. A coordinator still loading (a broker just started) is waited for.
+    Returns the partitions committed."""
     consumer = Consumer({**client_config(settings), "group.id": settings.app_id, "enable.auto.commit": False})
+    deadline = time.monotonic() + timeout
     try:
-        metadata = consumer.list_topics(timeout=timeout).topics
-        names = [*metric_topics(settings, timeout), settings.topic(POINTS)]
-        partitions = [TopicPartition(name, p) for name in names if name in metadata for p in metadata[name].partitions]
-        missing = [tp for tp in consumer.committed(partitions, timeout=timeout) if tp.offset < 0]
-        start = [TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=timeout)[0])
-                 for tp in missing]
-        if start:
-            consumer.commit(offsets=start, asynchronous=False)
-        return len(start)
-    except KafkaException as exc:  # a live group (another worker) owns its offsets: nothing to do
-        log.debug("start offsets not committed: %s", exc)
-        return 0
+        while True:
+            try:
+                return _commit_start(consumer, settings, timeout)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is not None and error.code() in LIVE_GROUP:
+                    log.debug("start offsets left to the group's live members: %s", exc)
+                    return 0
+                if error is not None and error.code() in COORDINATOR_BUSY and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise
     finally:
         consumer.close()
+
+
+def _commit_start(consumer: Consumer, settings: Settings, timeout: float) -> int:
+    metadata = consumer.list_topics(timeout=timeout).topics
+    pattern, points = metric_topic_pattern(settings), settings.topic(POINTS)
+    partitions = [TopicPartition(name, p) for name, topic in metadata.items()
+                  if name == points or pattern.match(name) for p in topic.partitions]
+    missing = [tp for tp in consumer.committed(partitions, timeout=timeout) if tp.offset < 0]
+    start = [TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=timeout)[0])
+             for tp in missing]
+    if start:
+        consumer.commit(offsets=start, asynchronous=False)
+    return len(start)
 
 
 def _await_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
