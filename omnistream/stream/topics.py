@@ -22,9 +22,11 @@ REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION
                       KafkaError.GROUP_AUTHORIZATION_FAILED})
 # A commit from outside refused because the group has live members (they hold the offsets).
 LIVE_GROUP = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS})
-# The group's coordinator is not ready yet (a broker just started): ask again shortly.
-COORDINATOR_BUSY = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                              KafkaError.COORDINATOR_NOT_AVAILABLE})
+# The broker is still settling (just started, or topics just created): the group's coordinator
+# or a partition's leader is not ready yet. Ask again shortly.
+SETTLING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                      KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
+                      KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
 KAFKA_LOG = logging.getLogger("omnistream.kafka")
@@ -138,7 +140,7 @@ def commit_start_offsets(settings: Settings, timeout: float = 15.0) -> int:
     committed offsets, but one killed before its first commit, whose window changelog already
     has entries, would otherwise come back consuming nothing. Only possible while the group has
     no active member (a first start, or every worker down): otherwise the others hold the offsets
-    and this does nothing. A coordinator still loading (a broker just started) is waited for.
+    and this does nothing. A broker still settling (coordinator loading, leaders not elected) is waited for.
     Returns the partitions committed."""
     consumer = Consumer({**client_config(settings), "group.id": settings.app_id, "enable.auto.commit": False})
     deadline = time.monotonic() + timeout
@@ -151,7 +153,7 @@ def commit_start_offsets(settings: Settings, timeout: float = 15.0) -> int:
                 if error is not None and error.code() in LIVE_GROUP:
                     log.debug("start offsets left to the group's live members: %s", exc)
                     return 0
-                if error is not None and error.code() in COORDINATOR_BUSY and time.monotonic() < deadline:
+                if error is not None and error.code() in SETTLING and time.monotonic() < deadline:
                     time.sleep(0.5)
                     continue
                 raise
