@@ -56,7 +56,9 @@ def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.nda
     ref, w = np.asarray(ref, dtype=np.float64), np.asarray(w, dtype=np.float64)
     ref_norm = np.linalg.norm(ref, axis=-1, keepdims=True)
     ref_w = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=ref_norm > 0)
-    seg_norm = np.linalg.norm(segments, axis=-1, keepdims=True)
+    # Norms accumulate in float64, as the compiled backends do: float32 squares of values near
+    # the smallest normal number underflow to zero and would turn a unit row into zeros.
+    seg_norm = np.sqrt(np.einsum("cju,cju->cj", segments, segments, dtype=np.float64))[..., None]
     seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape, dtype=segments.dtype), where=seg_norm > 0)
     shifts = (np.arange(n)[:, None] + np.arange(n)[None, :]) % n
     circulants = ref_w[:, shifts].reshape(-1, n).astype(segments.dtype)

@@ -84,6 +84,20 @@ def test_weighted_ncc_matches_reference(name, dtype, data):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("scale", [np.finfo(np.float32).tiny, 1e-40])
+def test_weighted_ncc_of_tiny_float32_rows_is_not_zero(name, scale):
+    """Squares of float32 values near (or under) the smallest normal number underflow; the
+    norms must still find these rows non-zero, as the float64 reference does."""
+    r = np.array([[1.0, 2.0, 0.5]], dtype=np.float32)
+    segs = (np.array([[[1.0, 2.0, 0.5]]]) * scale).astype(np.float32)
+    w = np.ones(1, dtype=np.float32)
+    got = BACKENDS[name].weighted_ncc(r, segs, w)
+    want = np.array([[ref.naive_weighted_ncc(r, segs[0], w, k) for k in range(3)]])
+    assert got[0, 0] == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_align_is_numpy_roll(name, data):
