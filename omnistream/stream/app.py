@@ -29,10 +29,12 @@ import faust
 from omnistream.stream import telemetry
 from omnistream.stream.announcements import AnnouncementListener
 from omnistream.stream.config import Settings
+from omnistream.stream.gaps import GapGuard
 from omnistream.stream.health import WorkerHealth, serve
 from omnistream.stream.logs import RateLimitedLog, RepeatFilter
 from omnistream.stream.points import pack_points, unpack_points
 from omnistream.stream.processor import Processor
+from omnistream.stream.progress import ProgressWatch
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.restart import RESTARTS_ENV
 from omnistream.stream.scorer import Allowlist, ModelStore, pick_device
@@ -40,6 +42,8 @@ from omnistream.stream.topics import POINTS, BrokerProbe, client_config, metric_
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_AFTER = 2.0  # seconds between a new metric topic's discovery and its subscription
+STALLED_EXIT = 4  # the process ends with this code when consumption stalls (stream.progress); the command restarts it
+SKIPPED_EXIT = 5  # ... and with this one when the consumer skipped records (stream.gaps)
 DLQ_COPY_BYTES = 65_536  # the dead-letter copy of a record (or key) is cut to this: it must fit the broker's limit
 
 
@@ -155,9 +159,41 @@ def create_app(settings: Settings) -> faust.App:
     telemetry.WORKER_RESTARTS.set(int(os.environ.get(RESTARTS_ENV, "0")))
     probe = BrokerProbe(client_config(settings), settings.topic("metrics"))
 
+    progress = ProgressWatch(k.stall_after)
+
+    def committed(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return probe.offsets(settings.app_id, partitions)[0]
+
+    guards = {name: GapGuard(committed, probe.has_records) for name in ("ingest", "score")}
+
+    cannot_check = RateLimitedLog(log, every=60.0)
+
+    async def check_gaps(events: list, agent: str) -> None:
+        """Stop before a batch that jumps past records never received (stream.gaps). While the
+        broker cannot say, the batch waits, as it would in an outage."""
+        offsets = [(e.message.topic, e.message.partition, e.message.offset) for e in events]
+        while True:
+            try:
+                holes = await app.loop.run_in_executor(None, guards[agent].holes, offsets)
+                break
+            except Exception as exc:
+                telemetry.BROKER_ERRORS.labels("gap_check").inc()
+                cannot_check.warning("cannot check a batch's offsets against the group's (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+        cannot_check.reset("batch offsets checked again")
+        if holes:
+            log.critical("the consumer skipped records (%s): stopping the process before this batch, whose restart "
+                         "re-reads from the committed offsets",
+                         "; ".join(f"{t}[{p}] offsets {a}..{b - 1}" for t, p, a, b in holes))
+            logging.shutdown()
+            os._exit(SKIPPED_EXIT)
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
         health.set(rebalancing=True)
+        progress.reset()
+        for guard in guards.values():
+            guard.reset()
         partitions = {tp.partition for tp in revoked if tp.topic == settings.topic(POINTS)}
         if partitions:  # in a thread: it waits for a batch in progress to finish
             dropped = await app.loop.run_in_executor(None, processor.forget, partitions)
@@ -166,6 +202,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_rebalance_complete.connect
     async def rebalanced(app: faust.App, **kwargs: object) -> None:
         health.set(rebalancing=False)
+        progress.reset()
 
     @app.task
     async def on_started() -> None:  # tasks start once the tables are recovered
@@ -183,10 +220,38 @@ def create_app(settings: Settings) -> faust.App:
             telemetry.BROKER_ERRORS.labels("probe").inc()
             outage.warning("broker unreachable (%s); the worker waits and resumes where it stopped", exc)
             health.set(broker_down=True)
+            progress.reset()
             return
         if health.broker_down:
             outage.reset("broker reachable again")
             health.set(broker_down=False)
+
+    def held_partitions() -> list[tuple[str, int]]:
+        consumed = set(source.topics) | {settings.topic(POINTS)}
+        return sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in consumed)
+
+    async def watch_progress() -> None:
+        """End the process when a held partition keeps records waiting and its committed offset
+        stays put for ``kafka.stall_after`` seconds (stream.progress): its restart resumes from
+        the committed offsets, where a silent stall would score nothing, for ever."""
+        if health.state != "running":
+            return
+        held = held_partitions()
+        try:
+            committed, ends = await app.loop.run_in_executor(None, probe.offsets, settings.app_id, held)
+        except Exception as exc:  # the broker probe reports outages; judge progress when it is back
+            log.debug("cannot read the group's offsets (%s)", exc)
+            progress.reset()
+            return
+        stalled = progress.observe(committed, ends)
+        if stalled and health.state == "running":
+            log.critical("consumption stalled (committed offset not moving, records waiting): %s; stopping the "
+                         "process, whose restart resumes from the committed offsets", "; ".join(stalled))
+            logging.shutdown()
+            os._exit(STALLED_EXIT)
+
+    if k.stall_after:
+        app.timer(interval=max(k.probe_every, k.stall_after / 6))(watch_progress)
 
     @app.timer(interval=30.0)
     async def reload_models() -> None:
@@ -227,6 +292,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(source)
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
+            await check_gaps(events, "ingest")
             valid: dict[tuple[str, str], list] = defaultdict(list)  # (entity, topic) -> [(ts, metrics)]
             sent: list = []
             shared = settings.topic("metrics")
@@ -258,6 +324,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(points)
     async def score(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
+            await check_gaps(events, "score")
             started = time.perf_counter()
             batch = unpack_points((event.value, event.message.partition) for event in events)
             # In a thread (torch releases the GIL) so that ingestion goes on meanwhile; batches

@@ -28,6 +28,8 @@ class KafkaSettings(BaseModel):
     replication: int = Field(1, ge=1)
     discover_every: float = Field(30.0, gt=0, description="seconds between looks for new metrics.<entity> topics")
     probe_every: float = Field(5.0, gt=0, description="seconds between looks at the broker for the readiness state")
+    stall_after: float = Field(30.0, ge=0, description="seconds a held partition may keep records waiting without its "
+                               "committed offset moving before the worker restarts itself (0: never)")
     # A dead worker's partitions move to the others after session_timeout without heartbeats;
     # the broker's default (45 s, Faust's 60 s) leaves them unscored for a minute.
     session_timeout: float = Field(10.0, ge=6, description="seconds without heartbeats before the group "

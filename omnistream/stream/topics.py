@@ -87,7 +87,7 @@ class BrokerProbe:
     One client for the worker's life."""
 
     def __init__(self, client: dict[str, object], topic: str):
-        self.topic = topic
+        self.topic, self.client = topic, client
         self.admin = AdminClient(client)
 
     def check(self, timeout: float) -> None:
@@ -106,9 +106,48 @@ class BrokerProbe:
                 if tp.offset >= 0}
         if not done:
             return 0
-        ends = self.admin.list_offsets({TopicPartition(t, p): OffsetSpec.latest() for t, p in done},
-                                       request_timeout=timeout)
-        return sum(max(0, future.result(timeout).offset - done[tp.topic, tp.partition]) for tp, future in ends.items())
+        ends = self._list_offsets(list(done), OffsetSpec.latest(), timeout)
+        return sum(max(0, ends[tp] - offset) for tp, offset in done.items())
+
+    def offsets(self, group: str, partitions: list[tuple[str, int]],
+                timeout: float = 10.0) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        """The committed and end offsets of ``partitions`` for ``group``; a partition the group
+        never committed counts as committed at its earliest offset."""
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])
+        result = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group].result(timeout)
+        committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+        ends = self._list_offsets(partitions, OffsetSpec.latest(), timeout)
+        never = [tp for tp in partitions if tp not in committed]
+        if never:
+            committed.update(self._list_offsets(never, OffsetSpec.earliest(), timeout))
+        return committed, ends
+
+    def has_records(self, topic: str, partition: int, start: int, stop: int, timeout: float = 10.0) -> bool:
+        """Whether the partition holds a record at an offset in [start, stop): offsets also go
+        to transaction markers and compacted-away records, which leave gaps with none."""
+        consumer = Consumer({**self.client, "group.id": "omnistream-gap-check", "enable.auto.commit": False,
+                             "enable.partition.eof": True, "isolation.level": "read_uncommitted",
+                             "auto.offset.reset": "earliest"})
+        try:
+            consumer.assign([TopicPartition(topic, partition, start)])
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                if msg.error() is not None:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        return False
+                    raise KafkaException(msg.error())
+                return msg.offset() < stop
+            raise TimeoutError(f"no answer about {topic}[{partition}] offsets {start}..{stop} within {timeout:.0f} s")
+        finally:
+            consumer.close()
+
+    def _list_offsets(self, partitions: list[tuple[str, int]], spec: OffsetSpec,
+                      timeout: float) -> dict[tuple[str, int], int]:
+        futures = self.admin.list_offsets({TopicPartition(t, p): spec for t, p in partitions}, request_timeout=timeout)
+        return {(tp.topic, tp.partition): future.result(timeout).offset for tp, future in futures.items()}
 
 
 def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: float = 15.0) -> list[str]:

@@ -17,7 +17,8 @@ from streams import consume
 
 from omnistream.offline.datasets import metric_names
 from omnistream.stream.config import Settings
-from omnistream.stream.points import Point
+from omnistream.stream.points import Point, unpack_points
+from omnistream.stream.topics import POINTS
 from omnistream.stream.processor import Processor
 from omnistream.stream.scorer import ModelStore
 
@@ -73,6 +74,20 @@ class Tally:
     extra: int
     duplicated: int
     changed: int
+    first_changes: list[str]  # what differs in the first few changed messages, for the report
+    missing_spans: dict[str, str]  # entity -> "first..last ts (count)" of what is missing
+
+
+def _differences(a: dict, b: dict, path: str = "") -> list[str]:
+    """The fields of ``b`` that differ from ``a`` beyond RTOL, as 'field: a != b'."""
+    out = []
+    for key in sorted(a.keys() | b.keys()):
+        x, y, where = a.get(key), b.get(key), f"{path}{key}"
+        if isinstance(x, dict) and isinstance(y, dict):
+            out.extend(_differences(x, y, where + "."))
+        elif not _same({key: x}, {key: y}):
+            out.append(f"{where}: {x!r} != {y!r}")
+    return out
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -96,9 +111,29 @@ def tally(expected: dict, messages: list, key_of) -> Tally:
     got = [orjson.loads(m.value()) for m in messages]
     counts = Counter(key_of(g) for g in got)
     seen = {key_of(g): g for g in got}
-    changed = sum(1 for k, v in seen.items() if k in expected and not _same(expected[k], v))
+    changed = [k for k, v in seen.items() if k in expected and not _same(expected[k], v)]
     return Tally(len(expected), len(got), len(expected.keys() - seen.keys()), len(seen.keys() - expected.keys()),
-                 sum(c - 1 for c in counts.values()), changed)
+                 sum(c - 1 for c in counts.values()), len(changed),
+                 [f"{k}: {'; '.join(_differences(expected[k], seen[k]))}" for k in changed[:3]],
+                 _spans(expected.keys() - seen.keys(), key_of))
+
+
+def _spans(missing: set, key_of) -> dict[str, str]:
+    by_entity: dict[str, list[float]] = {}
+    for key in missing:
+        entity, ts = key if isinstance(key, tuple) else (key, 0.0)
+        by_entity.setdefault(entity, []).append(ts)
+    return {e: f"{min(t):.0f}..{max(t):.0f} ({len(t)})" for e, t in sorted(by_entity.items())}
+
+
+def points_on_topic(bootstrap: str, prefix: str) -> dict[str, str]:
+    """Per entity, the span and count of distinct points on the internal points topic: where a
+    lost score's point stopped (before or after ingest)."""
+    seen: dict[str, set[float]] = {}
+    for msg in read_all(bootstrap, f"{prefix}{POINTS}"):
+        for point in unpack_points([(msg.value(), msg.partition())]):
+            seen.setdefault(point.entity, set()).add(point.ts)
+    return {e: f"{min(t):.0f}..{max(t):.0f} ({len(t)})" for e, t in sorted(seen.items())}
 
 
 def event_key(event: dict) -> str:
@@ -147,8 +182,11 @@ def read_all(bootstrap: str, topic: str) -> list:
         consumer.close()
 
 
-def report(fault: str, events: Tally, scores: Tally, **figures: float) -> None:
+def report(fault: str, events: Tally, scores: Tally, bootstrap: str = "", prefix: str = "",
+           **figures: float) -> None:
     """One line per fault for the record (pytest -s shows it)."""
+    if scores.missing and bootstrap:
+        print(f"\nmissing scores' points on the points topic: {points_on_topic(bootstrap, prefix)}")
     print(f"\nFAULT {fault}: events {asdict(events)} scores {asdict(scores)} "
           + " ".join(f"{k}={v:.1f}" for k, v in figures.items()))
 
