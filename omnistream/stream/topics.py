@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
@@ -84,43 +85,49 @@ def metric_topics(settings: Settings, timeout: float = 10.0) -> list[str]:
 
 class BrokerProbe:
     """Asks the broker for one topic's metadata: cheap, and it fails when the broker is away.
-    One client for the worker's life."""
+    One client for the worker's life, used by one thread at a time: the probe, the progress
+    watch and the gap guards call it from executor threads, and a worker whose admin client
+    was called from two threads as the broker came back from an outage died of SIGSEGV."""
 
     def __init__(self, client: dict[str, object], topic: str):
         self.topic, self.client = topic, client
         self.admin = AdminClient(client)
+        self._lock = threading.Lock()
 
     def check(self, timeout: float) -> None:
         """Raise KafkaException when the broker does not answer within ``timeout`` seconds."""
-        try:
-            self.admin.list_topics(topic=self.topic, timeout=timeout)
-        finally:
-            self.admin.poll(0)  # hands the client's queued log lines to Python logging
+        with self._lock:
+            try:
+                self.admin.list_topics(topic=self.topic, timeout=timeout)
+            finally:
+                self.admin.poll(0)  # hands the client's queued log lines to Python logging
 
     def backlog(self, group: str, timeout: float = 10.0) -> int:
         """Records waiting for ``group``: the end offsets minus the group's committed offsets,
         over the partitions it has committed."""
-        request = ConsumerGroupTopicPartitions(group)
-        committed = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group]
-        done = {(tp.topic, tp.partition): tp.offset for tp in committed.result(timeout).topic_partitions
-                if tp.offset >= 0}
-        if not done:
-            return 0
-        ends = self._list_offsets(list(done), OffsetSpec.latest(), timeout)
-        return sum(max(0, ends[tp] - offset) for tp, offset in done.items())
+        with self._lock:
+            request = ConsumerGroupTopicPartitions(group)
+            committed = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group]
+            done = {(tp.topic, tp.partition): tp.offset for tp in committed.result(timeout).topic_partitions
+                    if tp.offset >= 0}
+            if not done:
+                return 0
+            ends = self._list_offsets(list(done), OffsetSpec.latest(), timeout)
+            return sum(max(0, ends[tp] - offset) for tp, offset in done.items())
 
     def offsets(self, group: str, partitions: list[tuple[str, int]],
                 timeout: float = 10.0) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
         """The committed and end offsets of ``partitions`` for ``group``; a partition the group
         never committed counts as committed at its earliest offset."""
-        request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])
-        result = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group].result(timeout)
-        committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0}
-        ends = self._list_offsets(partitions, OffsetSpec.latest(), timeout)
-        never = [tp for tp in partitions if tp not in committed]
-        if never:
-            committed.update(self._list_offsets(never, OffsetSpec.earliest(), timeout))
-        return committed, ends
+        with self._lock:
+            request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])
+            result = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group].result(timeout)
+            committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+            ends = self._list_offsets(partitions, OffsetSpec.latest(), timeout)
+            never = [tp for tp in partitions if tp not in committed]
+            if never:
+                committed.update(self._list_offsets(never, OffsetSpec.earliest(), timeout))
+            return committed, ends
 
     def has_records(self, topic: str, partition: int, start: int, stop: int, timeout: float = 10.0) -> bool:
         """Whether the partition holds a record at an offset in [start, stop): offsets also go

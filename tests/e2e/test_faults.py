@@ -166,7 +166,6 @@ def test_worker_rides_out_a_long_broker_outage(kafka_bootstrap, topic_prefix, fl
     _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds, 19112)
 
 
-@pytest.mark.faults_slow  # fails in about 2 of 9 runs (a point lost on the move back): a known open fault
 def test_partitions_move_to_a_second_worker_and_back(kafka_bootstrap, topic_prefix, fleet, asd_series, workers):
     thirds = [fleet_records(asd_series, POINTS * i // 3, POINTS * (i + 1) // 3) for i in range(3)]
     expected = reference(fleet, [r for part in thirds for r in part])
