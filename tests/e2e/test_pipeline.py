@@ -87,10 +87,17 @@ def test_asd_replay_yields_the_expected_events_dlq_and_transfer_requests(kafka_b
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
     consumed = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                 if line.startswith("omnistream_records_in_total{")}
-    assert consumed["entity_topic"] >= 2 * N_POINTS and consumed["shared"] >= len(bad)
     dlq_lines = [line for line in metrics.splitlines() if line.startswith("omnistream_records_dlq_total{")]
-    assert sum(float(line.rsplit(" ", 1)[1]) for line in dlq_lines) == len(bad)
     assert {line.split('"')[1] for line in dlq_lines} <= {"entity", "ts", "metrics", "size", "record"}
+    assert set(consumed) <= {"entity_topic", "shared"}
+    restarts = next(float(line.split()[-1]) for line in metrics.splitlines()
+                    if line.startswith("omnistream_worker_restarts "))
+    if restarts == 0:  # counters live as long as the Faust process: the bulk holds only without a restart
+        assert consumed["entity_topic"] >= 2 * N_POINTS and consumed["shared"] >= len(bad)
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in dlq_lines) == len(bad)
+    else:  # the one restart this run may see: a guard stopping the worker before records it skipped
+        log = worker.log_path.read_text(errors="replace")
+        assert "the consumer skipped records" in log or "consumption stalled" in log, worker.tail()
     assert "omnistream_models_loaded 2.0" in metrics and "omnistream_model_folder_empty 0.0" in metrics
 
     recorded = tmp_path / "anomalies.jsonl"
