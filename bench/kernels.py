@@ -34,8 +34,9 @@ def report(name: str, kernel: str, args: tuple, repeat: int, floor: float | None
     timings = {label: best_of(lambda f=f: f(*args), repeat) for label, f in FASTEST_NUMPY[kernel].items()}
     best_label = min(timings, key=timings.get)
     best = timings[best_label]
-    timings["numba"] = best_of(lambda: getattr(kernels_numba, kernel)(*args), repeat)
-    timings["cpp"] = best_of(lambda: getattr(_core, kernel)(*args), repeat)
+    for label, module in (("numba", kernels_numba), ("cpp", _core)):
+        if hasattr(module, kernel):  # weighted_sq_dist has none: every backend runs the BLAS formulation
+            timings[label] = best_of(lambda m=module: getattr(m, kernel)(*args), repeat)
     cells = "  ".join(f"{k}={v * 1e3:8.1f} ms ({best / v:5.2f}x)" for k, v in timings.items())
     extra = f"  floor (one pass)={floor * 1e3:6.1f} ms, cpp at {timings['cpp'] / floor:4.1f}x it" if floor else ""
     print(f"{name:<26} {cells}   [ratios vs {best_label}]{extra}")

@@ -1,5 +1,6 @@
-// Numeric kernels of omnistream (OmniTransfer section 4): robust baselines, CMND,
-// weighted squared distances and weighted NCC phase alignment. Header-only, templated on
+// Numeric kernels of omnistream (OmniTransfer section 4): robust baselines, CMND and
+// weighted NCC phase alignment (weighted squared distances are one BLAS GEMM, called from
+// Python: omnistream.kernels.weighted_sq_dist). Header-only, templated on
 // the floating type, free of Python so that both the pybind11 module and the C++ tests
 // use the same code. All inputs are C-contiguous row-major buffers.
 #pragma once
@@ -214,49 +215,6 @@ void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::s
       }
     }
   }, 1);
-}
-
-template <class TA, class TB, class Store>
-void gemm(const TA* a, const TB* b, std::size_t m, std::size_t k, std::size_t n, Store store) {
-  gemm_packed([&](std::size_t i0, std::size_t rows, double* apack) {
-    for (std::size_t kk = 0; kk < k; ++kk)
-      for (std::size_t r = 0; r < kGemmRows; ++r)
-        apack[kk * kGemmRows + r] = r < rows ? static_cast<double>(a[(i0 + r) * k + kk]) : 0.0;
-  }, b, m, k, n, store);
-}
-
-// All-pairs weighted squared Euclidean distance between rows of a (na x k) and b (nb x k)
-// with per-column weights w, via |a|_w^2 + |b|_w^2 - 2 <a, w b>, clamped at zero.
-template <class T>
-void weighted_sq_dist(const T* a, const T* b, const T* w, T* out, std::size_t na,
-                      std::size_t nb, std::size_t k) {
-  std::vector<T> bw(nb * k);
-  std::vector<double> nb_sq(nb), na_sq(na);
-  parallel_for(nb, [&](std::size_t j0, std::size_t j1) {
-    for (std::size_t j = j0; j < j1; ++j) {
-      double s = 0.0;
-      for (std::size_t c = 0; c < k; ++c) {
-        bw[j * k + c] = b[j * k + c] * w[c];
-        s += static_cast<double>(bw[j * k + c]) * b[j * k + c];
-      }
-      nb_sq[j] = s;
-    }
-  }, 64);
-  parallel_for(na, [&](std::size_t i0, std::size_t i1) {
-    for (std::size_t i = i0; i < i1; ++i) {
-      double s = 0.0;
-      for (std::size_t c = 0; c < k; ++c) s += static_cast<double>(a[i * k + c]) * a[i * k + c] * w[c];
-      na_sq[i] = s;
-    }
-  }, 64);
-  // <a, w b> for all pairs as one GEMM against (w b) transposed.
-  std::vector<T> bw_t(k * nb);
-  for (std::size_t j = 0; j < nb; ++j)
-    for (std::size_t c = 0; c < k; ++c) bw_t[c * nb + j] = bw[j * k + c];
-  gemm(a, bw_t.data(), na, k, nb, [&](std::size_t i, std::size_t j, double cross) {
-    const double d = na_sq[i] + nb_sq[j] - 2.0 * cross;
-    out[i * nb + j] = static_cast<T>(d > 0.0 ? d : 0.0);
-  });
 }
 
 // Weighted NCC (OmniTransfer eq. 6) between a reference ref (m x n) and each of the

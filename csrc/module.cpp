@@ -58,23 +58,6 @@ py::array_t<double> cmnd(carray<T> x, carray<std::int64_t> periods) {
 }
 
 template <class T>
-py::array_t<T> weighted_sq_dist(carray<T> a, carray<T> b, carray<T> w) {
-  require(a.ndim() == 2 && b.ndim() == 2 && w.ndim() == 1, "weighted_sq_dist: a, b must be 2-D and w 1-D");
-  require(a.shape(1) == b.shape(1) && w.shape(0) == a.shape(1),
-          "weighted_sq_dist: a, b and w must agree on the feature dimension");
-  py::array_t<T> out({a.shape(0), b.shape(0)});
-  const T *pa = a.data(), *pb = b.data(), *pw = w.data();
-  T* dst = out.mutable_data();
-  const auto na = static_cast<std::size_t>(a.shape(0)), nb = static_cast<std::size_t>(b.shape(0)),
-             k = static_cast<std::size_t>(a.shape(1));
-  {
-    py::gil_scoped_release nogil;
-    omnistream::weighted_sq_dist(pa, pb, pw, dst, na, nb, k);
-  }
-  return out;
-}
-
-template <class T>
 py::array_t<T> weighted_ncc(carray<T> ref, carray<T> segments, carray<T> w) {
   require(ref.ndim() == 2 && segments.ndim() == 3 && w.ndim() == 1,
           "weighted_ncc: ref must be (m, n), segments (count, m, n), w (m,)");
@@ -144,9 +127,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("cmnd", [](const py::array& x, const py::array& periods) {
     return OMNISTREAM_DISPATCH(cmnd, x, x, periods);
   }, py::arg("x"), py::arg("periods"), "CMND of each row of x at each period -> (rows, periods) float64.");
-  m.def("weighted_sq_dist", [](const py::array& a, const py::array& b, const py::array& w) {
-    return OMNISTREAM_DISPATCH(weighted_sq_dist, a, a, b, w);
-  }, py::arg("a"), py::arg("b"), py::arg("w"), "All-pairs weighted squared distances (na, nb).");
   m.def("weighted_ncc", [](const py::array& ref, const py::array& segments, const py::array& w) {
     return OMNISTREAM_DISPATCH(weighted_ncc, segments, ref, segments, w);
   }, py::arg("ref"), py::arg("segments"), py::arg("w"), "Weighted NCC at every circular shift (count, n).");

@@ -80,20 +80,6 @@ def cmnd(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
-def weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
-    bw = b * w
-    na_sq = (a * a * w).sum(axis=1)
-    nb_sq = (bw * b).sum(axis=1)
-    cross = np.dot(a, np.ascontiguousarray(bw.T))  # the GEMM, through numba's BLAS binding
-    out = np.empty((a.shape[0], b.shape[0]), dtype=a.dtype)
-    for i in prange(a.shape[0]):
-        for j in range(b.shape[0]):
-            d = na_sq[i] + nb_sq[j] - 2.0 * cross[i, j]
-            out[i, j] = d if d > 0.0 else 0.0
-    return out
-
-
-@njit(cache=True, parallel=True)
 def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:
     count, m, n = segments.shape
     scaled = np.zeros((m, n))

@@ -43,6 +43,7 @@ def cmnd(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
 
 
 def weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """|a|_w^2 + |b|_w^2 - 2 <a w, b> for all row pairs, clamped at 0: one BLAS GEMM."""
     na = (a * a) @ w
     nb = (b * b) @ w
     return np.maximum(na[:, None] + nb[None, :] - 2.0 * (a * w) @ b.T, 0.0).astype(a.dtype)

@@ -12,7 +12,6 @@ using omnistream::baseline;
 using omnistream::best_shift;
 using omnistream::cmnd;
 using omnistream::weighted_ncc;
-using omnistream::weighted_sq_dist;
 
 TEST(Baseline, DropsTheExtremeAndInterpolates) {
   // 20 points, drop 5% = 1 point: the spike at index 7 is replaced by interpolation.
@@ -41,23 +40,6 @@ TEST(Cmnd, PeriodicSeriesHasLowValueAtItsPeriod) {
   cmnd(x.data(), out.data(), 1, n, periods.data(), 2);
   EXPECT_LT(out[0], 1e-6);
   EXPECT_GT(out[1], 1.0);
-}
-
-TEST(WeightedSqDist, MatchesPlainLoop) {
-  std::mt19937 rng(7);
-  std::normal_distribution<double> g;
-  const std::size_t na = 37, nb = 70, k = 23;
-  std::vector<double> a(na * k), b(nb * k), w(k), out(na * nb);
-  for (auto& v : a) v = g(rng);
-  for (auto& v : b) v = g(rng);
-  for (auto& v : w) v = std::abs(g(rng));
-  weighted_sq_dist(a.data(), b.data(), w.data(), out.data(), na, nb, k);
-  for (std::size_t i = 0; i < na; ++i)
-    for (std::size_t j = 0; j < nb; ++j) {
-      double want = 0;
-      for (std::size_t c = 0; c < k; ++c) want += w[c] * (a[i * k + c] - b[j * k + c]) * (a[i * k + c] - b[j * k + c]);
-      EXPECT_NEAR(out[i * nb + j], want, 1e-9 * (1 + want));
-    }
 }
 
 TEST(WeightedNcc, FindsAndUndoesAShift) {
