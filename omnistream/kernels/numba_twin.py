@@ -94,7 +94,7 @@ def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.nda
         for j in range(m):
             row = segments[c, j].astype(np.float64)
             norm = np.sqrt(np.dot(row, row))
-            if norm == 0.0:
+            if not norm > 0.0:  # zero, or NaN from a missing value: the row contributes 0, as in C++
                 continue
             doubled[:n] = row / norm
             doubled[n:] = doubled[:n]

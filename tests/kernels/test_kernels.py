@@ -101,6 +101,28 @@ def test_weighted_ncc_of_tiny_float32_rows_is_not_zero(name, scale):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_constant_and_nan_rows_follow_the_references(name, dtype):
+    """A segment row of zeros or with a NaN has no norm and contributes 0 to the NCC (a constant
+    row is an ordinary one); CMND of a constant or zero series is 1 (no structure), and NaN in
+    a series is filled by interpolation before the baseline is taken."""
+    rng = np.random.default_rng(1)
+    r, segs, w = rng.standard_normal((3, 8)), rng.standard_normal((4, 3, 8)), np.array([1.0, 2.0, 0.5])
+    segs[0, 1], segs[1, 2], segs[2, 0, 3] = 0.0, 3.0, np.nan
+    r, segs, w = r.astype(dtype), segs.astype(dtype), w.astype(dtype)
+    got = BACKENDS[name].weighted_ncc(r, segs, w)
+    want = np.array([[ref.naive_weighted_ncc(r, s, w, k) for k in range(8)] for s in segs])
+    np.testing.assert_allclose(got, want, **tol(dtype))
+    series = np.vstack([np.full(50, 3.0), np.zeros(50), np.r_[np.full(5, np.nan), np.arange(45.0)]]).astype(dtype)
+    cm = BACKENDS[name].cmnd(series, np.array([5, 7]))
+    np.testing.assert_allclose(cm[:2], 1.0)
+    np.testing.assert_allclose(cm, [[ref.naive_cmnd(s, t) for t in (5, 7)] for s in series], **tol(dtype))
+    base = BACKENDS[name].baseline(series, 3, 0.05)
+    assert np.isfinite(base).all()
+    np.testing.assert_allclose(base, [ref.naive_baseline(s, 3, 0.05) for s in series], **tol(dtype))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_align_is_numpy_roll(name, data):
