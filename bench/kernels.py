@@ -2,17 +2,23 @@
 (omnistream.kernels.reference.FASTEST_NUMPY: BLAS GEMM for NCC and distances, vectorised
 baseline and CMND), measured in the same run, in float64 and float32. NCC is also set against
 one streaming pass over its input (a NumPy sum): the floor of any kernel that reads it all.
+Each thread count of ``--threads`` runs every backend with that many threads (C++ through
+OMNISTREAM_THREADS, numba's pool and NumPy's BLAS through threadpoolctl), so ratios compare
+equal thread counts and the rows show scaling.
 
-    python bench/kernels.py [--segments 10000] [--metrics 38] [--length 60] [--repeat 3]
+    python bench/kernels.py [--segments 10000] [--metrics 38] [--length 60] [--repeat 3] [--threads 1,2]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
+import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from omnistream import _core
 from omnistream.kernels import numba_twin as kernels_numba
@@ -48,12 +54,22 @@ def main() -> None:
     parser.add_argument("--metrics", type=int, default=38)
     parser.add_argument("--length", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", default=str(os.cpu_count() or 1), help="comma-separated thread counts")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"segments={args.segments} metrics={args.metrics} length={args.length}, best of {args.repeat}")
     segs64 = rng.standard_normal((args.segments, args.metrics, args.length))
     w = rng.uniform(0.1, 2.0, args.metrics)
     series64 = rng.standard_normal((args.metrics * 12, 8640))
+    for threads in (int(t) for t in args.threads.split(",")):
+        os.environ["OMNISTREAM_THREADS"] = str(threads)  # read by the C++ kernels at each call
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        with threadpool_limits(threads):
+            print(f"-- {threads} thread(s)")
+            run_all(args, segs64, w, series64)
+
+
+def run_all(args: argparse.Namespace, segs64: np.ndarray, w: np.ndarray, series64: np.ndarray) -> None:
     for dtype in (np.float64, np.float32):
         tag = np.dtype(dtype).name
         segs = segs64.astype(dtype)

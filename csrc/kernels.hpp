@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -17,10 +18,19 @@
 
 namespace omnistream {
 
-// Runs body(begin, end) over [0, n) split into contiguous chunks, one per hardware thread.
+// Threads the kernels use: OMNISTREAM_THREADS when set to a positive number (benchmarks
+// compare thread counts with it), else one per hardware thread.
+inline std::size_t thread_count() {
+  const char* set = std::getenv("OMNISTREAM_THREADS");
+  const long wanted = set ? std::strtol(set, nullptr, 10) : 0;
+  if (wanted > 0) return static_cast<std::size_t>(wanted);
+  return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+}
+
+// Runs body(begin, end) over [0, n) split into contiguous chunks, one per thread.
 template <class Body>
 void parallel_for(std::size_t n, Body body, std::size_t min_chunk = 1) {
-  std::size_t threads = std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  std::size_t threads = thread_count();
   threads = std::min(threads, std::max<std::size_t>(1, n / std::max<std::size_t>(1, min_chunk)));
   if (threads <= 1) {
     body(std::size_t{0}, n);

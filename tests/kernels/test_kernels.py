@@ -205,3 +205,17 @@ def test_the_fastest_numpy_references_agree_with_the_naive_ones(kernel, dtype):
             want = np.array([[ref.naive_weighted_sq_dist(x.reshape(4, 12), y.reshape(4, 12), w) for y in segs]
                              for x in segs])
         np.testing.assert_allclose(got, want, **tol(dtype), err_msg=name)
+
+
+def test_the_thread_count_changes_no_result(monkeypatch):
+    rng = np.random.default_rng(3)
+    segs, w = rng.standard_normal((300, 4, 24)), rng.uniform(0.5, 2.0, 4)
+    series = rng.standard_normal((40, 500))
+    results = []
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("OMNISTREAM_THREADS", threads)
+        results.append((_core.weighted_ncc(segs[0], segs, w), _core.baseline(series, 12, 0.05),
+                        _core.cmnd(series, np.array([12, 48]))))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
