@@ -35,7 +35,21 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def report(name: str, kernel: str, args: tuple, repeat: int, floor: float | None = None) -> None:
+def peak_gflops(threads: int, dtype: np.dtype, fma_units: int) -> tuple[float, str]:
+    """The machine's peak for ``threads`` cores: cores x SIMD lanes x FMA units x 2 flops x
+    clock. Lanes from the CPU flags (avx512f: 512 bits, avx2: 256), the clock from the kernel's
+    "cpu MHz" (the nominal clock: with boost the true peak is higher), FMA units per core as
+    given (2 on current x86 server cores)."""
+    info = open("/proc/cpuinfo").read()
+    bits = 512 if " avx512f" in info else 256 if " avx2" in info else 128
+    mhz = float(info.split("cpu MHz")[1].split(":")[1].split()[0])
+    lanes = bits // (8 * np.dtype(dtype).itemsize)
+    peak = threads * lanes * fma_units * 2 * mhz / 1e3
+    return peak, f"{threads} x {lanes} lanes x {fma_units} FMA x 2 x {mhz / 1e3:.2f} GHz"
+
+
+def report(name: str, kernel: str, args: tuple, repeat: int, floor: float | None = None,
+           flops: float = 0.0, peak: float = 0.0) -> None:
     """Time every NumPy formulation, numba and C++ on ``args``; ratios against the fastest NumPy."""
     timings = {label: best_of(lambda f=f: f(*args), repeat) for label, f in FASTEST_NUMPY[kernel].items()}
     best_label = min(timings, key=timings.get)
@@ -45,6 +59,10 @@ def report(name: str, kernel: str, args: tuple, repeat: int, floor: float | None
             timings[label] = best_of(lambda m=module: getattr(m, kernel)(*args), repeat)
     cells = "  ".join(f"{k}={v * 1e3:8.1f} ms ({best / v:5.2f}x)" for k, v in timings.items())
     extra = f"  floor (one pass)={floor * 1e3:6.1f} ms, cpp at {timings['cpp'] / floor:4.1f}x it" if floor else ""
+    if flops:
+        fastest = min(timings, key=timings.get)
+        rate = flops / timings[fastest] / 1e9
+        extra += f"  {fastest}: {rate:6.1f} GFLOP/s ({rate / peak:4.0%} of peak)"
     print(f"{name:<26} {cells}   [ratios vs {best_label}]{extra}")
 
 
@@ -55,6 +73,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", default=str(os.cpu_count() or 1), help="comma-separated thread counts")
+    parser.add_argument("--fma-units", type=int, default=2, help="FMA units per core, for the peak")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"segments={args.segments} metrics={args.metrics} length={args.length}, best of {args.repeat}")
@@ -65,20 +84,26 @@ def main() -> None:
         os.environ["OMNISTREAM_THREADS"] = str(threads)  # read by the C++ kernels at each call
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         with threadpool_limits(threads):
-            print(f"-- {threads} thread(s)")
-            run_all(args, segs64, w, series64)
+            print(f"-- {threads} thread(s); peak float64 {peak_gflops(threads, np.float64, args.fma_units)[0]:.0f} "
+                  f"GFLOP/s ({peak_gflops(threads, np.float64, args.fma_units)[1]})")
+            run_all(args, segs64, w, series64, threads)
 
 
-def run_all(args: argparse.Namespace, segs64: np.ndarray, w: np.ndarray, series64: np.ndarray) -> None:
+def run_all(args: argparse.Namespace, segs64: np.ndarray, w: np.ndarray, series64: np.ndarray,
+            threads: int) -> None:
+    count, m, n = segs64.shape
     for dtype in (np.float64, np.float32):
         tag = np.dtype(dtype).name
         segs = segs64.astype(dtype)
         ref = segs[0].copy()
         floor = best_of(lambda: streaming_pass(segs), args.repeat)
-        report(f"weighted_ncc {tag}", "weighted_ncc", (ref, segs, w), args.repeat, floor)
-        flat = segs[:2000].reshape(2000, -1)
+        # NCC as a GEMM (count, m n) x (m n, n), in the input's precision
+        report(f"weighted_ncc {tag}", "weighted_ncc", (ref, segs, w), args.repeat, floor,
+               flops=2.0 * count * m * n * n, peak=peak_gflops(threads, dtype, args.fma_units)[0])
+        pairs = min(2000, count)
+        flat = segs[:pairs].reshape(pairs, -1)
         report(f"weighted_sq_dist {tag}", "weighted_sq_dist", (flat, flat, np.repeat(w, args.length).astype(dtype)),
-               args.repeat)
+               args.repeat, flops=2.0 * pairs * pairs * m * n, peak=peak_gflops(threads, dtype, args.fma_units)[0])
         series = series64.astype(dtype)
         report(f"baseline {tag}", "baseline", (series, 12, 0.05), args.repeat)
         report(f"cmnd {tag}", "cmnd", (series[:, :4000], np.array([12, 288])), 1)

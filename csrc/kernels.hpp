@@ -172,8 +172,8 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
   }, 4);
 }
 
-// C (m x n) = A (m x k) * B (k x n), all row-major, accumulated in double. A small packed
-// GEMM: B is packed once into column panels one vector wide (NR doubles); each thread packs
+// C (m x n) = A (m x k) * B (k x n), all row-major, computed in Acc (float or double). A small
+// packed GEMM: B is packed once into column panels one vector wide (NR of Acc); each thread packs
 // blocks of kGemmBlockRows rows of A and sweeps every B panel over all tiles of the block
 // while the panel is in cache, so B, large when n is, is read once per block, not once per
 // MR rows. The MR x NR micro-kernel keeps its MR accumulators in vector registers: 16 of
@@ -188,35 +188,37 @@ constexpr std::size_t kVectorBytes = 32, kGemmRows = 8;
 #endif
 constexpr std::size_t kGemmBlockRows = 128;  // rows of A per block: a multiple of kGemmRows
 
-template <class TB, class PackA, class Store>
+template <class Acc, class TB, class PackA, class Store>
 void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::size_t n, Store store) {
-  using vec = double __attribute__((vector_size(kVectorBytes)));
-  constexpr std::size_t MR = kGemmRows, NR = kVectorBytes / sizeof(double), MC = kGemmBlockRows;
+  // A typedef: GCC drops the attribute from an alias-declaration of a dependent type.
+  typedef Acc vec __attribute__((vector_size(kVectorBytes)));
+  static_assert(sizeof(vec) == kVectorBytes, "the accumulators must be vector registers");
+  constexpr std::size_t MR = kGemmRows, NR = kVectorBytes / sizeof(Acc), MC = kGemmBlockRows;
   const std::size_t panels = (n + NR - 1) / NR;
-  std::vector<double> bpack(panels * k * NR, 0.0);
+  std::vector<Acc> bpack(panels * k * NR, Acc{0});
   for (std::size_t p = 0; p < panels; ++p)
     for (std::size_t kk = 0; kk < k; ++kk)
       for (std::size_t q = 0; q < NR && p * NR + q < n; ++q)
-        bpack[(p * k + kk) * NR + q] = static_cast<double>(b[kk * n + p * NR + q]);
+        bpack[(p * k + kk) * NR + q] = static_cast<Acc>(b[kk * n + p * NR + q]);
   const std::size_t blocks = (m + MC - 1) / MC;
   parallel_for(blocks, [&](std::size_t b0, std::size_t b1) {
-    std::vector<double> apack(MC * k);
+    std::vector<Acc> apack(MC * k);
     for (std::size_t blk = b0; blk < b1; ++blk) {
       const std::size_t i0 = blk * MC, rows = std::min(MC, m - i0), tiles = (rows + MR - 1) / MR;
       for (std::size_t t = 0; t < tiles; ++t)
         pack_a(i0 + t * MR, std::min(MR, rows - t * MR), apack.data() + t * k * MR);
       for (std::size_t p = 0; p < panels; ++p) {
-        const double* bp = bpack.data() + p * k * NR;
+        const Acc* bp = bpack.data() + p * k * NR;
         for (std::size_t t = 0; t < tiles; ++t) {
           vec acc[MR] = {};  // GCC vector types, so that the accumulators live in registers
-          const double* ap = apack.data() + t * k * MR;
+          const Acc* ap = apack.data() + t * k * MR;
           for (std::size_t kk = 0; kk < k; ++kk) {
             vec brow;
             std::memcpy(&brow, bp + kk * NR, sizeof(brow));
-            const double* arow = ap + kk * MR;
+            const Acc* arow = ap + kk * MR;
             for (std::size_t r = 0; r < MR; ++r) acc[r] += arow[r] * brow;
           }
-          double c[MR][NR];
+          Acc c[MR][NR];
           std::memcpy(c, acc, sizeof(c));
           const std::size_t r_end = std::min(MR, rows - t * MR), q_end = std::min(NR, n - p * NR);
           for (std::size_t r = 0; r < r_end; ++r)
@@ -244,19 +246,21 @@ void weighted_ncc(const T* ref, const T* segments, const T* w, T* out, std::size
     for (std::size_t q = 0; q < n; ++q)
       for (std::size_t s = 0; s < n; ++s) circulant[(j * n + q) * n + s] = f * ref[j * n + (q + s) % n];
   }
-  // Segments are scaled to unit-norm rows while being packed, never materialised.
-  auto pack_units = [&](std::size_t i0, std::size_t rows, double* apack) {
+  // Segments are scaled to unit-norm rows while being packed, never materialised. The GEMM
+  // runs in the input's precision (float32: twice the lanes, and an error far below float32
+  // tolerance for m n terms of unit rows); norms and the circulant are computed in double.
+  auto pack_units = [&](std::size_t i0, std::size_t rows, T* apack) {
     for (std::size_t r = 0; r < kGemmRows; ++r)
       for (std::size_t j = 0; j < m; ++j) {
         const T* row = r < rows ? segments + ((i0 + r) * m + j) * n : nullptr;
         const double norm = row ? std::sqrt(dot(row, row, n)) : 0.0;
         const double inv = norm > 0.0 ? 1.0 / norm : 0.0;
         for (std::size_t i = 0; i < n; ++i)
-          apack[(j * n + i) * kGemmRows + r] = inv > 0.0 ? row[i] * inv : 0.0;
+          apack[(j * n + i) * kGemmRows + r] = static_cast<T>(inv > 0.0 ? row[i] * inv : 0.0);
       }
   };
-  gemm_packed(pack_units, circulant.data(), count, m * n, n,
-       [&](std::size_t c, std::size_t s, double v) { out[c * n + s] = static_cast<T>(v); });
+  gemm_packed<T>(pack_units, circulant.data(), count, m * n, n,
+                 [&](std::size_t c, std::size_t s, T v) { out[c * n + s] = v; });
 }
 
 // The shift in [0, n) maximising the weighted NCC for each segment (first on ties).
