@@ -187,6 +187,15 @@ def test_pivot_and_assign_nearest():
     np.testing.assert_allclose(dist, [2.0, 0.04])
 
 
+def test_the_fft_cmnd_agrees_with_the_naive_one():
+    rng = np.random.default_rng(4)
+    t = np.arange(300)
+    x = np.stack([np.sin(2 * np.pi * t / 24) + 0.1 * rng.standard_normal(300), rng.standard_normal(300)])
+    periods = np.array([12, 24, 60])
+    want = [[ref.naive_cmnd(row, int(p)) for p in periods] for row in x]
+    np.testing.assert_allclose(ref.cmnd_fft(x, periods), want, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("kernel", ["weighted_ncc", "weighted_sq_dist"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_the_fastest_numpy_references_agree_with_the_naive_ones(kernel, dtype):
