@@ -84,8 +84,8 @@ def main() -> None:
         os.environ["OMNISTREAM_THREADS"] = str(threads)  # read by the C++ kernels at each call
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         with threadpool_limits(threads):
-            print(f"-- {threads} thread(s); peak float64 {peak_gflops(threads, np.float64, args.fma_units)[0]:.0f} "
-                  f"GFLOP/s ({peak_gflops(threads, np.float64, args.fma_units)[1]})")
+            peak, how = peak_gflops(threads, np.float64, args.fma_units)
+            print(f"-- {threads} thread(s); peak float64 {peak:.0f} GFLOP/s ({how})")
             run_all(args, segs64, w, series64, threads)
 
 

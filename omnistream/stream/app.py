@@ -161,10 +161,8 @@ def create_app(settings: Settings) -> faust.App:
 
     progress = ProgressWatch(k.stall_after)
 
-    def committed(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        return probe.offsets(settings.app_id, partitions)[0]
-
-    guards = {name: GapGuard(committed, probe.has_records) for name in ("ingest", "score")}
+    guards = {name: GapGuard(lambda partitions: probe.committed(settings.app_id, partitions), probe.has_records)
+              for name in ("ingest", "score")}
 
     cannot_check = RateLimitedLog(log, every=60.0)
 
@@ -191,7 +189,6 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
         health.set(rebalancing=True)
-        progress.reset()
         for guard in guards.values():
             guard.reset()
         partitions = {tp.partition for tp in revoked if tp.topic == settings.topic(POINTS)}

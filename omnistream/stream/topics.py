@@ -106,28 +106,25 @@ class BrokerProbe:
         """Records waiting for ``group``: the end offsets minus the group's committed offsets,
         over the partitions it has committed."""
         with self._lock:
-            request = ConsumerGroupTopicPartitions(group)
-            committed = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group]
-            done = {(tp.topic, tp.partition): tp.offset for tp in committed.result(timeout).topic_partitions
-                    if tp.offset >= 0}
+            done = self._group_offsets(group, None, timeout)
             if not done:
                 return 0
             ends = self._list_offsets(list(done), OffsetSpec.latest(), timeout)
             return sum(max(0, ends[tp] - offset) for tp, offset in done.items())
 
+    def committed(self, group: str, partitions: list[tuple[str, int]],
+                  timeout: float = 10.0) -> dict[tuple[str, int], int]:
+        """The committed offsets of ``partitions`` for ``group``; a partition the group never
+        committed counts as committed at its earliest offset."""
+        with self._lock:
+            return self._committed(group, partitions, timeout)
+
     def offsets(self, group: str, partitions: list[tuple[str, int]],
                 timeout: float = 10.0) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-        """The committed and end offsets of ``partitions`` for ``group``; a partition the group
-        never committed counts as committed at its earliest offset."""
+        """The committed (as ``committed`` gives them) and end offsets of ``partitions``."""
         with self._lock:
-            request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])
-            result = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group].result(timeout)
-            committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0}
-            ends = self._list_offsets(partitions, OffsetSpec.latest(), timeout)
-            never = [tp for tp in partitions if tp not in committed]
-            if never:
-                committed.update(self._list_offsets(never, OffsetSpec.earliest(), timeout))
-            return committed, ends
+            return (self._committed(group, partitions, timeout),
+                    self._list_offsets(partitions, OffsetSpec.latest(), timeout))
 
     def has_records(self, topic: str, partition: int, start: int, stop: int, timeout: float = 10.0) -> bool:
         """Whether the partition holds a record at an offset in [start, stop): offsets also go
@@ -150,6 +147,21 @@ class BrokerProbe:
             raise TimeoutError(f"no answer about {topic}[{partition}] offsets {start}..{stop} within {timeout:.0f} s")
         finally:
             consumer.close()
+
+    def _group_offsets(self, group: str, partitions: list[tuple[str, int]] | None,
+                       timeout: float) -> dict[tuple[str, int], int]:
+        """What ``group`` committed, for ``partitions`` (None: every partition it committed)."""
+        wanted = None if partitions is None else [TopicPartition(t, p) for t, p in partitions]
+        request = ConsumerGroupTopicPartitions(group, wanted)
+        result = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group].result(timeout)
+        return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+
+    def _committed(self, group: str, partitions: list[tuple[str, int]], timeout: float) -> dict[tuple[str, int], int]:
+        committed = self._group_offsets(group, partitions, timeout)
+        never = [tp for tp in partitions if tp not in committed]
+        if never:
+            committed.update(self._list_offsets(never, OffsetSpec.earliest(), timeout))
+        return committed
 
     def _list_offsets(self, partitions: list[tuple[str, int]], spec: OffsetSpec,
                       timeout: float) -> dict[tuple[str, int], int]:

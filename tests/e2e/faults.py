@@ -115,15 +115,20 @@ def tally(expected: dict, messages: list, key_of) -> Tally:
     return Tally(len(expected), len(got), len(expected.keys() - seen.keys()), len(seen.keys() - expected.keys()),
                  sum(c - 1 for c in counts.values()), len(changed),
                  [f"{k}: {'; '.join(_differences(expected[k], seen[k]))}" for k in changed[:3]],
-                 _spans(expected.keys() - seen.keys(), key_of))
+                 _spans(expected.keys() - seen.keys()))
 
 
-def _spans(missing: set, key_of) -> dict[str, str]:
+def _span(ts: list[float] | set[float]) -> str:
+    return f"{min(ts):.0f}..{max(ts):.0f} ({len(ts)})"
+
+
+def _spans(missing: set) -> dict[str, str]:
+    """Per entity, the span of the missing scores' ts, or of the missing events (counted at 0)."""
     by_entity: dict[str, list[float]] = {}
     for key in missing:
         entity, ts = key if isinstance(key, tuple) else (key, 0.0)
         by_entity.setdefault(entity, []).append(ts)
-    return {e: f"{min(t):.0f}..{max(t):.0f} ({len(t)})" for e, t in sorted(by_entity.items())}
+    return {e: _span(t) for e, t in sorted(by_entity.items())}
 
 
 def points_on_topic(bootstrap: str, prefix: str) -> dict[str, str]:
@@ -133,7 +138,7 @@ def points_on_topic(bootstrap: str, prefix: str) -> dict[str, str]:
     for msg in read_all(bootstrap, f"{prefix}{POINTS}"):
         for point in unpack_points([(msg.value(), msg.partition())]):
             seen.setdefault(point.entity, set()).add(point.ts)
-    return {e: f"{min(t):.0f}..{max(t):.0f} ({len(t)})" for e, t in sorted(seen.items())}
+    return {e: _span(t) for e, t in sorted(seen.items())}
 
 
 def event_key(event: dict) -> str:
