@@ -129,7 +129,86 @@ inline double dot(const T* a, const T* b, std::size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// sum_i (a_i - b_i)^2 with the same four-accumulator layout.
+// Radix-2 complex FFTs of kFftLanes independent signals at once, one per SIMD lane: the
+// butterflies are plain vertical vector operations with one broadcast twiddle, so a batch of
+// rows runs at vector speed with no shuffles. Used by CMND for every autocorrelation lag at
+// O(n log n) per row instead of O(n tau).
+typedef double fft_lanes __attribute__((vector_size(64)));
+constexpr std::size_t kFftLanes = sizeof(fft_lanes) / sizeof(double);
+constexpr std::size_t kFftBlock = 256;  // points whose small stages run together in L1 (32 KB)
+
+// Twiddles of a size-n FFT (n a power of two): the stage of half-size h uses entries [h, 2h),
+// cos and -sin of pi k / h, i.e. exp(-2 pi i k / 2h).
+struct FftPlan {
+  explicit FftPlan(std::size_t size) : n(size), cos_(size), sin_(size) {
+    for (std::size_t h = 1; h < n; h *= 2)
+      for (std::size_t k = 0; k < h; ++k) {
+        const double angle = M_PI * static_cast<double>(k) / static_cast<double>(h);
+        cos_[h + k] = std::cos(angle);
+        sin_[h + k] = -std::sin(angle);
+      }
+  }
+  std::size_t n;
+  std::vector<double> cos_, sin_;
+};
+
+// One decimation-in-frequency stage (natural order in, bit-reversed order out after all stages)
+// over points [begin, end): a' = a + b, b' = (a - b) w.
+inline void fft_dif_stage(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t half,
+                          std::size_t begin, std::size_t end) {
+  for (std::size_t i = begin; i < end; i += 2 * half)
+    for (std::size_t k = 0; k < half; ++k) {
+      const double c = plan.cos_[half + k], s = plan.sin_[half + k];
+      const fft_lanes ar = re[i + k], ai = im[i + k], br = re[i + k + half], bi = im[i + k + half];
+      const fft_lanes dr = ar - br, di = ai - bi;
+      re[i + k] = ar + br;
+      im[i + k] = ai + bi;
+      re[i + k + half] = dr * c - di * s;
+      im[i + k + half] = dr * s + di * c;
+    }
+}
+
+// One decimation-in-time stage (bit-reversed order in, natural order out): b *= w, then
+// a' = a + b, b' = a - b.
+inline void fft_dit_stage(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t half,
+                          std::size_t begin, std::size_t end) {
+  for (std::size_t i = begin; i < end; i += 2 * half)
+    for (std::size_t k = 0; k < half; ++k) {
+      const double c = plan.cos_[half + k], s = plan.sin_[half + k];
+      const fft_lanes br = re[i + k + half], bi = im[i + k + half];
+      const fft_lanes tr = br * c - bi * s, ti = br * s + bi * c;
+      const fft_lanes ar = re[i + k], ai = im[i + k];
+      re[i + k] = ar + tr;
+      im[i + k] = ai + ti;
+      re[i + k + half] = ar - tr;
+      im[i + k + half] = ai - ti;
+    }
+}
+
+// Forward FFT, natural order in, bit-reversed out: the large stages sweep the whole array, the
+// small ones run block by block while the block is in L1.
+inline void fft_forward_to_bitreversed(fft_lanes* re, fft_lanes* im, const FftPlan& plan) {
+  const std::size_t block = std::min(plan.n, kFftBlock);
+  for (std::size_t half = plan.n / 2; half >= block; half /= 2) fft_dif_stage(re, im, plan, half, 0, plan.n);
+  for (std::size_t b = 0; b < plan.n; b += block)
+    for (std::size_t half = block / 2; half >= 1; half /= 2) fft_dif_stage(re, im, plan, half, b, b + block);
+}
+
+// Forward FFT, bit-reversed order in, natural out (the mirror of the above).
+inline void fft_forward_from_bitreversed(fft_lanes* re, fft_lanes* im, const FftPlan& plan) {
+  const std::size_t block = std::min(plan.n, kFftBlock);
+  for (std::size_t b = 0; b < plan.n; b += block)
+    for (std::size_t half = 1; half < block; half *= 2) fft_dit_stage(re, im, plan, half, b, b + block);
+  for (std::size_t half = block; half < plan.n; half *= 2) fft_dit_stage(re, im, plan, half, 0, plan.n);
+}
+
+inline std::size_t bit_reverse(std::size_t k, std::size_t n) {
+  std::size_t r = 0;
+  for (std::size_t bit = n >> 1; bit; bit >>= 1, k >>= 1) r = (r << 1) | (k & 1);
+  return r;
+}
+
+// sum_i (a_i - b_i)^2 with four accumulators (vectorised without -ffast-math).
 inline double sq_diff_sum(const double* a, const double* b, std::size_t n) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   std::size_t i = 0;
@@ -144,32 +223,120 @@ inline double sq_diff_sum(const double* a, const double* b, std::size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// Cumulative mean normalised difference of each row at each candidate period tau:
-// d(t) = sum_i (u_i - u_{i+t})^2, CMND(tau) = d(tau) / (mean_{j<=tau} d(j)); 1 where the
-// denominator vanishes (a constant row has no periodicity to speak of).
+// d(j) = sum_i (u_i - u_{i+j})^2 for j in [from, to], straight from the definition.
+inline void difference_direct(const double* u, std::size_t length, std::size_t from, std::size_t to, double* d) {
+  for (std::size_t j = from; j <= to; ++j) d[j] = sq_diff_sum(u, u + j, length - j);
+}
+
+// CMND at each period from d(1..T) (d[0] unused): d(tau) / (mean_{j<=tau} d(j)); 1 where the
+// denominator vanishes or is not a number (a constant or non-finite row has no periodicity).
+inline void cmnd_from_difference(const double* d, std::size_t max_tau, const std::int64_t* periods,
+                                 std::size_t n_periods, std::vector<double>& cum, double* out) {
+  cum[0] = 0.0;
+  for (std::size_t j = 1; j <= max_tau; ++j) cum[j] = cum[j - 1] + d[j];
+  for (std::size_t p = 0; p < n_periods; ++p) {
+    const auto t = static_cast<std::size_t>(periods[p]);
+    const double denom = cum[t] / static_cast<double>(t);
+    out[p] = denom > 0.0 ? d[t] / denom : 1.0;
+  }
+}
+
+// Cumulative mean normalised difference (OmniTransfer eq. 2, after YIN) of each row at each
+// candidate period tau: d(t) = sum_i (u_i - u_{i+t})^2, CMND(tau) = d(tau) / mean_{j<=tau} d(j);
+// 1 where the denominator vanishes (a constant row) or a row holds a non-finite value.
+//
+// Every d(j) comes from one autocorrelation, as YIN does: d(j) = sum_{i<L-j} u_i^2 +
+// sum_{i>=j} u_i^2 - 2 acf(j), with acf by FFT (size n >= L + max tau, so no lag wraps). Rows
+// are centred (d does not change) and scaled by a power of two (CMND does not change) first,
+// and two rows share one complex FFT (one in the real, one in the imaginary part), kFftLanes
+// pairs per batch. The identity cancels: its error is about eps E log n (E the row's energy),
+// so where mean_{j<=tau} d(j) < kCmndDirectBelow E the first such lags are summed directly.
+constexpr double kCmndDirectBelow = 1e-2;
+
 template <class T>
 void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
           const std::int64_t* periods, std::size_t n_periods) {
-  std::int64_t max_tau = 0;
-  for (std::size_t p = 0; p < n_periods; ++p) max_tau = std::max(max_tau, periods[p]);
-  parallel_for(rows, [&](std::size_t r0, std::size_t r1) {
-    std::vector<double> cum(static_cast<std::size_t>(max_tau) + 1, 0.0), u(length);
-    for (std::size_t r = r0; r < r1; ++r) {
-      std::copy(x + r * length, x + (r + 1) * length, u.begin());
-      double running = 0.0;
-      for (std::int64_t tau = 1; tau <= max_tau; ++tau) {
-        const std::size_t t = static_cast<std::size_t>(tau);
-        running += sq_diff_sum(u.data(), u.data() + t, length - t);
-        cum[t] = running;
+  std::size_t max_tau = 0;
+  for (std::size_t p = 0; p < n_periods; ++p) max_tau = std::max(max_tau, static_cast<std::size_t>(periods[p]));
+  std::size_t n = 2;
+  while (n < length + max_tau) n *= 2;
+  const FftPlan plan(n);
+  const double inverse_n = 1.0 / static_cast<double>(n);
+  std::vector<std::size_t> reversed(n);
+  for (std::size_t k = 0; k < n; ++k) reversed[k] = bit_reverse(k, n);
+  constexpr std::size_t kRows = 2 * kFftLanes;  // rows per batch: lane l holds rows l and kFftLanes + l
+  const std::size_t batches = (rows + kRows - 1) / kRows;
+  parallel_for(batches, [&](std::size_t b0, std::size_t b1) {
+    std::vector<fft_lanes> re(n), im(n);
+    std::vector<double> u(kRows * length), d(max_tau + 1), cum(max_tau + 1);
+    enum class Kind { fft, constant, direct };
+    Kind kind[kRows];
+    for (std::size_t b = b0; b < b1; ++b) {
+      std::fill(re.begin(), re.end(), fft_lanes{});
+      std::fill(im.begin(), im.end(), fft_lanes{});
+      const std::size_t r0 = b * kRows, in_batch = std::min(kRows, rows - r0);
+      for (std::size_t s = 0; s < in_batch; ++s) {
+        double* row = u.data() + s * length;
+        double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0.0;
+        for (std::size_t i = 0; i < length; ++i) {
+          row[i] = static_cast<double>(x[(r0 + s) * length + i]);
+          lo = std::min(lo, row[i]);
+          hi = std::max(hi, row[i]);
+          sum += row[i];
+        }
+        kind[s] = !std::isfinite(sum) || !std::isfinite(hi - lo) ? Kind::direct : hi == lo ? Kind::constant : Kind::fft;
+        if (kind[s] != Kind::fft) continue;
+        const double mean = sum / static_cast<double>(length);
+        int exponent = 0;
+        std::frexp(std::max(hi - mean, mean - lo), &exponent);
+        const double scale = std::ldexp(1.0, -exponent);
+        double* lanes = reinterpret_cast<double*>(s < kFftLanes ? re.data() : im.data());
+        for (std::size_t i = 0; i < length; ++i) {
+          row[i] = (row[i] - mean) * scale;
+          lanes[i * kFftLanes + s % kFftLanes] = row[i];
+        }
       }
-      for (std::size_t p = 0; p < n_periods; ++p) {
-        const auto t = static_cast<std::size_t>(periods[p]);
-        const double d_tau = cum[t] - cum[t - 1];
-        const double denom = cum[t] / static_cast<double>(t);
-        out[r * n_periods + p] = denom > 0.0 ? d_tau / denom : 1.0;
+      // Z = FFT(a + i b); |A_k|^2 + i |B_k|^2 from Z_k and Z_{n-k}; its inverse (a forward FFT
+      // of the swapped parts) leaves n acf(a) in re and n acf(b) in im.
+      fft_forward_to_bitreversed(re.data(), im.data(), plan);
+      for (std::size_t k = 0; k <= n / 2; ++k) {
+        const std::size_t pk = reversed[k], pm = reversed[(n - k) & (n - 1)];
+        const fft_lanes zr = re[pk], zi = im[pk], mr = re[pm], mi = im[pm];
+        const fft_lanes power = zr * zr + zi * zi + mr * mr + mi * mi, cross = 2.0 * (zr * mr - zi * mi);
+        re[pk] = re[pm] = 0.25 * (power + cross);
+        im[pk] = im[pm] = 0.25 * (power - cross);
+      }
+      fft_forward_from_bitreversed(im.data(), re.data(), plan);
+      for (std::size_t s = 0; s < in_batch; ++s) {
+        double* dst = out + (r0 + s) * n_periods;
+        if (kind[s] == Kind::constant) {
+          std::fill(dst, dst + n_periods, 1.0);
+          continue;
+        }
+        const double* row = u.data() + s * length;
+        if (kind[s] == Kind::direct) {
+          difference_direct(row, length, 1, max_tau, d.data());
+          cmnd_from_difference(d.data(), max_tau, periods, n_periods, cum, dst);
+          continue;
+        }
+        const double* acf = reinterpret_cast<const double*>(s < kFftLanes ? re.data() : im.data()) + s % kFftLanes;
+        double energy = 0.0;
+        for (std::size_t i = 0; i < length; ++i) energy += row[i] * row[i];
+        double first = 0.0, last = 0.0;  // sums of u^2 over i < j and over i >= L - j
+        std::size_t direct_to = 0;
+        double running = 0.0;
+        for (std::size_t j = 1; j <= max_tau; ++j) {
+          first += row[j - 1] * row[j - 1];
+          last += row[length - j] * row[length - j];
+          d[j] = std::max(0.0, 2.0 * (energy - acf[j * kFftLanes] * inverse_n) - first - last);
+          running += d[j];
+          if (running < kCmndDirectBelow * energy * static_cast<double>(j)) direct_to = j;
+        }
+        difference_direct(row, length, 1, direct_to, d.data());
+        cmnd_from_difference(d.data(), max_tau, periods, n_periods, cum, dst);
       }
     }
-  }, 4);
+  }, 1);
 }
 
 // C (m x n) = A (m x k) * B (k x n), all row-major, computed in Acc (float or double). A small

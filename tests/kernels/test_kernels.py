@@ -187,6 +187,34 @@ def test_pivot_and_assign_nearest():
     np.testing.assert_allclose(dist, [2.0, 0.04])
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+def test_cmnd_of_long_smooth_and_odd_series_follows_the_naive_one(name):
+    """Long rows of every kind, more than one batch of the C++ FFT (16 rows) and a part batch:
+    noise, periodic, random walk, a ramp on a large offset, a very slow sine (where the FFT
+    identity cancels and the first lags must be summed directly), a spike train, constant,
+    zero and NaN rows."""
+    rng = np.random.default_rng(5)
+    t = np.arange(700)
+    kinds = [rng.standard_normal(700), np.sin(2 * np.pi * t / 24) + 0.01 * rng.standard_normal(700),
+             np.cumsum(rng.standard_normal(700)), 1e5 + t / 700, 1e5 + 1e-3 * np.sin(2 * np.pi * t / 5000),
+             (t % 24 == 0) * 1.0, np.full(700, 7.0), np.zeros(700), np.r_[np.nan, rng.standard_normal(699)]]
+    x = np.array([kinds[i % len(kinds)] * (1 + i) for i in range(41)])
+    periods = np.array([2, 3, 24, 150, 299])
+    got = BACKENDS[name].cmnd(x, periods)
+    want = [[ref.naive_cmnd(row, int(p)) for p in periods] for row in x]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_cmnd_sums_the_first_lags_directly_where_the_fft_identity_cancels():
+    """On a long smooth row d(1) is ~1e-9 of the row's energy, below what the FFT identity
+    resolves (its error is ~eps E log n): the C++ kernel must sum those lags directly."""
+    t = np.arange(50_000)
+    x = np.stack([1e3 + t / 50_000, np.sin(2 * np.pi * t / 80_000), np.sin(2 * np.pi * t / 40_000) ** 3])
+    periods = np.array([2, 3, 100])
+    want = [[ref.naive_cmnd(row, int(p)) for p in periods] for row in x]
+    np.testing.assert_allclose(_core.cmnd(x, periods), want, rtol=1e-9, atol=1e-12)
+
+
 def test_the_fft_cmnd_agrees_with_the_naive_one():
     rng = np.random.default_rng(4)
     t = np.arange(300)
