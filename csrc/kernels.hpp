@@ -138,68 +138,139 @@ constexpr std::size_t kFftLanes = sizeof(fft_lanes) / sizeof(double);
 constexpr std::size_t kFftBlock = 256;  // points whose small stages run together in L1 (32 KB)
 
 // Twiddles of a size-n FFT (n a power of two): the stage of half-size h uses entries [h, 2h),
-// cos and -sin of pi k / h, i.e. exp(-2 pi i k / 2h).
+// cos and -sin of pi k / h, i.e. exp(-2 pi i k / 2h); cube_* hold the cube of each, which the
+// radix-4 steps use.
 struct FftPlan {
-  explicit FftPlan(std::size_t size) : n(size), cos_(size), sin_(size) {
+  explicit FftPlan(std::size_t size) : n(size), cos_(size), sin_(size), cube_cos(size), cube_sin(size) {
     for (std::size_t h = 1; h < n; h *= 2)
       for (std::size_t k = 0; k < h; ++k) {
         const double angle = M_PI * static_cast<double>(k) / static_cast<double>(h);
         cos_[h + k] = std::cos(angle);
         sin_[h + k] = -std::sin(angle);
+        cube_cos[h + k] = std::cos(3.0 * angle);
+        cube_sin[h + k] = -std::sin(3.0 * angle);
       }
   }
   std::size_t n;
-  std::vector<double> cos_, sin_;
+  std::vector<double> cos_, sin_, cube_cos, cube_sin;
 };
 
-// One decimation-in-frequency stage (natural order in, bit-reversed order out after all stages)
-// over points [begin, end): a' = a + b, b' = (a - b) w.
-inline void fft_dif_stage(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t half,
-                          std::size_t begin, std::size_t end) {
+// (re, im) *= (c + i s), the twiddle broadcast to every lane.
+inline void twiddle(fft_lanes& re, fft_lanes& im, double c, double s) {
+  const fft_lanes r = re * c - im * s;
+  im = re * s + im * c;
+  re = r;
+}
+
+// One radix-2 decimation-in-frequency stage over points [begin, end): a' = a + b,
+// b' = (a - b) w. Stages of halves n/2 down to 1 take natural order to bit-reversed order.
+inline void fft_dif2(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t half,
+                     std::size_t begin, std::size_t end) {
   for (std::size_t i = begin; i < end; i += 2 * half)
     for (std::size_t k = 0; k < half; ++k) {
-      const double c = plan.cos_[half + k], s = plan.sin_[half + k];
-      const fft_lanes ar = re[i + k], ai = im[i + k], br = re[i + k + half], bi = im[i + k + half];
-      const fft_lanes dr = ar - br, di = ai - bi;
-      re[i + k] = ar + br;
-      im[i + k] = ai + bi;
-      re[i + k + half] = dr * c - di * s;
-      im[i + k + half] = dr * s + di * c;
+      const std::size_t a = i + k, b = a + half;
+      fft_lanes dr = re[a] - re[b], di = im[a] - im[b];
+      re[a] += re[b];
+      im[a] += im[b];
+      twiddle(dr, di, plan.cos_[half + k], plan.sin_[half + k]);
+      re[b] = dr;
+      im[b] = di;
     }
 }
 
-// One decimation-in-time stage (bit-reversed order in, natural order out): b *= w, then
-// a' = a + b, b' = a - b.
-inline void fft_dit_stage(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t half,
-                          std::size_t begin, std::size_t end) {
+// Two DIF stages at once (halves 2q and q): four points, three twiddles w^2k, w^k, w^3k with
+// w = exp(-2 pi i / 4q); a quarter of the loads and stores of two radix-2 stages are saved.
+inline void fft_dif4(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t q,
+                     std::size_t begin, std::size_t end) {
+  for (std::size_t i = begin; i < end; i += 4 * q)
+    for (std::size_t k = 0; k < q; ++k) {
+      const std::size_t p0 = i + k, p1 = p0 + q, p2 = p1 + q, p3 = p2 + q;
+      const fft_lanes s02r = re[p0] + re[p2], s02i = im[p0] + im[p2], d02r = re[p0] - re[p2], d02i = im[p0] - im[p2];
+      const fft_lanes s13r = re[p1] + re[p3], s13i = im[p1] + im[p3], d13r = re[p1] - re[p3], d13i = im[p1] - im[p3];
+      fft_lanes y1r = s02r - s13r, y1i = s02i - s13i;  // times w^2k
+      fft_lanes y2r = d02r + d13i, y2i = d02i - d13r;  // (a0 - a2) - i (a1 - a3), times w^k
+      fft_lanes y3r = d02r - d13i, y3i = d02i + d13r;  // (a0 - a2) + i (a1 - a3), times w^3k
+      re[p0] = s02r + s13r;
+      im[p0] = s02i + s13i;
+      if (q > 1) {
+        twiddle(y1r, y1i, plan.cos_[q + k], plan.sin_[q + k]);
+        twiddle(y2r, y2i, plan.cos_[2 * q + k], plan.sin_[2 * q + k]);
+        twiddle(y3r, y3i, plan.cube_cos[2 * q + k], plan.cube_sin[2 * q + k]);
+      }
+      re[p1] = y1r, im[p1] = y1i, re[p2] = y2r, im[p2] = y2i, re[p3] = y3r, im[p3] = y3i;
+    }
+}
+
+// One radix-2 decimation-in-time stage: b *= w, then a' = a + b, b' = a - b. Stages of halves
+// 1 up to n/2 take bit-reversed order to natural order.
+inline void fft_dit2(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t half,
+                     std::size_t begin, std::size_t end) {
   for (std::size_t i = begin; i < end; i += 2 * half)
     for (std::size_t k = 0; k < half; ++k) {
-      const double c = plan.cos_[half + k], s = plan.sin_[half + k];
-      const fft_lanes br = re[i + k + half], bi = im[i + k + half];
-      const fft_lanes tr = br * c - bi * s, ti = br * s + bi * c;
-      const fft_lanes ar = re[i + k], ai = im[i + k];
-      re[i + k] = ar + tr;
-      im[i + k] = ai + ti;
-      re[i + k + half] = ar - tr;
-      im[i + k + half] = ai - ti;
+      const std::size_t a = i + k, b = a + half;
+      fft_lanes tr = re[b], ti = im[b];
+      twiddle(tr, ti, plan.cos_[half + k], plan.sin_[half + k]);
+      re[b] = re[a] - tr;
+      im[b] = im[a] - ti;
+      re[a] += tr;
+      im[a] += ti;
     }
+}
+
+// Two DIT stages at once (halves q and 2q), the mirror of fft_dif4.
+inline void fft_dit4(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t q,
+                     std::size_t begin, std::size_t end) {
+  for (std::size_t i = begin; i < end; i += 4 * q)
+    for (std::size_t k = 0; k < q; ++k) {
+      const std::size_t p0 = i + k, p1 = p0 + q, p2 = p1 + q, p3 = p2 + q;
+      fft_lanes a1r = re[p1], a1i = im[p1], a2r = re[p2], a2i = im[p2], a3r = re[p3], a3i = im[p3];
+      if (q > 1) {
+        twiddle(a1r, a1i, plan.cos_[q + k], plan.sin_[q + k]);
+        twiddle(a2r, a2i, plan.cos_[2 * q + k], plan.sin_[2 * q + k]);
+        twiddle(a3r, a3i, plan.cube_cos[2 * q + k], plan.cube_sin[2 * q + k]);
+      }
+      const fft_lanes s01r = re[p0] + a1r, s01i = im[p0] + a1i, d01r = re[p0] - a1r, d01i = im[p0] - a1i;
+      const fft_lanes s23r = a2r + a3r, s23i = a2i + a3i, d23r = a2r - a3r, d23i = a2i - a3i;
+      re[p0] = s01r + s23r, im[p0] = s01i + s23i;
+      re[p2] = s01r - s23r, im[p2] = s01i - s23i;
+      re[p1] = d01r + d23i, im[p1] = d01i - d23r;  // (a0 - A1) - i (A2 - A3)
+      re[p3] = d01r - d23i, im[p3] = d01i + d23r;  // (a0 - A1) + i (A2 - A3)
+    }
+}
+
+// DIF stages of halves top down to bottom (powers of two) over [begin, end): radix-4 steps,
+// and one radix-2 stage first when their count is odd.
+inline void fft_dif_stages(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t top,
+                           std::size_t bottom, std::size_t begin, std::size_t end) {
+  std::size_t half = top;
+  if (__builtin_ctzll(top / bottom) % 2 == 0) {  // top/bottom = 2^(stages - 1): odd stage count
+    fft_dif2(re, im, plan, half, begin, end);
+    half /= 2;
+  }
+  for (; half >= 2 * bottom; half /= 4) fft_dif4(re, im, plan, half / 2, begin, end);
+}
+
+// DIT stages of halves bottom up to top over [begin, end), the odd radix-2 stage last.
+inline void fft_dit_stages(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t bottom,
+                           std::size_t top, std::size_t begin, std::size_t end) {
+  std::size_t half = bottom;
+  for (; 2 * half <= top; half *= 4) fft_dit4(re, im, plan, half, begin, end);
+  if (half == top) fft_dit2(re, im, plan, half, begin, end);
 }
 
 // Forward FFT, natural order in, bit-reversed out: the large stages sweep the whole array, the
 // small ones run block by block while the block is in L1.
 inline void fft_forward_to_bitreversed(fft_lanes* re, fft_lanes* im, const FftPlan& plan) {
   const std::size_t block = std::min(plan.n, kFftBlock);
-  for (std::size_t half = plan.n / 2; half >= block; half /= 2) fft_dif_stage(re, im, plan, half, 0, plan.n);
-  for (std::size_t b = 0; b < plan.n; b += block)
-    for (std::size_t half = block / 2; half >= 1; half /= 2) fft_dif_stage(re, im, plan, half, b, b + block);
+  if (block < plan.n) fft_dif_stages(re, im, plan, plan.n / 2, block, 0, plan.n);
+  for (std::size_t b = 0; b < plan.n; b += block) fft_dif_stages(re, im, plan, block / 2, 1, b, b + block);
 }
 
 // Forward FFT, bit-reversed order in, natural out (the mirror of the above).
 inline void fft_forward_from_bitreversed(fft_lanes* re, fft_lanes* im, const FftPlan& plan) {
   const std::size_t block = std::min(plan.n, kFftBlock);
-  for (std::size_t b = 0; b < plan.n; b += block)
-    for (std::size_t half = 1; half < block; half *= 2) fft_dit_stage(re, im, plan, half, b, b + block);
-  for (std::size_t half = block; half < plan.n; half *= 2) fft_dit_stage(re, im, plan, half, 0, plan.n);
+  for (std::size_t b = 0; b < plan.n; b += block) fft_dit_stages(re, im, plan, 1, block / 2, b, b + block);
+  if (block < plan.n) fft_dit_stages(re, im, plan, block, plan.n / 2, 0, plan.n);
 }
 
 inline std::size_t bit_reverse(std::size_t k, std::size_t n) {
@@ -221,6 +292,39 @@ inline double sq_diff_sum(const double* a, const double* b, std::size_t n) {
   }
   for (; i < n; ++i) s0 += (a[i] - b[i]) * (a[i] - b[i]);
   return (s0 + s1) + (s2 + s3);
+}
+
+// Sum, minimum and maximum of x[0, n), kFftLanes at a time: a serial sum would wait on the
+// latency of every add.
+inline void sum_min_max(const double* x, std::size_t n, double& sum, double& lo, double& hi) {
+  fft_lanes vsum{}, vlo, vhi;
+  for (std::size_t l = 0; l < kFftLanes; ++l) vlo[l] = std::numeric_limits<double>::infinity(), vhi[l] = -vlo[l];
+  std::size_t i = 0;
+  for (; i + kFftLanes <= n; i += kFftLanes) {
+    fft_lanes v;
+    std::memcpy(&v, x + i, sizeof(v));
+    vsum += v;
+    vlo = v < vlo ? v : vlo;
+    vhi = v > vhi ? v : vhi;
+  }
+  sum = 0.0, lo = vlo[0], hi = vhi[0];
+  for (std::size_t l = 0; l < kFftLanes; ++l) sum += vsum[l], lo = std::min(lo, vlo[l]), hi = std::max(hi, vhi[l]);
+  for (; i < n; ++i) sum += x[i], lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+}
+
+// sum_i x_i^2, kFftLanes at a time.
+inline double sum_of_squares(const double* x, std::size_t n) {
+  fft_lanes acc{};
+  std::size_t i = 0;
+  for (; i + kFftLanes <= n; i += kFftLanes) {
+    fft_lanes v;
+    std::memcpy(&v, x + i, sizeof(v));
+    acc += v * v;
+  }
+  double total = 0.0;
+  for (std::size_t l = 0; l < kFftLanes; ++l) total += acc[l];
+  for (; i < n; ++i) total += x[i] * x[i];
+  return total;
 }
 
 // d(j) = sum_i (u_i - u_{i+j})^2 for j in [from, to], straight from the definition.
@@ -277,13 +381,9 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
       const std::size_t r0 = b * kRows, in_batch = std::min(kRows, rows - r0);
       for (std::size_t s = 0; s < in_batch; ++s) {
         double* row = u.data() + s * length;
-        double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0.0;
-        for (std::size_t i = 0; i < length; ++i) {
-          row[i] = static_cast<double>(x[(r0 + s) * length + i]);
-          lo = std::min(lo, row[i]);
-          hi = std::max(hi, row[i]);
-          sum += row[i];
-        }
+        for (std::size_t i = 0; i < length; ++i) row[i] = static_cast<double>(x[(r0 + s) * length + i]);
+        double sum, lo, hi;
+        sum_min_max(row, length, sum, lo, hi);
         kind[s] = !std::isfinite(sum) || !std::isfinite(hi - lo) ? Kind::direct : hi == lo ? Kind::constant : Kind::fft;
         if (kind[s] != Kind::fft) continue;
         const double mean = sum / static_cast<double>(length);
@@ -320,8 +420,7 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
           continue;
         }
         const double* acf = reinterpret_cast<const double*>(s < kFftLanes ? re.data() : im.data()) + s % kFftLanes;
-        double energy = 0.0;
-        for (std::size_t i = 0; i < length; ++i) energy += row[i] * row[i];
+        const double energy = sum_of_squares(row, length);
         double first = 0.0, last = 0.0;  // sums of u^2 over i < j and over i >= L - j
         std::size_t direct_to = 0;
         double running = 0.0;
