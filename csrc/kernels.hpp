@@ -497,10 +497,11 @@ void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::s
 
 // Weighted NCC (OmniTransfer eq. 6) between a reference ref (m x n) and each of the
 // segments (count x m x n) at every circular shift s in [0, n): the segment is rolled right
-// by s (numpy.roll(seg, s, axis=-1)). out is count x n. Rows with zero norm contribute 0.
-template <class T>
-void weighted_ncc(const T* ref, const T* segments, const T* w, T* out, std::size_t count,
-                  std::size_t m, std::size_t n) {
+// by s (numpy.roll(seg, s, axis=-1)). Rows with zero norm contribute 0. store(c, s, v)
+// receives each value once, the shifts of one segment in increasing order and on one thread.
+template <class T, class Store>
+void weighted_ncc_each(const T* ref, const T* segments, const T* w, std::size_t count, std::size_t m,
+                       std::size_t n, Store store) {
   // With u_j the unit-norm segment rows and r_j = w_j ref_j / |ref_j|:
   //   ncc[s] = sum_j sum_i r_j[i] u_j[(i - s) mod n] = sum_j sum_q u_j[q] r_j[(q + s) mod n],
   // so all segments at once are one GEMM, U (count x m n) times the stacked circulant
@@ -525,19 +526,27 @@ void weighted_ncc(const T* ref, const T* segments, const T* w, T* out, std::size
           apack[(j * n + i) * kGemmRows + r] = static_cast<T>(inv > 0.0 ? row[i] * inv : 0.0);
       }
   };
-  gemm_packed<T>(pack_units, circulant.data(), count, m * n, n,
-                 [&](std::size_t c, std::size_t s, T v) { out[c * n + s] = v; });
+  gemm_packed<T>(pack_units, circulant.data(), count, m * n, n, store);
 }
 
-// The shift in [0, n) maximising the weighted NCC for each segment (first on ties).
+// The weighted NCC of every segment at every shift into out (count x n).
 template <class T>
-void best_shift(const T* ncc, std::int64_t* shift, T* value, std::size_t count, std::size_t n) {
-  for (std::size_t c = 0; c < count; ++c) {
-    const T* row = ncc + c * n;
-    const std::size_t best = static_cast<std::size_t>(std::max_element(row, row + n) - row);
-    shift[c] = static_cast<std::int64_t>(best);
-    value[c] = row[best];
-  }
+void weighted_ncc(const T* ref, const T* segments, const T* w, T* out, std::size_t count,
+                  std::size_t m, std::size_t n) {
+  weighted_ncc_each(ref, segments, w, count, m, n, [&](std::size_t c, std::size_t s, T v) { out[c * n + s] = v; });
+}
+
+// The shift in [0, n) maximising the weighted NCC of each segment (OmniTransfer eq. 7; the
+// first on ties) and that NCC, keeping a running maximum instead of the count x n values.
+template <class T>
+void best_shift(const T* ref, const T* segments, const T* w, std::int64_t* shift, T* value,
+                std::size_t count, std::size_t m, std::size_t n) {
+  weighted_ncc_each(ref, segments, w, count, m, n, [&](std::size_t c, std::size_t s, T v) {
+    if (s == 0 || v > value[c]) {
+      shift[c] = static_cast<std::int64_t>(s);
+      value[c] = v;
+    }
+  });
 }
 
 // Rolls every row of each segment (count x m x n) right by its shift.

@@ -58,12 +58,17 @@ py::array_t<double> cmnd(carray<T> x, carray<std::int64_t> periods) {
 }
 
 template <class T>
-py::array_t<T> weighted_ncc(carray<T> ref, carray<T> segments, carray<T> w) {
+void check_ncc_shapes(const carray<T>& ref, const carray<T>& segments, const carray<T>& w) {
   require(ref.ndim() == 2 && segments.ndim() == 3 && w.ndim() == 1,
           "weighted_ncc: ref must be (m, n), segments (count, m, n), w (m,)");
   require(segments.shape(1) == ref.shape(0) && segments.shape(2) == ref.shape(1) && w.shape(0) == ref.shape(0),
           "weighted_ncc: ref, segments and w shapes disagree");
   require(ref.shape(1) >= 1, "weighted_ncc: segments must have at least one time point");
+}
+
+template <class T>
+py::array_t<T> weighted_ncc(carray<T> ref, carray<T> segments, carray<T> w) {
+  check_ncc_shapes(ref, segments, w);
   py::array_t<T> out({segments.shape(0), segments.shape(2)});
   const T *pr = ref.data(), *ps = segments.data(), *pw = w.data();
   T* dst = out.mutable_data();
@@ -78,16 +83,17 @@ py::array_t<T> weighted_ncc(carray<T> ref, carray<T> segments, carray<T> w) {
 
 template <class T>
 py::tuple best_shift(carray<T> ref, carray<T> segments, carray<T> w) {
-  py::array_t<T> ncc = weighted_ncc<T>(ref, segments, w);
-  const auto count = static_cast<std::size_t>(ncc.shape(0)), n = static_cast<std::size_t>(ncc.shape(1));
-  py::array_t<std::int64_t> shift(ncc.shape(0));
-  py::array_t<T> value(ncc.shape(0));
-  const T* src = ncc.data();
-  std::int64_t* ps = shift.mutable_data();
-  T* pv = value.mutable_data();
+  check_ncc_shapes(ref, segments, w);
+  py::array_t<std::int64_t> shift(segments.shape(0));
+  py::array_t<T> value(segments.shape(0));
+  const T *pr = ref.data(), *ps = segments.data(), *pw = w.data();
+  std::int64_t* dst_shift = shift.mutable_data();
+  T* dst_value = value.mutable_data();
+  const auto count = static_cast<std::size_t>(segments.shape(0)), m = static_cast<std::size_t>(ref.shape(0)),
+             n = static_cast<std::size_t>(ref.shape(1));
   {
     py::gil_scoped_release nogil;
-    omnistream::best_shift(src, ps, pv, count, n);
+    omnistream::best_shift(pr, ps, pw, dst_shift, dst_value, count, m, n);
   }
   return py::make_tuple(shift, value);
 }

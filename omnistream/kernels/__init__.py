@@ -67,6 +67,8 @@ def _load_backend() -> tuple[str, ModuleType, str]:
 
 
 BACKEND_NAME, _backend, BACKEND_REASON = _load_backend()
+# Elements of the largest intermediate (distance rows, NCC rows) the blocked kernels hold.
+BLOCK_ELEMENTS = 1 << 24
 
 
 def _float(x: np.ndarray) -> np.ndarray:
@@ -147,12 +149,20 @@ def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.nda
 
 
 def best_shift(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(shift, ncc) of the best circular shift of each segment onto ``ref`` (first on ties)."""
+    """(shift, ncc) of the best circular shift of each segment onto ``ref`` (first on ties).
+
+    Memory beyond the input is O(count): C++ keeps a running maximum per segment; the twins
+    take the NCC of ``BLOCK_ELEMENTS // n`` segments at a time."""
+    ref, segments, w = _ncc_inputs(ref, segments, w)
     if BACKEND_NAME == "cpp":
-        return _backend.best_shift(*_ncc_inputs(ref, segments, w))
-    ncc = weighted_ncc(ref, segments, w)
-    shift = ncc.argmax(axis=1).astype(np.int64)
-    return shift, ncc[np.arange(ncc.shape[0]), shift]
+        return _backend.best_shift(ref, segments, w)
+    count, n = segments.shape[0], segments.shape[2]
+    shift, value = np.empty(count, np.int64), np.empty(count, segments.dtype)
+    for i in range(0, count, max(1, BLOCK_ELEMENTS // n)):
+        ncc = _backend.weighted_ncc(ref, segments[i:i + BLOCK_ELEMENTS // n], w)
+        shift[i:i + len(ncc)] = ncc.argmax(axis=1)
+        value[i:i + len(ncc)] = ncc[np.arange(len(ncc)), shift[i:i + len(ncc)]]
+    return shift, value
 
 
 def align(segments: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -165,8 +175,15 @@ def align(segments: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 
 def pivot(segments: np.ndarray, w: np.ndarray) -> int:
-    """Index of the segment with the least total weighted distance to all others (eq. 3)."""
-    return int(weighted_sq_dist(segments, segments, w).sum(axis=1).argmin())
+    """Index of the segment with the least total weighted distance to all others (eq. 3).
+
+    All pairs, ``BLOCK_ELEMENTS // count`` rows of the distance matrix at a time, so memory
+    stays bounded at any count."""
+    count = len(segments)
+    rows = max(1, BLOCK_ELEMENTS // max(1, count))
+    totals = np.concatenate([weighted_sq_dist(segments[i:i + rows], segments, w).sum(axis=1, dtype=np.float64)
+                             for i in range(0, count, rows)])
+    return int(totals.argmin())
 
 
 def assign_nearest(segments: np.ndarray, centroids: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

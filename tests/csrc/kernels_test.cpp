@@ -1,6 +1,7 @@
 // C++ tests of csrc/kernels.hpp against small hand-checked cases and plain loops.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -53,7 +54,8 @@ TEST(WeightedNcc, FindsAndUndoesAShift) {
   std::vector<double> ncc(n), value(1), aligned(m * n);
   std::vector<std::int64_t> shift(1);
   weighted_ncc(ref.data(), seg.data(), w.data(), ncc.data(), 1, m, n);
-  best_shift(ncc.data(), shift.data(), value.data(), 1, n);
+  best_shift(ref.data(), seg.data(), w.data(), shift.data(), value.data(), 1, m, n);
+  EXPECT_EQ(value[0], *std::max_element(ncc.begin(), ncc.end()));
   EXPECT_EQ(shift[0], static_cast<std::int64_t>(true_shift));
   EXPECT_NEAR(value[0], 3.5, 1e-12);  // sum of weights at perfect alignment
   align(seg.data(), shift.data(), aligned.data(), 1, m, n);

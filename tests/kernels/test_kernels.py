@@ -146,6 +146,30 @@ def test_best_shift_recovers_a_known_phase():
     assert np.all(value > 7.9)
 
 
+@pytest.mark.parametrize("backend", ["cpp", "numba", "numpy"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blocked_best_shift_and_pivot_equal_the_whole_matrices(backend, dtype, monkeypatch):
+    """best_shift keeps O(count) memory (a running maximum in C++, blocks of NCC rows in the
+    twins) and pivot sums blocks of distance rows: both must equal the argmax / argmin over the
+    whole matrices, ties going to the first shift."""
+    rng = np.random.default_rng(6)
+    segs, w = rng.standard_normal((97, 3, 20)).astype(dtype), rng.uniform(0.5, 2.0, 3).astype(dtype)
+    segs[4] = 0.0  # no norm: NCC 0 at every shift, an exact tie
+    monkeypatch.setattr(facade, "_backend", BACKENDS[backend])
+    monkeypatch.setattr(facade, "BACKEND_NAME", backend)
+    monkeypatch.setattr(facade, "BLOCK_ELEMENTS", 7 * 20)  # 7 segments of NCC, 1 distance row at a time
+    ncc = BACKENDS[backend].weighted_ncc(segs[0], segs, w)
+    shift, value = facade.best_shift(segs[0], segs, w)
+    best = ncc.max(axis=1)  # a BLAS may round a block differently from the whole: equal up to the dtype
+    np.testing.assert_allclose(value, best, **tol(dtype))
+    np.testing.assert_allclose(ncc[np.arange(len(segs)), shift], best, **tol(dtype))
+    if backend == "cpp":  # the same GEMM either way: exactly the argmax
+        np.testing.assert_array_equal(shift, ncc.argmax(axis=1))
+    assert shift[4] == 0
+    whole = facade.weighted_sq_dist(segs, segs, w).astype(np.float64).sum(axis=1).argmin()
+    assert facade.pivot(segs, w) == whole
+
+
 def test_facade_accepts_strided_and_integer_input():
     rng = np.random.default_rng(1)
     wide = rng.standard_normal((4, 6, 40))
