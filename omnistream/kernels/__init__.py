@@ -12,15 +12,17 @@ Definitions shared by all backends:
 - ``periodicity`` / ``periodic_weights``: P = CMND at the best candidate period averaged
   over entities, and PW = P^-alpha.
 - ``weighted_sq_dist``: sum_j PW_j sum_i (A - B)^2 for all pairs (eq. 4), GEMM identity on
-  NumPy's BLAS for every backend.
+  NumPy's BLAS for every backend; ``weighted_sq_dist_blocks`` sweeps all pairs in bounded blocks.
 - ``weighted_ncc``: eq. 6 at every circular shift s in [0, n), the segment rolled right by s.
 - ``best_shift`` / ``align``: eq. 7 and the roll that applies it.
+- ``pivot``: eq. 3, the segment nearest the weighted mean; ``assign_nearest``: nearest centroid.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
@@ -134,6 +136,16 @@ def weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
     return kernels_numpy.weighted_sq_dist(a_flat, b_flat, w_flat)
 
 
+def weighted_sq_dist_blocks(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """All pairs of ``weighted_sq_dist`` as (first row, block of rows of a against all of b),
+    ``BLOCK_ELEMENTS // len(b)`` rows at a time: memory stays bounded at any count."""
+    a_flat, b_flat, w_flat = _flatten_segments(a, b, w)
+    b_norms = kernels_numpy.weighted_norms(b_flat, w_flat)
+    rows = max(1, BLOCK_ELEMENTS // max(1, len(b_flat)))
+    for i in range(0, len(a_flat), rows):
+        yield i, kernels_numpy.weighted_sq_dist(a_flat[i:i + rows], b_flat, w_flat, b_norms)
+
+
 def _ncc_inputs(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     segments = _float(segments)
     dtype = segments.dtype
@@ -177,17 +189,23 @@ def align(segments: np.ndarray, shift: np.ndarray) -> np.ndarray:
 def pivot(segments: np.ndarray, w: np.ndarray) -> int:
     """Index of the segment with the least total weighted distance to all others (eq. 3).
 
-    All pairs, ``BLOCK_ELEMENTS // count`` rows of the distance matrix at a time, so memory
-    stays bounded at any count."""
-    count = len(segments)
-    rows = max(1, BLOCK_ELEMENTS // max(1, count))
-    totals = np.concatenate([weighted_sq_dist(segments[i:i + rows], segments, w).sum(axis=1, dtype=np.float64)
-                             for i in range(0, count, rows)])
-    return int(totals.argmin())
+    With eq. 4's squared distance, sum_B |A - B|_w^2 = N |A - mean|_w^2 + sum_B |B - mean|_w^2,
+    so the pivot is the segment nearest the weighted mean: O(N) work, not N^2 distances."""
+    x = _float(segments)
+    if x.ndim != 3 or np.shape(w) != (x.shape[1],):
+        raise ValueError("pivot: segments must be (count, m, n) and w (m,)")
+    flat = x.reshape(len(x), -1)
+    mean = flat.mean(axis=0, dtype=np.float64)
+    w_flat = np.repeat(np.asarray(w, dtype=np.float64), x.shape[2])
+    rows = max(1, (1 << 20) // max(1, flat.shape[1]))  # float64 temporaries of 8 MB: the work per element is tiny
+    spread = np.concatenate([np.square(flat[i:i + rows] - mean) @ w_flat for i in range(0, len(flat), rows)])
+    return int(spread.argmin())
 
 
 def assign_nearest(segments: np.ndarray, centroids: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index, distance) of the nearest centroid for each segment."""
-    d = weighted_sq_dist(segments, centroids, w)
-    idx = d.argmin(axis=1)
-    return idx, d[np.arange(d.shape[0]), idx]
+    """(index, distance) of the nearest centroid for each segment, in bounded blocks."""
+    idx, dist = np.empty(len(segments), np.int64), np.empty(len(segments))
+    for i, d in weighted_sq_dist_blocks(segments, centroids, w):
+        idx[i:i + len(d)] = d.argmin(axis=1)
+        dist[i:i + len(d)] = d[np.arange(len(d)), idx[i:i + len(d)]]
+    return idx, dist

@@ -42,11 +42,22 @@ def cmnd(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, d[:, idx] / denom, 1.0)
 
 
-def weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """|a|_w^2 + |b|_w^2 - 2 <a w, b> for all row pairs, clamped at 0: one BLAS GEMM."""
-    na = (a * a) @ w
-    nb = (b * b) @ w
-    return np.maximum(na[:, None] + nb[None, :] - 2.0 * (a * w) @ b.T, 0.0).astype(a.dtype)
+def weighted_norms(x: np.ndarray, w: np.ndarray, rows: int = 1 << 14) -> np.ndarray:
+    """|x_i|_w^2 of every row in float64, ``rows`` at a time (no temporary the size of x)."""
+    return np.concatenate([np.square(x[i:i + rows], dtype=np.float64) @ w.astype(np.float64)
+                           for i in range(0, len(x), rows)]) if len(x) else np.zeros(0)
+
+
+def weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray, b_norms: np.ndarray | None = None) -> np.ndarray:
+    """|a|_w^2 + |b|_w^2 - 2 <a w, b> for all row pairs, clamped at 0: one BLAS GEMM in the
+    input's precision, the rest in place on its result. ``b_norms`` saves recomputing |b|_w^2
+    when b is swept against many blocks of a."""
+    nb = weighted_norms(b, w) if b_norms is None else b_norms
+    out = (a * w) @ b.T
+    out *= -2.0
+    out += weighted_norms(a, w)[:, None].astype(out.dtype)
+    out += nb[None, :].astype(out.dtype)
+    return np.maximum(out, 0.0, out=out)
 
 
 def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ from omnistream.transfer.registry import ClusterRegistry, SegmentSettings
 from omnistream.transfer.segments import interpolate_missing, zscored
 
 log = logging.getLogger(__name__)
-ASSIGN_CHUNK = 20_000  # segments assigned to centroids per kernel call
 
 
 class ClusterConfig(BaseModel):
@@ -174,8 +173,7 @@ def cluster_entities(data: dict[str, np.ndarray], metrics: list[str], config: Cl
     lap(f"baselines and {len(segments)} segments")
     rng = np.random.default_rng(config.seed)
     sample = np.sort(rng.choice(len(segments), size=min(len(segments), config.direct_limit), replace=False))
-    pivot_pool = sample[: min(len(sample), 2000)] if len(sample) > 2000 else sample
-    pivot = segments[pivot_pool[kernels.pivot(segments[pivot_pool], weights)]]
+    pivot = segments[kernels.pivot(segments, weights)]
     if config.align:
         shift, _ = kernels.best_shift(pivot, segments, weights.astype(np.float32))
         segments = kernels.align(segments, shift)
@@ -188,10 +186,7 @@ def cluster_entities(data: dict[str, np.ndarray], metrics: list[str], config: Cl
         labels = labels_sample
         distance = kernels.weighted_sq_dist(segments, centroids, weights)[np.arange(len(segments)), labels]
     else:
-        labels, distance = np.empty(len(segments), np.int64), np.empty(len(segments))
-        for i in range(0, len(segments), ASSIGN_CHUNK):
-            labels[i:i + ASSIGN_CHUNK], distance[i:i + ASSIGN_CHUNK] = kernels.assign_nearest(
-                segments[i:i + ASSIGN_CHUNK], centroids, weights)
+        labels, distance = kernels.assign_nearest(segments, centroids, weights)
         lap(f"assignment of {len(segments) - len(sample)} more segments")
     nearest = []
     for c in range(k):

@@ -148,10 +148,10 @@ def test_best_shift_recovers_a_known_phase():
 
 @pytest.mark.parametrize("backend", ["cpp", "numba", "numpy"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_blocked_best_shift_and_pivot_equal_the_whole_matrices(backend, dtype, monkeypatch):
+def test_bounded_memory_kernels_equal_the_whole_matrices(backend, dtype, monkeypatch):
     """best_shift keeps O(count) memory (a running maximum in C++, blocks of NCC rows in the
-    twins) and pivot sums blocks of distance rows: both must equal the argmax / argmin over the
-    whole matrices, ties going to the first shift."""
+    twins), distances are swept in blocks, and the pivot is the segment nearest the weighted
+    mean: each must equal the argmax / argmin over the whole matrix, ties to the first shift."""
     rng = np.random.default_rng(6)
     segs, w = rng.standard_normal((97, 3, 20)).astype(dtype), rng.uniform(0.5, 2.0, 3).astype(dtype)
     segs[4] = 0.0  # no norm: NCC 0 at every shift, an exact tie
@@ -166,8 +166,13 @@ def test_blocked_best_shift_and_pivot_equal_the_whole_matrices(backend, dtype, m
     if backend == "cpp":  # the same GEMM either way: exactly the argmax
         np.testing.assert_array_equal(shift, ncc.argmax(axis=1))
     assert shift[4] == 0
-    whole = facade.weighted_sq_dist(segs, segs, w).astype(np.float64).sum(axis=1).argmin()
-    assert facade.pivot(segs, w) == whole
+    whole = facade.weighted_sq_dist(segs, segs, w)
+    swept = np.concatenate([block for _, block in facade.weighted_sq_dist_blocks(segs, segs, w)])
+    np.testing.assert_allclose(swept, whole, **tol(dtype))
+    assert facade.pivot(segs, w) == whole.astype(np.float64).sum(axis=1).argmin()
+    idx, dist = facade.assign_nearest(segs, segs[10:20], w)
+    np.testing.assert_array_equal(idx, whole[:, 10:20].argmin(axis=1))
+    np.testing.assert_allclose(dist, whole[:, 10:20].min(axis=1), **tol(dtype))
 
 
 def test_facade_accepts_strided_and_integer_input():
