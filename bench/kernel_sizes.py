@@ -91,7 +91,7 @@ def main() -> None:
         for kernel, label in (("all_pairs", "all-pairs distances"), ("pivot", "pivot, eq. 3"),
                               ("align", "NCC alignment"), ("numpy_align", "NCC alignment")):
             r = rows[kernel]
-            backend = "numpy twin" if kernel == "numpy_align" else "BLAS" if kernel == "all_pairs" else r["backend"]
+            backend = {"numpy_align": "numpy twin", "all_pairs": "BLAS", "pivot": "NumPy"}.get(kernel, r["backend"])
             whole = {"all_pairs": count * count, "align": count * args.length,
                      "numpy_align": count * args.length}.get(kernel, 0) * 4 / 2**20
             versus = f"{rows['numpy_align']['seconds'] / r['seconds']:.2f}x" if kernel == "align" else "-"

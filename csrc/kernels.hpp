@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <thread>
@@ -26,6 +27,11 @@ inline std::size_t thread_count() {
   if (wanted > 0) return static_cast<std::size_t>(wanted);
   return std::max<std::size_t>(1, std::thread::hardware_concurrency());
 }
+
+// Eight doubles in one vector (GCC vector extension; one AVX-512 register, or two AVX ones):
+// the kernels below keep independent rows or points in its lanes.
+typedef double double_lanes __attribute__((vector_size(64)));
+constexpr std::size_t kLanes = sizeof(double_lanes) / sizeof(double);
 
 // Runs body(begin, end) over [0, n) split into contiguous chunks, one per thread.
 template <class Body>
@@ -47,44 +53,86 @@ void parallel_for(std::size_t n, Body body, std::size_t min_chunk = 1) {
   for (auto& th : pool) th.join();
 }
 
-// Robust baseline of each row of x (rows x length): the ceil-free count floor(drop * m) of
-// finite points farthest from the row mean (m = finite points; ties broken by position) are
-// removed, removed and non-finite points are filled by linear interpolation between the
-// nearest kept neighbours (constant beyond the ends), then a trailing moving average of
-// `window` points (shorter at the start) is applied. A row with no finite point stays NaN.
+// The n-th largest (n >= 1) of v[0, m). Introselect on all m values mispredicts a branch per
+// comparison, so a guess at a value below it is taken from every 16th value, the values at or
+// above the guess are gathered without branches, and the selection runs on those few; if the
+// guess was too high (fewer than n gathered) it runs on all. scratch holds at least m values.
+inline double nth_largest(double* v, std::size_t m, std::size_t n, double* scratch) {
+  constexpr std::size_t kStride = 16;
+  const std::size_t samples = m / kStride, rank = 2 * n / kStride + 8;  // about twice n's expected rank
+  if (rank < samples) {
+    for (std::size_t i = 0; i < samples; ++i) scratch[i] = v[i * kStride];
+    std::nth_element(scratch, scratch + rank, scratch + samples, std::greater<>());
+    const double guess = scratch[rank];
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+      scratch[kept] = v[i];
+      kept += v[i] >= guess;
+    }
+    if (kept >= n) {
+      std::nth_element(scratch, scratch + (n - 1), scratch + kept, std::greater<>());
+      return scratch[n - 1];
+    }
+  }
+  std::nth_element(v, v + (n - 1), v + m, std::greater<>());
+  return v[n - 1];
+}
+
+// Robust baseline of each row of x (rows x length): the count floor(drop * m) of finite points
+// farthest from the row mean (m = finite points; ties broken by position) are removed, removed
+// and non-finite points are filled by linear interpolation between the nearest kept neighbours
+// (constant beyond the ends), then a trailing moving average of `window` points (shorter at
+// the start) is applied. A row with no finite point stays NaN.
+//
+// The farthest points are found by selecting the n_drop-th largest deviation among the values
+// (nth_largest, not an index sort with an indirect comparator), then one pass drops everything
+// beyond it and the first of its ties. Short windows are summed directly, kLanes windows at a
+// time in registers; long ones by a running sum, one dependent add per point.
+constexpr std::size_t kBaselineDirectWindow = 32;
+
 template <class T>
 void baseline(const T* x, T* out, std::size_t rows, std::size_t length, std::size_t window,
               double drop) {
   parallel_for(rows, [&](std::size_t r0, std::size_t r1) {
-    std::vector<std::size_t> order;
-    std::vector<double> dev, filled(length);
+    std::vector<double> row(length), dev(length), selected(length), scratch(length), filled(length), sums(length);
     std::vector<char> keep(length);
     for (std::size_t r = r0; r < r1; ++r) {
-      const T* row = x + r * length;
       T* dst = out + r * length;
-      double sum = 0.0;
+      for (std::size_t i = 0; i < length; ++i) row[i] = static_cast<double>(x[r * length + i]);
+      double sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;  // four chains: a single one waits on each add
       std::size_t finite = 0;
       for (std::size_t i = 0; i < length; ++i) {
-        const bool ok = std::isfinite(static_cast<double>(row[i]));
+        const bool ok = std::isfinite(row[i]);
         keep[i] = ok;
-        if (ok) { sum += row[i]; ++finite; }
+        finite += ok;
+        const double v = ok ? row[i] : 0.0;
+        switch (i & 3) {
+          case 0: sum0 += v; break;
+          case 1: sum1 += v; break;
+          case 2: sum2 += v; break;
+          default: sum3 += v;
+        }
       }
       if (finite == 0) {
         std::fill(dst, dst + length, std::numeric_limits<T>::quiet_NaN());
         continue;
       }
-      const double mean = sum / static_cast<double>(finite);
+      const double mean = ((sum0 + sum1) + (sum2 + sum3)) / static_cast<double>(finite);
       const auto n_drop = static_cast<std::size_t>(std::floor(drop * static_cast<double>(finite)));
       if (n_drop > 0) {
-        order.clear();
-        dev.assign(length, 0.0);
-        for (std::size_t i = 0; i < length; ++i)
-          if (keep[i]) { order.push_back(i); dev[i] = std::abs(static_cast<double>(row[i]) - mean); }
-        auto farther = [&](std::size_t a, std::size_t b) {
-          return dev[a] > dev[b] || (dev[a] == dev[b] && a < b);
-        };
-        std::nth_element(order.begin(), order.begin() + (n_drop - 1), order.end(), farther);
-        for (std::size_t k = 0; k < n_drop; ++k) keep[order[k]] = 0;
+        std::size_t m = 0;
+        for (std::size_t i = 0; i < length; ++i) {
+          dev[i] = keep[i] ? std::abs(row[i] - mean) : -1.0;  // -1: never among the farthest
+          if (keep[i]) selected[m++] = dev[i];
+        }
+        const double threshold = nth_largest(selected.data(), m, n_drop, scratch.data());
+        std::size_t beyond = 0;
+        for (std::size_t i = 0; i < length; ++i) beyond += dev[i] > threshold;
+        std::size_t ties_to_drop = n_drop - beyond;
+        for (std::size_t i = 0; i < length; ++i) {
+          if (dev[i] > threshold) keep[i] = 0;
+          else if (dev[i] == threshold && ties_to_drop > 0) { keep[i] = 0; --ties_to_drop; }
+        }
       }
       // Linear interpolation over the gaps.
       std::ptrdiff_t prev = -1;
@@ -97,19 +145,35 @@ void baseline(const T* x, T* out, std::size_t rows, std::size_t length, std::siz
           else if (i == length) filled[g] = row[prev];
           else {
             const double t = static_cast<double>(g - prev) / static_cast<double>(i - prev);
-            filled[g] = static_cast<double>(row[prev]) + t * (static_cast<double>(row[i]) - row[prev]);
+            filled[g] = row[prev] + t * (row[i] - row[prev]);
           }
         }
         prev = static_cast<std::ptrdiff_t>(i);
       }
       // Trailing moving average.
-      double acc = 0.0;
-      for (std::size_t i = 0; i < length; ++i) {
-        acc += filled[i];
-        if (i >= window) acc -= filled[i - window];
-        const std::size_t count = std::min(i + 1, window);
-        dst[i] = static_cast<T>(acc / static_cast<double>(count));
+      if (window <= kBaselineDirectWindow) {
+        std::size_t i = 0;
+        for (double acc = 0.0; i < std::min(window - 1, length); ++i) sums[i] = acc += filled[i];
+        for (; i + kLanes <= length; i += kLanes) {  // kLanes windows at once, summed in registers
+          double_lanes total{};
+          for (std::size_t k = 0; k < window; ++k) {
+            double_lanes v;
+            std::memcpy(&v, filled.data() + i - k, sizeof(v));
+            total += v;
+          }
+          std::memcpy(sums.data() + i, &total, sizeof(total));
+        }
+        for (; i < length; ++i) sums[i] = std::accumulate(filled.begin() + (i + 1 - window), filled.begin() + (i + 1), 0.0);
+      } else {
+        double acc = 0.0;
+        for (std::size_t i = 0; i < length; ++i) {
+          acc += filled[i];
+          if (i >= window) acc -= filled[i - window];
+          sums[i] = acc;
+        }
       }
+      for (std::size_t i = 0; i < length; ++i)
+        dst[i] = static_cast<T>(sums[i] / static_cast<double>(std::min(i + 1, window)));
     }
   }, 16);
 }
@@ -129,12 +193,10 @@ inline double dot(const T* a, const T* b, std::size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// Radix-2 complex FFTs of kFftLanes independent signals at once, one per SIMD lane: the
+// Radix-2 complex FFTs of kLanes independent signals at once, one per SIMD lane: the
 // butterflies are plain vertical vector operations with one broadcast twiddle, so a batch of
 // rows runs at vector speed with no shuffles. Used by CMND for every autocorrelation lag at
 // O(n log n) per row instead of O(n tau).
-typedef double fft_lanes __attribute__((vector_size(64)));
-constexpr std::size_t kFftLanes = sizeof(fft_lanes) / sizeof(double);
 constexpr std::size_t kFftBlock = 256;  // points whose small stages run together in L1 (32 KB)
 
 // Twiddles of a size-n FFT (n a power of two): the stage of half-size h uses entries [h, 2h),
@@ -156,20 +218,20 @@ struct FftPlan {
 };
 
 // (re, im) *= (c + i s), the twiddle broadcast to every lane.
-inline void twiddle(fft_lanes& re, fft_lanes& im, double c, double s) {
-  const fft_lanes r = re * c - im * s;
+inline void twiddle(double_lanes& re, double_lanes& im, double c, double s) {
+  const double_lanes r = re * c - im * s;
   im = re * s + im * c;
   re = r;
 }
 
 // One radix-2 decimation-in-frequency stage over points [begin, end): a' = a + b,
 // b' = (a - b) w. Stages of halves n/2 down to 1 take natural order to bit-reversed order.
-inline void fft_dif2(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t half,
+inline void fft_dif2(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t half,
                      std::size_t begin, std::size_t end) {
   for (std::size_t i = begin; i < end; i += 2 * half)
     for (std::size_t k = 0; k < half; ++k) {
       const std::size_t a = i + k, b = a + half;
-      fft_lanes dr = re[a] - re[b], di = im[a] - im[b];
+      double_lanes dr = re[a] - re[b], di = im[a] - im[b];
       re[a] += re[b];
       im[a] += im[b];
       twiddle(dr, di, plan.cos_[half + k], plan.sin_[half + k]);
@@ -180,16 +242,16 @@ inline void fft_dif2(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::siz
 
 // Two DIF stages at once (halves 2q and q): four points, three twiddles w^2k, w^k, w^3k with
 // w = exp(-2 pi i / 4q); a quarter of the loads and stores of two radix-2 stages are saved.
-inline void fft_dif4(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t q,
+inline void fft_dif4(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t q,
                      std::size_t begin, std::size_t end) {
   for (std::size_t i = begin; i < end; i += 4 * q)
     for (std::size_t k = 0; k < q; ++k) {
       const std::size_t p0 = i + k, p1 = p0 + q, p2 = p1 + q, p3 = p2 + q;
-      const fft_lanes s02r = re[p0] + re[p2], s02i = im[p0] + im[p2], d02r = re[p0] - re[p2], d02i = im[p0] - im[p2];
-      const fft_lanes s13r = re[p1] + re[p3], s13i = im[p1] + im[p3], d13r = re[p1] - re[p3], d13i = im[p1] - im[p3];
-      fft_lanes y1r = s02r - s13r, y1i = s02i - s13i;  // times w^2k
-      fft_lanes y2r = d02r + d13i, y2i = d02i - d13r;  // (a0 - a2) - i (a1 - a3), times w^k
-      fft_lanes y3r = d02r - d13i, y3i = d02i + d13r;  // (a0 - a2) + i (a1 - a3), times w^3k
+      const double_lanes s02r = re[p0] + re[p2], s02i = im[p0] + im[p2], d02r = re[p0] - re[p2], d02i = im[p0] - im[p2];
+      const double_lanes s13r = re[p1] + re[p3], s13i = im[p1] + im[p3], d13r = re[p1] - re[p3], d13i = im[p1] - im[p3];
+      double_lanes y1r = s02r - s13r, y1i = s02i - s13i;  // times w^2k
+      double_lanes y2r = d02r + d13i, y2i = d02i - d13r;  // (a0 - a2) - i (a1 - a3), times w^k
+      double_lanes y3r = d02r - d13i, y3i = d02i + d13r;  // (a0 - a2) + i (a1 - a3), times w^3k
       re[p0] = s02r + s13r;
       im[p0] = s02i + s13i;
       if (q > 1) {
@@ -203,12 +265,12 @@ inline void fft_dif4(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::siz
 
 // One radix-2 decimation-in-time stage: b *= w, then a' = a + b, b' = a - b. Stages of halves
 // 1 up to n/2 take bit-reversed order to natural order.
-inline void fft_dit2(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t half,
+inline void fft_dit2(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t half,
                      std::size_t begin, std::size_t end) {
   for (std::size_t i = begin; i < end; i += 2 * half)
     for (std::size_t k = 0; k < half; ++k) {
       const std::size_t a = i + k, b = a + half;
-      fft_lanes tr = re[b], ti = im[b];
+      double_lanes tr = re[b], ti = im[b];
       twiddle(tr, ti, plan.cos_[half + k], plan.sin_[half + k]);
       re[b] = re[a] - tr;
       im[b] = im[a] - ti;
@@ -218,19 +280,19 @@ inline void fft_dit2(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::siz
 }
 
 // Two DIT stages at once (halves q and 2q), the mirror of fft_dif4.
-inline void fft_dit4(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t q,
+inline void fft_dit4(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t q,
                      std::size_t begin, std::size_t end) {
   for (std::size_t i = begin; i < end; i += 4 * q)
     for (std::size_t k = 0; k < q; ++k) {
       const std::size_t p0 = i + k, p1 = p0 + q, p2 = p1 + q, p3 = p2 + q;
-      fft_lanes a1r = re[p1], a1i = im[p1], a2r = re[p2], a2i = im[p2], a3r = re[p3], a3i = im[p3];
+      double_lanes a1r = re[p1], a1i = im[p1], a2r = re[p2], a2i = im[p2], a3r = re[p3], a3i = im[p3];
       if (q > 1) {
         twiddle(a1r, a1i, plan.cos_[q + k], plan.sin_[q + k]);
         twiddle(a2r, a2i, plan.cos_[2 * q + k], plan.sin_[2 * q + k]);
         twiddle(a3r, a3i, plan.cube_cos[2 * q + k], plan.cube_sin[2 * q + k]);
       }
-      const fft_lanes s01r = re[p0] + a1r, s01i = im[p0] + a1i, d01r = re[p0] - a1r, d01i = im[p0] - a1i;
-      const fft_lanes s23r = a2r + a3r, s23i = a2i + a3i, d23r = a2r - a3r, d23i = a2i - a3i;
+      const double_lanes s01r = re[p0] + a1r, s01i = im[p0] + a1i, d01r = re[p0] - a1r, d01i = im[p0] - a1i;
+      const double_lanes s23r = a2r + a3r, s23i = a2i + a3i, d23r = a2r - a3r, d23i = a2i - a3i;
       re[p0] = s01r + s23r, im[p0] = s01i + s23i;
       re[p2] = s01r - s23r, im[p2] = s01i - s23i;
       re[p1] = d01r + d23i, im[p1] = d01i - d23r;  // (a0 - A1) - i (A2 - A3)
@@ -240,7 +302,7 @@ inline void fft_dit4(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::siz
 
 // DIF stages of halves top down to bottom (powers of two) over [begin, end): radix-4 steps,
 // and one radix-2 stage first when their count is odd.
-inline void fft_dif_stages(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t top,
+inline void fft_dif_stages(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t top,
                            std::size_t bottom, std::size_t begin, std::size_t end) {
   std::size_t half = top;
   if (__builtin_ctzll(top / bottom) % 2 == 0) {  // top/bottom = 2^(stages - 1): odd stage count
@@ -251,7 +313,7 @@ inline void fft_dif_stages(fft_lanes* re, fft_lanes* im, const FftPlan& plan, st
 }
 
 // DIT stages of halves bottom up to top over [begin, end), the odd radix-2 stage last.
-inline void fft_dit_stages(fft_lanes* re, fft_lanes* im, const FftPlan& plan, std::size_t bottom,
+inline void fft_dit_stages(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t bottom,
                            std::size_t top, std::size_t begin, std::size_t end) {
   std::size_t half = bottom;
   for (; 2 * half <= top; half *= 4) fft_dit4(re, im, plan, half, begin, end);
@@ -260,14 +322,14 @@ inline void fft_dit_stages(fft_lanes* re, fft_lanes* im, const FftPlan& plan, st
 
 // Forward FFT, natural order in, bit-reversed out: the large stages sweep the whole array, the
 // small ones run block by block while the block is in L1.
-inline void fft_forward_to_bitreversed(fft_lanes* re, fft_lanes* im, const FftPlan& plan) {
+inline void fft_forward_to_bitreversed(double_lanes* re, double_lanes* im, const FftPlan& plan) {
   const std::size_t block = std::min(plan.n, kFftBlock);
   if (block < plan.n) fft_dif_stages(re, im, plan, plan.n / 2, block, 0, plan.n);
   for (std::size_t b = 0; b < plan.n; b += block) fft_dif_stages(re, im, plan, block / 2, 1, b, b + block);
 }
 
 // Forward FFT, bit-reversed order in, natural out (the mirror of the above).
-inline void fft_forward_from_bitreversed(fft_lanes* re, fft_lanes* im, const FftPlan& plan) {
+inline void fft_forward_from_bitreversed(double_lanes* re, double_lanes* im, const FftPlan& plan) {
   const std::size_t block = std::min(plan.n, kFftBlock);
   for (std::size_t b = 0; b < plan.n; b += block) fft_dit_stages(re, im, plan, 1, block / 2, b, b + block);
   if (block < plan.n) fft_dit_stages(re, im, plan, block, plan.n / 2, 0, plan.n);
@@ -294,35 +356,35 @@ inline double sq_diff_sum(const double* a, const double* b, std::size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// Sum, minimum and maximum of x[0, n), kFftLanes at a time: a serial sum would wait on the
+// Sum, minimum and maximum of x[0, n), kLanes at a time: a serial sum would wait on the
 // latency of every add.
 inline void sum_min_max(const double* x, std::size_t n, double& sum, double& lo, double& hi) {
-  fft_lanes vsum{}, vlo, vhi;
-  for (std::size_t l = 0; l < kFftLanes; ++l) vlo[l] = std::numeric_limits<double>::infinity(), vhi[l] = -vlo[l];
+  double_lanes vsum{}, vlo, vhi;
+  for (std::size_t l = 0; l < kLanes; ++l) vlo[l] = std::numeric_limits<double>::infinity(), vhi[l] = -vlo[l];
   std::size_t i = 0;
-  for (; i + kFftLanes <= n; i += kFftLanes) {
-    fft_lanes v;
+  for (; i + kLanes <= n; i += kLanes) {
+    double_lanes v;
     std::memcpy(&v, x + i, sizeof(v));
     vsum += v;
     vlo = v < vlo ? v : vlo;
     vhi = v > vhi ? v : vhi;
   }
   sum = 0.0, lo = vlo[0], hi = vhi[0];
-  for (std::size_t l = 0; l < kFftLanes; ++l) sum += vsum[l], lo = std::min(lo, vlo[l]), hi = std::max(hi, vhi[l]);
+  for (std::size_t l = 0; l < kLanes; ++l) sum += vsum[l], lo = std::min(lo, vlo[l]), hi = std::max(hi, vhi[l]);
   for (; i < n; ++i) sum += x[i], lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
 }
 
-// sum_i x_i^2, kFftLanes at a time.
+// sum_i x_i^2, kLanes at a time.
 inline double sum_of_squares(const double* x, std::size_t n) {
-  fft_lanes acc{};
+  double_lanes acc{};
   std::size_t i = 0;
-  for (; i + kFftLanes <= n; i += kFftLanes) {
-    fft_lanes v;
+  for (; i + kLanes <= n; i += kLanes) {
+    double_lanes v;
     std::memcpy(&v, x + i, sizeof(v));
     acc += v * v;
   }
   double total = 0.0;
-  for (std::size_t l = 0; l < kFftLanes; ++l) total += acc[l];
+  for (std::size_t l = 0; l < kLanes; ++l) total += acc[l];
   for (; i < n; ++i) total += x[i] * x[i];
   return total;
 }
@@ -352,7 +414,7 @@ inline void cmnd_from_difference(const double* d, std::size_t max_tau, const std
 // Every d(j) comes from one autocorrelation, as YIN does: d(j) = sum_{i<L-j} u_i^2 +
 // sum_{i>=j} u_i^2 - 2 acf(j), with acf by FFT (size n >= L + max tau, so no lag wraps). Rows
 // are centred (d does not change) and scaled by a power of two (CMND does not change) first,
-// and two rows share one complex FFT (one in the real, one in the imaginary part), kFftLanes
+// and two rows share one complex FFT (one in the real, one in the imaginary part), kLanes
 // pairs per batch. The identity cancels: its error is about eps E log n (E the row's energy),
 // so where mean_{j<=tau} d(j) < kCmndDirectBelow E the first such lags are summed directly.
 constexpr double kCmndDirectBelow = 1e-2;
@@ -368,16 +430,16 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
   const double inverse_n = 1.0 / static_cast<double>(n);
   std::vector<std::size_t> reversed(n);
   for (std::size_t k = 0; k < n; ++k) reversed[k] = bit_reverse(k, n);
-  constexpr std::size_t kRows = 2 * kFftLanes;  // rows per batch: lane l holds rows l and kFftLanes + l
+  constexpr std::size_t kRows = 2 * kLanes;  // rows per batch: lane l holds rows l and kLanes + l
   const std::size_t batches = (rows + kRows - 1) / kRows;
   parallel_for(batches, [&](std::size_t b0, std::size_t b1) {
-    std::vector<fft_lanes> re(n), im(n);
+    std::vector<double_lanes> re(n), im(n);
     std::vector<double> u(kRows * length), d(max_tau + 1), cum(max_tau + 1);
     enum class Kind { fft, constant, direct };
     Kind kind[kRows];
     for (std::size_t b = b0; b < b1; ++b) {
-      std::fill(re.begin(), re.end(), fft_lanes{});
-      std::fill(im.begin(), im.end(), fft_lanes{});
+      std::fill(re.begin(), re.end(), double_lanes{});
+      std::fill(im.begin(), im.end(), double_lanes{});
       const std::size_t r0 = b * kRows, in_batch = std::min(kRows, rows - r0);
       for (std::size_t s = 0; s < in_batch; ++s) {
         double* row = u.data() + s * length;
@@ -390,10 +452,10 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
         int exponent = 0;
         std::frexp(std::max(hi - mean, mean - lo), &exponent);
         const double scale = std::ldexp(1.0, -exponent);
-        double* lanes = reinterpret_cast<double*>(s < kFftLanes ? re.data() : im.data());
+        double* lanes = reinterpret_cast<double*>(s < kLanes ? re.data() : im.data());
         for (std::size_t i = 0; i < length; ++i) {
           row[i] = (row[i] - mean) * scale;
-          lanes[i * kFftLanes + s % kFftLanes] = row[i];
+          lanes[i * kLanes + s % kLanes] = row[i];
         }
       }
       // Z = FFT(a + i b); |A_k|^2 + i |B_k|^2 from Z_k and Z_{n-k}; its inverse (a forward FFT
@@ -401,8 +463,8 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
       fft_forward_to_bitreversed(re.data(), im.data(), plan);
       for (std::size_t k = 0; k <= n / 2; ++k) {
         const std::size_t pk = reversed[k], pm = reversed[(n - k) & (n - 1)];
-        const fft_lanes zr = re[pk], zi = im[pk], mr = re[pm], mi = im[pm];
-        const fft_lanes power = zr * zr + zi * zi + mr * mr + mi * mi, cross = 2.0 * (zr * mr - zi * mi);
+        const double_lanes zr = re[pk], zi = im[pk], mr = re[pm], mi = im[pm];
+        const double_lanes power = zr * zr + zi * zi + mr * mr + mi * mi, cross = 2.0 * (zr * mr - zi * mi);
         re[pk] = re[pm] = 0.25 * (power + cross);
         im[pk] = im[pm] = 0.25 * (power - cross);
       }
@@ -419,7 +481,7 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
           cmnd_from_difference(d.data(), max_tau, periods, n_periods, cum, dst);
           continue;
         }
-        const double* acf = reinterpret_cast<const double*>(s < kFftLanes ? re.data() : im.data()) + s % kFftLanes;
+        const double* acf = reinterpret_cast<const double*>(s < kLanes ? re.data() : im.data()) + s % kLanes;
         const double energy = sum_of_squares(row, length);
         double first = 0.0, last = 0.0;  // sums of u^2 over i < j and over i >= L - j
         std::size_t direct_to = 0;
@@ -427,7 +489,7 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
         for (std::size_t j = 1; j <= max_tau; ++j) {
           first += row[j - 1] * row[j - 1];
           last += row[length - j] * row[length - j];
-          d[j] = std::max(0.0, 2.0 * (energy - acf[j * kFftLanes] * inverse_n) - first - last);
+          d[j] = std::max(0.0, 2.0 * (energy - acf[j * kLanes] * inverse_n) - first - last);
           running += d[j];
           if (running < kCmndDirectBelow * energy * static_cast<double>(j)) direct_to = j;
         }

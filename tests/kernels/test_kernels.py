@@ -41,6 +41,22 @@ def test_baseline_matches_reference(name, dtype, data):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("drop", [0.05, 0.2])
+@pytest.mark.parametrize("window", [12, 50])
+def test_baseline_of_long_rows_follows_the_naive_one(name, drop, window):
+    """Rows long enough for C++'s sampled guess at the drop threshold (and, with spikes at every
+    16th point, for the guess to fail and the full selection to run), ties among deviations,
+    missing points, and windows summed directly (12) or by a running sum (50)."""
+    rng = np.random.default_rng(7)
+    noise, ties, spikes = rng.standard_normal(3000), np.round(rng.standard_normal(3000)), rng.standard_normal(3000)
+    spikes[::16] = rng.uniform(50, 100, len(spikes[::16]))
+    noise[rng.choice(3000, 40, replace=False)] = np.nan
+    x = np.stack([noise, ties, spikes])
+    want = np.stack([ref.naive_baseline(row, window, drop) for row in x])
+    np.testing.assert_allclose(BACKENDS[name].baseline(x, window, drop), want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
