@@ -15,6 +15,7 @@
 #include <limits>
 #include <numeric>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace omnistream {
@@ -28,10 +29,17 @@ inline std::size_t thread_count() {
   return std::max<std::size_t>(1, std::thread::hardware_concurrency());
 }
 
-// Eight doubles in one vector (GCC vector extension; one AVX-512 register, or two AVX ones):
-// the kernels below keep independent rows or points in its lanes.
+// Eight doubles (or sixteen floats) in one vector (GCC vector extension; one AVX-512 register,
+// or two AVX ones): the kernels below keep independent rows, points or segments in its lanes.
 typedef double double_lanes __attribute__((vector_size(64)));
+typedef float float_lanes __attribute__((vector_size(64)));
 constexpr std::size_t kLanes = sizeof(double_lanes) / sizeof(double);
+
+// The vector of T's lanes. Declared outside templates: a vector attribute written on a dependent
+// type is dropped when the type becomes a template argument (std::vector<V> would hold scalars).
+template <class T> struct lanes_of;
+template <> struct lanes_of<double> { typedef double_lanes type; };
+template <> struct lanes_of<float> { typedef float_lanes type; };
 
 // Runs body(begin, end) over [0, n) split into contiguous chunks, one per thread.
 template <class Body>
@@ -557,21 +565,233 @@ void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::s
   }, 1);
 }
 
+// Mixed-radix complex FFT of any length whose prime factors are 2, 3 and 5 (a segment of 60
+// points: 4 x 3 x 5), on vectors of independent signals, one per lane, as the CMND FFT. Stockham
+// form: each stage reads one buffer and writes the other in natural order, no bit reversal.
+// After the stages with radices p_1 .. p_{s-1} (product L), buffer index r + M k holds the k-th
+// DFT coefficient (k < L) of the subsequence x[r + M t] (M = n / L); a stage of radix p
+// combines p such subsequences: t_q = w_{Lp}^{q k} Y[r + M' q + M k] (M' = M / p), then
+// Y'[r + M' k + (n / p) a] = sum_q w_p^{q a} t_q, a p-point DFT.
+template <class T>
+struct MixedFftPlan {
+  explicit MixedFftPlan(std::size_t size) : n(size) {
+    std::size_t rest = n;
+    for (std::size_t p : {4, 2, 3, 5})
+      while (rest % p == 0 && !(p == 2 && rest % 4 == 0)) radix.push_back(p), rest /= p;
+    usable = rest == 1 && n >= 2;
+    std::size_t before = 1;
+    for (std::size_t p : radix) {  // twiddles w_{Lp}^{q k}, q in [1, p), k in [0, L)
+      std::vector<T> re, im;
+      for (std::size_t q = 1; q < p; ++q)
+        for (std::size_t k = 0; k < before; ++k) {
+          const double angle = -2.0 * M_PI * static_cast<double>(q * k) / static_cast<double>(before * p);
+          re.push_back(static_cast<T>(std::cos(angle)));
+          im.push_back(static_cast<T>(std::sin(angle)));
+        }
+      twiddle_re.push_back(std::move(re));
+      twiddle_im.push_back(std::move(im));
+      before *= p;
+    }
+  }
+  std::size_t n;
+  bool usable = false;
+  std::vector<std::size_t> radix;
+  std::vector<std::vector<T>> twiddle_re, twiddle_im;
+};
+
+// Forward FFT of (re, im) using the scratch pair; returns the buffers holding the result.
+template <class V, class T>
+std::pair<V*, V*> mixed_fft(V* re, V* im, V* scratch_re, V* scratch_im, const MixedFftPlan<T>& plan) {
+  const std::size_t n = plan.n;
+  const T c3 = static_cast<T>(-0.5), s3 = static_cast<T>(std::sqrt(3.0) / 2.0);
+  const T c51 = static_cast<T>(std::cos(2 * M_PI / 5)), c52 = static_cast<T>(std::cos(4 * M_PI / 5));
+  const T s51 = static_cast<T>(std::sin(2 * M_PI / 5)), s52 = static_cast<T>(std::sin(4 * M_PI / 5));
+  V *xr = re, *xi = im, *yr = scratch_re, *yi = scratch_im;
+  std::size_t before = 1;
+  for (std::size_t stage = 0; stage < plan.radix.size(); ++stage) {
+    const std::size_t p = plan.radix[stage], next = n / (before * p), stride = next * p, out_stride = n / p;
+    const T *twr = plan.twiddle_re[stage].data(), *twi = plan.twiddle_im[stage].data();
+    for (std::size_t k = 0; k < before; ++k)
+      for (std::size_t r = 0; r < next; ++r) {
+        V ar[5], ai[5];
+        for (std::size_t q = 0; q < p; ++q) {
+          const std::size_t at = r + next * q + stride * k;
+          ar[q] = xr[at], ai[q] = xi[at];
+          if (q > 0 && k > 0) {
+            const T wr = twr[(q - 1) * before + k], wi = twi[(q - 1) * before + k];
+            const V tr = ar[q] * wr - ai[q] * wi;
+            ai[q] = ar[q] * wi + ai[q] * wr;
+            ar[q] = tr;
+          }
+        }
+        V br[5], bi[5];
+        if (p == 2) {
+          br[0] = ar[0] + ar[1], bi[0] = ai[0] + ai[1], br[1] = ar[0] - ar[1], bi[1] = ai[0] - ai[1];
+        } else if (p == 4) {
+          const V s02r = ar[0] + ar[2], s02i = ai[0] + ai[2], d02r = ar[0] - ar[2], d02i = ai[0] - ai[2];
+          const V s13r = ar[1] + ar[3], s13i = ai[1] + ai[3], d13r = ar[1] - ar[3], d13i = ai[1] - ai[3];
+          br[0] = s02r + s13r, bi[0] = s02i + s13i, br[2] = s02r - s13r, bi[2] = s02i - s13i;
+          br[1] = d02r + d13i, bi[1] = d02i - d13r, br[3] = d02r - d13i, bi[3] = d02i + d13r;
+        } else if (p == 3) {
+          const V sr = ar[1] + ar[2], si = ai[1] + ai[2], dr = (ar[1] - ar[2]) * s3, di = (ai[1] - ai[2]) * s3;
+          const V mr = ar[0] + sr * c3, mi = ai[0] + si * c3;
+          br[0] = ar[0] + sr, bi[0] = ai[0] + si;
+          br[1] = mr + di, bi[1] = mi - dr, br[2] = mr - di, bi[2] = mi + dr;
+        } else {  // p == 5
+          const V s1r = ar[1] + ar[4], s1i = ai[1] + ai[4], d1r = ar[1] - ar[4], d1i = ai[1] - ai[4];
+          const V s2r = ar[2] + ar[3], s2i = ai[2] + ai[3], d2r = ar[2] - ar[3], d2i = ai[2] - ai[3];
+          const V m1r = ar[0] + s1r * c51 + s2r * c52, m1i = ai[0] + s1i * c51 + s2i * c52;
+          const V m2r = ar[0] + s1r * c52 + s2r * c51, m2i = ai[0] + s1i * c52 + s2i * c51;
+          const V e1r = d1r * s51 + d2r * s52, e1i = d1i * s51 + d2i * s52;  // times -i in X1, +i in X4
+          const V e2r = d1r * s52 - d2r * s51, e2i = d1i * s52 - d2i * s51;  // times -i in X2, +i in X3
+          br[0] = ar[0] + s1r + s2r, bi[0] = ai[0] + s1i + s2i;
+          br[1] = m1r + e1i, bi[1] = m1i - e1r, br[4] = m1r - e1i, bi[4] = m1i + e1r;
+          br[2] = m2r + e2i, bi[2] = m2i - e2r, br[3] = m2r - e2i, bi[3] = m2i + e2r;
+        }
+        for (std::size_t a = 0; a < p; ++a) {
+          const std::size_t to = r + next * k + out_stride * a;
+          yr[to] = br[a], yi[to] = bi[a];
+        }
+      }
+    std::swap(xr, yr);
+    std::swap(xi, yi);
+    before *= p;
+  }
+  return {xr, xi};
+}
+
+// sum_t x[t]^2 of each lane over x[0, n), four chains of vector FMAs.
+template <class V>
+V lane_norms(const V* x, std::size_t n) {
+  V s0{}, s1{}, s2{}, s3{};
+  std::size_t t = 0;
+  for (; t + 4 <= n; t += 4) s0 += x[t] * x[t], s1 += x[t + 1] * x[t + 1], s2 += x[t + 2] * x[t + 2], s3 += x[t + 3] * x[t + 3];
+  for (; t < n; ++t) s0 += x[t] * x[t];
+  return (s0 + s1) + (s2 + s3);
+}
+
+// Weighted NCC by FFT (for lengths whose prime factors are 2, 3 and 5): with R_j the DFT of
+// r_j = w_j ref_j / |ref_j| and U_j that of the unit segment row u_j, the correlation over all
+// circular shifts is ncc = IDFT(sum_j R_j conj(U_j)), O(m n log n) per segment instead of the
+// circulant GEMM's m n^2. Segments sit in the lanes (kLanes of T per vector); the real rows j
+// and j + 1 share one complex FFT (u_j + i u_{j+1}), untangled from Z_k and Z_{n-k}; the
+// inverse is a forward FFT of conj(S) whose real part is n ncc. Calls store as weighted_ncc_each.
+template <class T, class Store>
+bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t count, std::size_t m,
+                      std::size_t n, Store store) {
+  const MixedFftPlan<T> plan(n);
+  if (!plan.usable || n < 8) return false;
+  typedef typename lanes_of<T>::type V;
+  static_assert(sizeof(V) == 64, "segments must sit in the lanes of one vector");
+  constexpr std::size_t lanes = 64 / sizeof(T);
+  const std::size_t half = n / 2 + 1;
+  // R_j[k] / 2 (the untangling's halves folded in), k < half, by a direct DFT in double: m n^2 once.
+  std::vector<T> rr((m + 1) * half, T{0}), ri((m + 1) * half, T{0});  // row m stays 0 (odd m's partner)
+  for (std::size_t j = 0; j < m; ++j) {
+    const double norm = std::sqrt(dot(ref + j * n, ref + j * n, n));
+    if (!(norm > 0.0 && std::isfinite(norm))) continue;  // a zero, NaN or infinite row contributes 0
+    const double f = 0.5 * static_cast<double>(w[j]) / norm;
+    for (std::size_t k = 0; k < half; ++k) {
+      double re = 0.0, im = 0.0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const double angle = -2.0 * M_PI * static_cast<double>((k * i) % n) / static_cast<double>(n);
+        re += ref[j * n + i] * std::cos(angle);
+        im += ref[j * n + i] * std::sin(angle);
+      }
+      rr[j * half + k] = static_cast<T>(f * re), ri[j * half + k] = static_cast<T>(f * im);
+    }
+  }
+  const std::size_t batches = (count + lanes - 1) / lanes;
+  parallel_for(batches, [&](std::size_t b0, std::size_t b1) {
+    std::vector<V> xr(n), xi(n), yr(n), yi(n), sr(half), si(half);
+    for (std::size_t b = b0; b < b1; ++b) {
+      const std::size_t c0 = b * lanes, in_batch = std::min(lanes, count - c0);
+      std::fill(sr.begin(), sr.end(), V{});
+      std::fill(si.begin(), si.end(), V{});
+      for (std::size_t j = 0; j < m; j += 2) {
+        // Rows j (real part) and j + 1 (imaginary part) of every segment of the batch into the
+        // lanes, then scaled to unit norm lane-wise: the two rows of a complex FFT must be of one
+        // scale (the rounding of a large row would swamp a small partner when untangled), and a
+        // row without a finite positive norm is zeroed (a NaN would spread to its partner).
+        T* lr = reinterpret_cast<T*>(xr.data());
+        T* li = reinterpret_cast<T*>(xi.data());
+        for (std::size_t part = 0; part < 2; ++part)
+          for (std::size_t lane = 0; lane < lanes; ++lane) {
+            T* dst = (part ? li : lr) + lane;
+            if (lane < in_batch && j + part < m) {
+              const T* row = segments + ((c0 + lane) * m + j + part) * n;
+              for (std::size_t t = 0; t < n; t += 64 / sizeof(T)) __builtin_prefetch(row + 2 * n + t);  // next step's row
+              for (std::size_t t = 0; t < n; ++t) dst[t * lanes] = row[t];
+            } else {
+              for (std::size_t t = 0; t < n; ++t) dst[t * lanes] = T{0};
+            }
+          }
+        V scale_r = lane_norms(xr.data(), n), scale_i = lane_norms(xi.data(), n);  // squared norms first
+        for (std::size_t part = 0; part < 2; ++part)
+          for (std::size_t lane = 0; lane < lanes; ++lane) {
+            V& scale = part ? scale_i : scale_r;
+            T* data = (part ? li : lr) + lane;
+            const T squared = scale[lane];
+            if (squared >= std::numeric_limits<T>::min() && squared <= std::numeric_limits<T>::max()) {
+              scale[lane] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(squared)));
+              continue;
+            }
+            // Zero, under- or overflowed in T, or not finite: the norm again in double, and a usable
+            // row scaled to unit norm here.
+            const T* row = lane < in_batch && j + part < m ? segments + ((c0 + lane) * m + j + part) * n : nullptr;
+            const double norm = row ? std::sqrt(dot(row, row, n)) : 0.0;
+            const bool usable = norm > 0.0 && std::isfinite(norm);
+            for (std::size_t t = 0; t < n; ++t) data[t * lanes] = usable ? static_cast<T>(row[t] / norm) : T{0};
+            scale[lane] = usable ? T{1} : T{0};
+          }
+        for (std::size_t t = 0; t < n; ++t) xr[t] *= scale_r, xi[t] *= scale_i;
+        const auto [zr, zi] = mixed_fft(xr.data(), xi.data(), yr.data(), yi.data(), plan);
+        const T* r0r = rr.data() + j * half;
+        const T* r0i = ri.data() + j * half;
+        const T* r1r = rr.data() + (j + 1) * half;
+        const T* r1i = ri.data() + (j + 1) * half;
+        for (std::size_t k = 0; k < half; ++k) {
+          const std::size_t mk = (n - k) % n;
+          const V a = zr[k], bb = zi[k], c = zr[mk], d = zi[mk];
+          const V ar = a + c, ai = d - bb;  // 2 conj(U_j[k])
+          const V br = bb + d, bi = a - c;  // 2 conj(U_{j+1}[k])
+          sr[k] += ar * r0r[k] - ai * r0i[k] + br * r1r[k] - bi * r1i[k];
+          si[k] += ar * r0i[k] + ai * r0r[k] + br * r1i[k] + bi * r1r[k];
+        }
+      }
+      for (std::size_t k = 0; k < n; ++k) {  // conj(S) over all k, S Hermitian
+        const bool low = k < half;
+        xr[k] = low ? sr[k] : sr[n - k];
+        xi[k] = low ? -si[k] : si[n - k];
+      }
+      const auto [nr, ni] = mixed_fft(xr.data(), xi.data(), yr.data(), yi.data(), plan);
+      (void)ni;
+      const T scale = static_cast<T>(1.0 / static_cast<double>(n));
+      for (std::size_t lane = 0; lane < in_batch; ++lane)
+        for (std::size_t shift = 0; shift < n; ++shift) store(c0 + lane, shift, nr[shift][lane] * scale);
+    }
+  }, 1);
+  return true;
+}
+
 // Weighted NCC (OmniTransfer eq. 6) between a reference ref (m x n) and each of the
 // segments (count x m x n) at every circular shift s in [0, n): the segment is rolled right
-// by s (numpy.roll(seg, s, axis=-1)). Rows with zero norm contribute 0. store(c, s, v)
+// by s (numpy.roll(seg, s, axis=-1)). Rows without a finite positive norm (zero, or holding a
+// NaN or an infinity) contribute 0. store(c, s, v)
 // receives each value once, the shifts of one segment in increasing order and on one thread.
 template <class T, class Store>
 void weighted_ncc_each(const T* ref, const T* segments, const T* w, std::size_t count, std::size_t m,
                        std::size_t n, Store store) {
-  // With u_j the unit-norm segment rows and r_j = w_j ref_j / |ref_j|:
+  if (weighted_ncc_fft(ref, segments, w, count, m, n, store)) return;
+  // Other lengths. With u_j the unit-norm segment rows and r_j = w_j ref_j / |ref_j|:
   //   ncc[s] = sum_j sum_i r_j[i] u_j[(i - s) mod n] = sum_j sum_q u_j[q] r_j[(q + s) mod n],
   // so all segments at once are one GEMM, U (count x m n) times the stacked circulant
   // R (m n x n) with R[j n + q][s] = r_j[(q + s) mod n].
   std::vector<double> circulant(m * n * n);
   for (std::size_t j = 0; j < m; ++j) {
     const double norm = std::sqrt(dot(ref + j * n, ref + j * n, n));
-    const double f = norm > 0.0 ? static_cast<double>(w[j]) / norm : 0.0;
+    if (!(norm > 0.0 && std::isfinite(norm))) continue;  // a zero, NaN or infinite row contributes 0
+    const double f = static_cast<double>(w[j]) / norm;
     for (std::size_t q = 0; q < n; ++q)
       for (std::size_t s = 0; s < n; ++s) circulant[(j * n + q) * n + s] = f * ref[j * n + (q + s) % n];
   }

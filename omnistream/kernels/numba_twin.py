@@ -85,7 +85,7 @@ def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.nda
     scaled = np.zeros((m, n))
     for j in range(m):
         norm = np.sqrt(np.dot(ref[j].astype(np.float64), ref[j].astype(np.float64)))
-        if norm > 0.0:
+        if norm > 0.0 and np.isfinite(norm):
             scaled[j] = ref[j] * (w[j] / norm)
     out = np.empty((count, n), dtype=segments.dtype)
     for c in prange(count):
@@ -94,7 +94,7 @@ def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.nda
         for j in range(m):
             row = segments[c, j].astype(np.float64)
             norm = np.sqrt(np.dot(row, row))
-            if not norm > 0.0:  # zero, or NaN from a missing value: the row contributes 0, as in C++
+            if not (norm > 0.0 and np.isfinite(norm)):  # zero, NaN or inf in it: contributes 0, as in C++
                 continue
             doubled[:n] = row / norm
             doubled[n:] = doubled[:n]

@@ -60,6 +60,12 @@ def weighted_sq_dist(a: np.ndarray, b: np.ndarray, w: np.ndarray, b_norms: np.nd
     return np.maximum(out, 0.0, out=out)
 
 
+def usable(norm: np.ndarray) -> np.ndarray:
+    """Rows with a finite, positive norm; the others (zero, or holding a NaN or an infinity)
+    contribute 0 to the NCC in every backend."""
+    return np.isfinite(norm) & (norm > 0)
+
+
 def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted NCC (eq. 6) at every circular shift as one BLAS GEMM: out[c, s] =
     sum_j sum_u unit(seg)[c, j, u] * w_j unit(ref)[j, (u + s) mod n], i.e. the unit segments
@@ -67,11 +73,11 @@ def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.nda
     n = ref.shape[-1]
     ref, w = np.asarray(ref, dtype=np.float64), np.asarray(w, dtype=np.float64)
     ref_norm = np.linalg.norm(ref, axis=-1, keepdims=True)
-    ref_w = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=ref_norm > 0)
+    ref_w = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=usable(ref_norm))
     # Norms accumulate in float64, as the compiled backends do: float32 squares of values near
     # the smallest normal number underflow to zero and would turn a unit row into zeros.
     seg_norm = np.sqrt(np.einsum("cju,cju->cj", segments, segments, dtype=np.float64))[..., None]
-    seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape, dtype=segments.dtype), where=seg_norm > 0)
+    seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape, dtype=segments.dtype), where=usable(seg_norm))
     shifts = (np.arange(n)[:, None] + np.arange(n)[None, :]) % n
     circulants = ref_w[:, shifts].reshape(-1, n).astype(segments.dtype)
     return seg_unit.reshape(len(segments), -1) @ circulants

@@ -51,7 +51,7 @@ def naive_weighted_ncc(ref: np.ndarray, seg: np.ndarray, w: np.ndarray, shift: i
     total = 0.0
     for j in range(ref.shape[0]):
         norm = np.linalg.norm(ref[j]) * np.linalg.norm(rolled[j])
-        if norm > 0:
+        if np.isfinite(norm) and norm > 0:  # a zero row, or one with a NaN or inf, contributes 0
             total += float(np.sum(ref[j] * rolled[j]) * w[j] / norm)
     return total
 
@@ -64,8 +64,8 @@ def ncc_fft(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:
     ref, segments, w = (np.asarray(v, dtype=np.float64) for v in (ref, segments, w))
     ref_norm = np.linalg.norm(ref, axis=-1, keepdims=True)
     seg_norm = np.linalg.norm(segments, axis=-1, keepdims=True)
-    ref_unit = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=ref_norm > 0)
-    seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape), where=seg_norm > 0)
+    ref_unit = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=numpy_twin.usable(ref_norm))
+    seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape), where=numpy_twin.usable(seg_norm))
     spectrum = (np.fft.rfft(ref_unit, axis=-1)[None] * np.conj(np.fft.rfft(seg_unit, axis=-1))).sum(axis=1)
     return np.fft.irfft(spectrum, n=n, axis=-1).astype(out_dtype)
 

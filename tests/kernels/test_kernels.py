@@ -118,6 +118,24 @@ def test_weighted_ncc_of_tiny_float32_rows_is_not_zero(name, scale):
 
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [60, 49, 16])
+@pytest.mark.parametrize("m", [4, 5])
+def test_weighted_ncc_of_segment_lengths_follows_the_naive_one(name, dtype, n, m):
+    """C++ takes the FFT for lengths of factors 2, 3 and 5 (60, 16) and the circulant GEMM
+    otherwise (49); a batch of segments shares the SIMD lanes and rows share a complex FFT in
+    pairs (m odd leaves one alone), so a part batch, zero, NaN, infinite and tiny rows are mixed in."""
+    rng = np.random.default_rng(8)
+    r, segs, w = rng.standard_normal((m, n)), rng.standard_normal((21, m, n)), rng.uniform(0.1, 2.0, m)
+    segs[1, 0], segs[2, 1, 5], segs[3, 2, 7], segs[4, 3] = 0.0, np.nan, np.inf, segs[4, 3] * 1e-39
+    r[1, 3] = np.inf  # the reference's row 1 then contributes nothing either
+    r, segs, w = r.astype(dtype), segs.astype(dtype), w.astype(dtype)
+    got = BACKENDS[name].weighted_ncc(r, segs, w)
+    want = np.array([[ref.naive_weighted_ncc(r, s, w, k) for k in range(n)] for s in segs])
+    np.testing.assert_allclose(got, want, **tol(dtype))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_zero_constant_and_nan_rows_follow_the_references(name, dtype):
     """A segment row of zeros or with a NaN has no norm and contributes 0 to the NCC (a constant
     row is an ordinary one); CMND of a constant or zero series is 1 (no structure), and NaN in
