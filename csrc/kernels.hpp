@@ -13,6 +13,9 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <thread>
 #include <utility>
@@ -201,154 +204,6 @@ inline double dot(const T* a, const T* b, std::size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// Radix-2 complex FFTs of kLanes independent signals at once, one per SIMD lane: the
-// butterflies are plain vertical vector operations with one broadcast twiddle, so a batch of
-// rows runs at vector speed with no shuffles. Used by CMND for every autocorrelation lag at
-// O(n log n) per row instead of O(n tau).
-constexpr std::size_t kFftBlock = 256;  // points whose small stages run together in L1 (32 KB)
-
-// Twiddles of a size-n FFT (n a power of two): the stage of half-size h uses entries [h, 2h),
-// cos and -sin of pi k / h, i.e. exp(-2 pi i k / 2h); cube_* hold the cube of each, which the
-// radix-4 steps use.
-struct FftPlan {
-  explicit FftPlan(std::size_t size) : n(size), cos_(size), sin_(size), cube_cos(size), cube_sin(size) {
-    for (std::size_t h = 1; h < n; h *= 2)
-      for (std::size_t k = 0; k < h; ++k) {
-        const double angle = M_PI * static_cast<double>(k) / static_cast<double>(h);
-        cos_[h + k] = std::cos(angle);
-        sin_[h + k] = -std::sin(angle);
-        cube_cos[h + k] = std::cos(3.0 * angle);
-        cube_sin[h + k] = -std::sin(3.0 * angle);
-      }
-  }
-  std::size_t n;
-  std::vector<double> cos_, sin_, cube_cos, cube_sin;
-};
-
-// (re, im) *= (c + i s), the twiddle broadcast to every lane.
-inline void twiddle(double_lanes& re, double_lanes& im, double c, double s) {
-  const double_lanes r = re * c - im * s;
-  im = re * s + im * c;
-  re = r;
-}
-
-// One radix-2 decimation-in-frequency stage over points [begin, end): a' = a + b,
-// b' = (a - b) w. Stages of halves n/2 down to 1 take natural order to bit-reversed order.
-inline void fft_dif2(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t half,
-                     std::size_t begin, std::size_t end) {
-  for (std::size_t i = begin; i < end; i += 2 * half)
-    for (std::size_t k = 0; k < half; ++k) {
-      const std::size_t a = i + k, b = a + half;
-      double_lanes dr = re[a] - re[b], di = im[a] - im[b];
-      re[a] += re[b];
-      im[a] += im[b];
-      twiddle(dr, di, plan.cos_[half + k], plan.sin_[half + k]);
-      re[b] = dr;
-      im[b] = di;
-    }
-}
-
-// Two DIF stages at once (halves 2q and q): four points, three twiddles w^2k, w^k, w^3k with
-// w = exp(-2 pi i / 4q); a quarter of the loads and stores of two radix-2 stages are saved.
-inline void fft_dif4(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t q,
-                     std::size_t begin, std::size_t end) {
-  for (std::size_t i = begin; i < end; i += 4 * q)
-    for (std::size_t k = 0; k < q; ++k) {
-      const std::size_t p0 = i + k, p1 = p0 + q, p2 = p1 + q, p3 = p2 + q;
-      const double_lanes s02r = re[p0] + re[p2], s02i = im[p0] + im[p2], d02r = re[p0] - re[p2], d02i = im[p0] - im[p2];
-      const double_lanes s13r = re[p1] + re[p3], s13i = im[p1] + im[p3], d13r = re[p1] - re[p3], d13i = im[p1] - im[p3];
-      double_lanes y1r = s02r - s13r, y1i = s02i - s13i;  // times w^2k
-      double_lanes y2r = d02r + d13i, y2i = d02i - d13r;  // (a0 - a2) - i (a1 - a3), times w^k
-      double_lanes y3r = d02r - d13i, y3i = d02i + d13r;  // (a0 - a2) + i (a1 - a3), times w^3k
-      re[p0] = s02r + s13r;
-      im[p0] = s02i + s13i;
-      if (q > 1) {
-        twiddle(y1r, y1i, plan.cos_[q + k], plan.sin_[q + k]);
-        twiddle(y2r, y2i, plan.cos_[2 * q + k], plan.sin_[2 * q + k]);
-        twiddle(y3r, y3i, plan.cube_cos[2 * q + k], plan.cube_sin[2 * q + k]);
-      }
-      re[p1] = y1r, im[p1] = y1i, re[p2] = y2r, im[p2] = y2i, re[p3] = y3r, im[p3] = y3i;
-    }
-}
-
-// One radix-2 decimation-in-time stage: b *= w, then a' = a + b, b' = a - b. Stages of halves
-// 1 up to n/2 take bit-reversed order to natural order.
-inline void fft_dit2(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t half,
-                     std::size_t begin, std::size_t end) {
-  for (std::size_t i = begin; i < end; i += 2 * half)
-    for (std::size_t k = 0; k < half; ++k) {
-      const std::size_t a = i + k, b = a + half;
-      double_lanes tr = re[b], ti = im[b];
-      twiddle(tr, ti, plan.cos_[half + k], plan.sin_[half + k]);
-      re[b] = re[a] - tr;
-      im[b] = im[a] - ti;
-      re[a] += tr;
-      im[a] += ti;
-    }
-}
-
-// Two DIT stages at once (halves q and 2q), the mirror of fft_dif4.
-inline void fft_dit4(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t q,
-                     std::size_t begin, std::size_t end) {
-  for (std::size_t i = begin; i < end; i += 4 * q)
-    for (std::size_t k = 0; k < q; ++k) {
-      const std::size_t p0 = i + k, p1 = p0 + q, p2 = p1 + q, p3 = p2 + q;
-      double_lanes a1r = re[p1], a1i = im[p1], a2r = re[p2], a2i = im[p2], a3r = re[p3], a3i = im[p3];
-      if (q > 1) {
-        twiddle(a1r, a1i, plan.cos_[q + k], plan.sin_[q + k]);
-        twiddle(a2r, a2i, plan.cos_[2 * q + k], plan.sin_[2 * q + k]);
-        twiddle(a3r, a3i, plan.cube_cos[2 * q + k], plan.cube_sin[2 * q + k]);
-      }
-      const double_lanes s01r = re[p0] + a1r, s01i = im[p0] + a1i, d01r = re[p0] - a1r, d01i = im[p0] - a1i;
-      const double_lanes s23r = a2r + a3r, s23i = a2i + a3i, d23r = a2r - a3r, d23i = a2i - a3i;
-      re[p0] = s01r + s23r, im[p0] = s01i + s23i;
-      re[p2] = s01r - s23r, im[p2] = s01i - s23i;
-      re[p1] = d01r + d23i, im[p1] = d01i - d23r;  // (a0 - A1) - i (A2 - A3)
-      re[p3] = d01r - d23i, im[p3] = d01i + d23r;  // (a0 - A1) + i (A2 - A3)
-    }
-}
-
-// DIF stages of halves top down to bottom (powers of two) over [begin, end): radix-4 steps,
-// and one radix-2 stage first when their count is odd.
-inline void fft_dif_stages(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t top,
-                           std::size_t bottom, std::size_t begin, std::size_t end) {
-  std::size_t half = top;
-  if (__builtin_ctzll(top / bottom) % 2 == 0) {  // top/bottom = 2^(stages - 1): odd stage count
-    fft_dif2(re, im, plan, half, begin, end);
-    half /= 2;
-  }
-  for (; half >= 2 * bottom; half /= 4) fft_dif4(re, im, plan, half / 2, begin, end);
-}
-
-// DIT stages of halves bottom up to top over [begin, end), the odd radix-2 stage last.
-inline void fft_dit_stages(double_lanes* re, double_lanes* im, const FftPlan& plan, std::size_t bottom,
-                           std::size_t top, std::size_t begin, std::size_t end) {
-  std::size_t half = bottom;
-  for (; 2 * half <= top; half *= 4) fft_dit4(re, im, plan, half, begin, end);
-  if (half == top) fft_dit2(re, im, plan, half, begin, end);
-}
-
-// Forward FFT, natural order in, bit-reversed out: the large stages sweep the whole array, the
-// small ones run block by block while the block is in L1.
-inline void fft_forward_to_bitreversed(double_lanes* re, double_lanes* im, const FftPlan& plan) {
-  const std::size_t block = std::min(plan.n, kFftBlock);
-  if (block < plan.n) fft_dif_stages(re, im, plan, plan.n / 2, block, 0, plan.n);
-  for (std::size_t b = 0; b < plan.n; b += block) fft_dif_stages(re, im, plan, block / 2, 1, b, b + block);
-}
-
-// Forward FFT, bit-reversed order in, natural out (the mirror of the above).
-inline void fft_forward_from_bitreversed(double_lanes* re, double_lanes* im, const FftPlan& plan) {
-  const std::size_t block = std::min(plan.n, kFftBlock);
-  for (std::size_t b = 0; b < plan.n; b += block) fft_dit_stages(re, im, plan, 1, block / 2, b, b + block);
-  if (block < plan.n) fft_dit_stages(re, im, plan, block, plan.n / 2, 0, plan.n);
-}
-
-inline std::size_t bit_reverse(std::size_t k, std::size_t n) {
-  std::size_t r = 0;
-  for (std::size_t bit = n >> 1; bit; bit >>= 1, k >>= 1) r = (r << 1) | (k & 1);
-  return r;
-}
-
 // sum_i (a_i - b_i)^2 with four accumulators (vectorised without -ffast-math).
 inline double sq_diff_sum(const double* a, const double* b, std::size_t n) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -362,6 +217,146 @@ inline double sq_diff_sum(const double* a, const double* b, std::size_t n) {
   }
   for (; i < n; ++i) s0 += (a[i] - b[i]) * (a[i] - b[i]);
   return (s0 + s1) + (s2 + s3);
+}
+
+// Plans (twiddle tables) are built once per size and kept: building one costs thousands of
+// sin/cos, as much as transforming a few hundred short rows.
+template <class Plan>
+const Plan& cached_plan(std::size_t n) {
+  static std::mutex guard;
+  static std::map<std::size_t, std::unique_ptr<const Plan>> plans;
+  const std::lock_guard<std::mutex> lock(guard);
+  auto& plan = plans[n];
+  if (!plan) plan = std::make_unique<const Plan>(n);
+  return *plan;
+}
+
+// Mixed-radix complex FFT of any length whose prime factors are 2, 3 and 5 (a segment of 60
+// points: 4 x 3 x 5; CMND's zero-padded 2,304: 4^4 x 3^2), on vectors of independent signals,
+// one per SIMD lane: the butterflies are plain vertical vector operations with broadcast
+// twiddles, so a batch of rows or segments runs at vector speed with no shuffles. Stockham
+// form: each stage reads one buffer and writes the other in natural order, no bit reversal.
+// After the stages with radices p_1 .. p_{s-1} (product L), buffer index r + M k holds the k-th
+// DFT coefficient (k < L) of the subsequence x[r + M t] (M = n / L); a stage of radix p
+// combines p such subsequences: t_q = w_{Lp}^{q k} Y[r + M' q + M k] (M' = M / p), then
+// Y'[r + M' k + (n / p) a] = sum_q w_p^{q a} t_q, a p-point DFT.
+template <class T>
+struct MixedFftPlan {
+  explicit MixedFftPlan(std::size_t size) : n(size) {
+    std::size_t rest = n;
+    for (std::size_t p : {4, 2, 3, 5})
+      while (rest % p == 0 && !(p == 2 && rest % 4 == 0)) radix.push_back(p), rest /= p;
+    usable = rest == 1 && n >= 2;
+    std::size_t before = 1;
+    for (std::size_t p : radix) {  // twiddles w_{Lp}^{q k}, q in [1, p), k in [0, L)
+      std::vector<T> re, im;
+      for (std::size_t q = 1; q < p; ++q)
+        for (std::size_t k = 0; k < before; ++k) {
+          const double angle = -2.0 * M_PI * static_cast<double>(q * k) / static_cast<double>(before * p);
+          re.push_back(static_cast<T>(std::cos(angle)));
+          im.push_back(static_cast<T>(std::sin(angle)));
+        }
+      twiddle_re.push_back(std::move(re));
+      twiddle_im.push_back(std::move(im));
+      before *= p;
+    }
+  }
+  std::size_t n;
+  bool usable = false;
+  std::vector<std::size_t> radix;
+  std::vector<std::vector<T>> twiddle_re, twiddle_im;
+};
+
+// The smallest length >= at_least whose prime factors are 2, 3 and 5 (an FFT size).
+inline std::size_t smooth_size(std::size_t at_least) {
+  for (std::size_t n = std::max<std::size_t>(at_least, 2);; ++n) {
+    std::size_t rest = n;
+    for (std::size_t p : {2, 3, 5})
+      while (rest % p == 0) rest /= p;
+    if (rest == 1) return n;
+  }
+}
+
+// The p-point DFT (p = 2, 3, 4 or 5) of (ar, ai) into (br, bi), forward sign.
+template <std::size_t P, class V, class T>
+inline void small_dft(const V* ar, const V* ai, V* br, V* bi) {
+  if constexpr (P == 2) {
+    br[0] = ar[0] + ar[1], bi[0] = ai[0] + ai[1], br[1] = ar[0] - ar[1], bi[1] = ai[0] - ai[1];
+  } else if constexpr (P == 4) {
+    const V s02r = ar[0] + ar[2], s02i = ai[0] + ai[2], d02r = ar[0] - ar[2], d02i = ai[0] - ai[2];
+    const V s13r = ar[1] + ar[3], s13i = ai[1] + ai[3], d13r = ar[1] - ar[3], d13i = ai[1] - ai[3];
+    br[0] = s02r + s13r, bi[0] = s02i + s13i, br[2] = s02r - s13r, bi[2] = s02i - s13i;
+    br[1] = d02r + d13i, bi[1] = d02i - d13r, br[3] = d02r - d13i, bi[3] = d02i + d13r;
+  } else if constexpr (P == 3) {
+    const T c3 = static_cast<T>(-0.5), s3 = static_cast<T>(0.86602540378443864676);  // cos, sin of 2 pi / 3
+    const V sr = ar[1] + ar[2], si = ai[1] + ai[2], dr = (ar[1] - ar[2]) * s3, di = (ai[1] - ai[2]) * s3;
+    const V mr = ar[0] + sr * c3, mi = ai[0] + si * c3;
+    br[0] = ar[0] + sr, bi[0] = ai[0] + si;
+    br[1] = mr + di, bi[1] = mi - dr, br[2] = mr - di, bi[2] = mi + dr;
+  } else {
+    static_assert(P == 5, "radix 2, 3, 4 or 5");
+    const T c51 = static_cast<T>(0.30901699437494742410), c52 = static_cast<T>(-0.80901699437494742410);
+    const T s51 = static_cast<T>(0.95105651629515357212), s52 = static_cast<T>(0.58778525229247312917);
+    const V s1r = ar[1] + ar[4], s1i = ai[1] + ai[4], d1r = ar[1] - ar[4], d1i = ai[1] - ai[4];
+    const V s2r = ar[2] + ar[3], s2i = ai[2] + ai[3], d2r = ar[2] - ar[3], d2i = ai[2] - ai[3];
+    const V m1r = ar[0] + s1r * c51 + s2r * c52, m1i = ai[0] + s1i * c51 + s2i * c52;
+    const V m2r = ar[0] + s1r * c52 + s2r * c51, m2i = ai[0] + s1i * c52 + s2i * c51;
+    const V e1r = d1r * s51 + d2r * s52, e1i = d1i * s51 + d2i * s52;  // times -i in X1, +i in X4
+    const V e2r = d1r * s52 - d2r * s51, e2i = d1i * s52 - d2i * s51;  // times -i in X2, +i in X3
+    br[0] = ar[0] + s1r + s2r, bi[0] = ai[0] + s1i + s2i;
+    br[1] = m1r + e1i, bi[1] = m1i - e1r, br[4] = m1r - e1i, bi[4] = m1i + e1r;
+    br[2] = m2r + e2i, bi[2] = m2i - e2r, br[3] = m2r - e2i, bi[3] = m2i + e2r;
+  }
+}
+
+// One Stockham stage of radix P after stages of product `before` (see MixedFftPlan).
+template <std::size_t P, class V, class T>
+void mixed_stage(const V* xr, const V* xi, V* yr, V* yi, std::size_t n, std::size_t before, const T* twr,
+                 const T* twi) {
+  const std::size_t next = n / (before * P), stride = next * P, out_stride = n / P;
+  for (std::size_t k = 0; k < before; ++k) {
+    T wr[P], wi[P];
+    for (std::size_t q = 1; q < P; ++q) wr[q] = twr[(q - 1) * before + k], wi[q] = twi[(q - 1) * before + k];
+    for (std::size_t r = 0; r < next; ++r) {
+      V ar[P], ai[P], br[P], bi[P];
+      ar[0] = xr[r + stride * k], ai[0] = xi[r + stride * k];
+      for (std::size_t q = 1; q < P; ++q) {
+        const std::size_t at = r + next * q + stride * k;
+        const V vr = xr[at], vi = xi[at];
+        if (k == 0) {  // a twiddle of 1 (the whole first stage): loop-invariant, so unswitched
+          ar[q] = vr, ai[q] = vi;
+        } else {
+          ar[q] = vr * wr[q] - vi * wi[q];
+          ai[q] = vr * wi[q] + vi * wr[q];
+        }
+      }
+      small_dft<P, V, T>(ar, ai, br, bi);
+      for (std::size_t a = 0; a < P; ++a) {
+        const std::size_t to = r + next * k + out_stride * a;
+        yr[to] = br[a], yi[to] = bi[a];
+      }
+    }
+  }
+}
+
+// Forward FFT of (re, im) using the scratch pair; returns the buffers holding the result.
+template <class V, class T>
+std::pair<V*, V*> mixed_fft(V* re, V* im, V* scratch_re, V* scratch_im, const MixedFftPlan<T>& plan) {
+  V *xr = re, *xi = im, *yr = scratch_re, *yi = scratch_im;
+  std::size_t before = 1;
+  for (std::size_t stage = 0; stage < plan.radix.size(); ++stage) {
+    const T *twr = plan.twiddle_re[stage].data(), *twi = plan.twiddle_im[stage].data();
+    switch (plan.radix[stage]) {
+      case 2: mixed_stage<2>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
+      case 3: mixed_stage<3>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
+      case 4: mixed_stage<4>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
+      default: mixed_stage<5>(xr, xi, yr, yi, plan.n, before, twr, twi);
+    }
+    std::swap(xr, yr);
+    std::swap(xi, yi);
+    before *= plan.radix[stage];
+  }
+  return {xr, xi};
 }
 
 // Sum, minimum and maximum of x[0, n), kLanes at a time: a serial sum would wait on the
@@ -420,7 +415,8 @@ inline void cmnd_from_difference(const double* d, std::size_t max_tau, const std
 // 1 where the denominator vanishes (a constant row) or a row holds a non-finite value.
 //
 // Every d(j) comes from one autocorrelation, as YIN does: d(j) = sum_{i<L-j} u_i^2 +
-// sum_{i>=j} u_i^2 - 2 acf(j), with acf by FFT (size n >= L + max tau, so no lag wraps). Rows
+// sum_{i>=j} u_i^2 - 2 acf(j), with acf by FFT (n the smallest 2-3-5 size >= L + max tau, so
+// no lag wraps). Rows
 // are centred (d does not change) and scaled by a power of two (CMND does not change) first,
 // and two rows share one complex FFT (one in the real, one in the imaginary part), kLanes
 // pairs per batch. The identity cancels: its error is about eps E log n (E the row's energy),
@@ -432,16 +428,13 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
           const std::int64_t* periods, std::size_t n_periods) {
   std::size_t max_tau = 0;
   for (std::size_t p = 0; p < n_periods; ++p) max_tau = std::max(max_tau, static_cast<std::size_t>(periods[p]));
-  std::size_t n = 2;
-  while (n < length + max_tau) n *= 2;
-  const FftPlan plan(n);
+  const std::size_t n = smooth_size(length + max_tau);
+  const MixedFftPlan<double>& plan = cached_plan<MixedFftPlan<double>>(n);
   const double inverse_n = 1.0 / static_cast<double>(n);
-  std::vector<std::size_t> reversed(n);
-  for (std::size_t k = 0; k < n; ++k) reversed[k] = bit_reverse(k, n);
   constexpr std::size_t kRows = 2 * kLanes;  // rows per batch: lane l holds rows l and kLanes + l
   const std::size_t batches = (rows + kRows - 1) / kRows;
   parallel_for(batches, [&](std::size_t b0, std::size_t b1) {
-    std::vector<double_lanes> re(n), im(n);
+    std::vector<double_lanes> re(n), im(n), scratch_re(n), scratch_im(n);
     std::vector<double> u(kRows * length), d(max_tau + 1), cum(max_tau + 1);
     enum class Kind { fft, constant, direct };
     Kind kind[kRows];
@@ -468,15 +461,17 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
       }
       // Z = FFT(a + i b); |A_k|^2 + i |B_k|^2 from Z_k and Z_{n-k}; its inverse (a forward FFT
       // of the swapped parts) leaves n acf(a) in re and n acf(b) in im.
-      fft_forward_to_bitreversed(re.data(), im.data(), plan);
+      const auto [zr, zi] = mixed_fft(re.data(), im.data(), scratch_re.data(), scratch_im.data(), plan);
       for (std::size_t k = 0; k <= n / 2; ++k) {
-        const std::size_t pk = reversed[k], pm = reversed[(n - k) & (n - 1)];
-        const double_lanes zr = re[pk], zi = im[pk], mr = re[pm], mi = im[pm];
-        const double_lanes power = zr * zr + zi * zi + mr * mr + mi * mi, cross = 2.0 * (zr * mr - zi * mi);
-        re[pk] = re[pm] = 0.25 * (power + cross);
-        im[pk] = im[pm] = 0.25 * (power - cross);
+        const std::size_t mk = (n - k) % n;
+        const double_lanes ar = zr[k], ai = zi[k], br = zr[mk], bi = zi[mk];
+        const double_lanes power = ar * ar + ai * ai + br * br + bi * bi, cross = 2.0 * (ar * br - ai * bi);
+        zr[k] = zr[mk] = 0.25 * (power + cross);
+        zi[k] = zi[mk] = 0.25 * (power - cross);
       }
-      fft_forward_from_bitreversed(im.data(), re.data(), plan);
+      const bool in_first = zr == re.data();
+      const auto [acf_b, acf_a] = mixed_fft(zi, zr, in_first ? scratch_re.data() : re.data(),
+                                            in_first ? scratch_im.data() : im.data(), plan);
       for (std::size_t s = 0; s < in_batch; ++s) {
         double* dst = out + (r0 + s) * n_periods;
         if (kind[s] == Kind::constant) {
@@ -489,7 +484,7 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
           cmnd_from_difference(d.data(), max_tau, periods, n_periods, cum, dst);
           continue;
         }
-        const double* acf = reinterpret_cast<const double*>(s < kLanes ? re.data() : im.data()) + s % kLanes;
+        const double* acf = reinterpret_cast<const double*>(s < kLanes ? acf_a : acf_b) + s % kLanes;
         const double energy = sum_of_squares(row, length);
         double first = 0.0, last = 0.0;  // sums of u^2 over i < j and over i >= L - j
         std::size_t direct_to = 0;
@@ -565,101 +560,6 @@ void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::s
   }, 1);
 }
 
-// Mixed-radix complex FFT of any length whose prime factors are 2, 3 and 5 (a segment of 60
-// points: 4 x 3 x 5), on vectors of independent signals, one per lane, as the CMND FFT. Stockham
-// form: each stage reads one buffer and writes the other in natural order, no bit reversal.
-// After the stages with radices p_1 .. p_{s-1} (product L), buffer index r + M k holds the k-th
-// DFT coefficient (k < L) of the subsequence x[r + M t] (M = n / L); a stage of radix p
-// combines p such subsequences: t_q = w_{Lp}^{q k} Y[r + M' q + M k] (M' = M / p), then
-// Y'[r + M' k + (n / p) a] = sum_q w_p^{q a} t_q, a p-point DFT.
-template <class T>
-struct MixedFftPlan {
-  explicit MixedFftPlan(std::size_t size) : n(size) {
-    std::size_t rest = n;
-    for (std::size_t p : {4, 2, 3, 5})
-      while (rest % p == 0 && !(p == 2 && rest % 4 == 0)) radix.push_back(p), rest /= p;
-    usable = rest == 1 && n >= 2;
-    std::size_t before = 1;
-    for (std::size_t p : radix) {  // twiddles w_{Lp}^{q k}, q in [1, p), k in [0, L)
-      std::vector<T> re, im;
-      for (std::size_t q = 1; q < p; ++q)
-        for (std::size_t k = 0; k < before; ++k) {
-          const double angle = -2.0 * M_PI * static_cast<double>(q * k) / static_cast<double>(before * p);
-          re.push_back(static_cast<T>(std::cos(angle)));
-          im.push_back(static_cast<T>(std::sin(angle)));
-        }
-      twiddle_re.push_back(std::move(re));
-      twiddle_im.push_back(std::move(im));
-      before *= p;
-    }
-  }
-  std::size_t n;
-  bool usable = false;
-  std::vector<std::size_t> radix;
-  std::vector<std::vector<T>> twiddle_re, twiddle_im;
-};
-
-// Forward FFT of (re, im) using the scratch pair; returns the buffers holding the result.
-template <class V, class T>
-std::pair<V*, V*> mixed_fft(V* re, V* im, V* scratch_re, V* scratch_im, const MixedFftPlan<T>& plan) {
-  const std::size_t n = plan.n;
-  const T c3 = static_cast<T>(-0.5), s3 = static_cast<T>(std::sqrt(3.0) / 2.0);
-  const T c51 = static_cast<T>(std::cos(2 * M_PI / 5)), c52 = static_cast<T>(std::cos(4 * M_PI / 5));
-  const T s51 = static_cast<T>(std::sin(2 * M_PI / 5)), s52 = static_cast<T>(std::sin(4 * M_PI / 5));
-  V *xr = re, *xi = im, *yr = scratch_re, *yi = scratch_im;
-  std::size_t before = 1;
-  for (std::size_t stage = 0; stage < plan.radix.size(); ++stage) {
-    const std::size_t p = plan.radix[stage], next = n / (before * p), stride = next * p, out_stride = n / p;
-    const T *twr = plan.twiddle_re[stage].data(), *twi = plan.twiddle_im[stage].data();
-    for (std::size_t k = 0; k < before; ++k)
-      for (std::size_t r = 0; r < next; ++r) {
-        V ar[5], ai[5];
-        for (std::size_t q = 0; q < p; ++q) {
-          const std::size_t at = r + next * q + stride * k;
-          ar[q] = xr[at], ai[q] = xi[at];
-          if (q > 0 && k > 0) {
-            const T wr = twr[(q - 1) * before + k], wi = twi[(q - 1) * before + k];
-            const V tr = ar[q] * wr - ai[q] * wi;
-            ai[q] = ar[q] * wi + ai[q] * wr;
-            ar[q] = tr;
-          }
-        }
-        V br[5], bi[5];
-        if (p == 2) {
-          br[0] = ar[0] + ar[1], bi[0] = ai[0] + ai[1], br[1] = ar[0] - ar[1], bi[1] = ai[0] - ai[1];
-        } else if (p == 4) {
-          const V s02r = ar[0] + ar[2], s02i = ai[0] + ai[2], d02r = ar[0] - ar[2], d02i = ai[0] - ai[2];
-          const V s13r = ar[1] + ar[3], s13i = ai[1] + ai[3], d13r = ar[1] - ar[3], d13i = ai[1] - ai[3];
-          br[0] = s02r + s13r, bi[0] = s02i + s13i, br[2] = s02r - s13r, bi[2] = s02i - s13i;
-          br[1] = d02r + d13i, bi[1] = d02i - d13r, br[3] = d02r - d13i, bi[3] = d02i + d13r;
-        } else if (p == 3) {
-          const V sr = ar[1] + ar[2], si = ai[1] + ai[2], dr = (ar[1] - ar[2]) * s3, di = (ai[1] - ai[2]) * s3;
-          const V mr = ar[0] + sr * c3, mi = ai[0] + si * c3;
-          br[0] = ar[0] + sr, bi[0] = ai[0] + si;
-          br[1] = mr + di, bi[1] = mi - dr, br[2] = mr - di, bi[2] = mi + dr;
-        } else {  // p == 5
-          const V s1r = ar[1] + ar[4], s1i = ai[1] + ai[4], d1r = ar[1] - ar[4], d1i = ai[1] - ai[4];
-          const V s2r = ar[2] + ar[3], s2i = ai[2] + ai[3], d2r = ar[2] - ar[3], d2i = ai[2] - ai[3];
-          const V m1r = ar[0] + s1r * c51 + s2r * c52, m1i = ai[0] + s1i * c51 + s2i * c52;
-          const V m2r = ar[0] + s1r * c52 + s2r * c51, m2i = ai[0] + s1i * c52 + s2i * c51;
-          const V e1r = d1r * s51 + d2r * s52, e1i = d1i * s51 + d2i * s52;  // times -i in X1, +i in X4
-          const V e2r = d1r * s52 - d2r * s51, e2i = d1i * s52 - d2i * s51;  // times -i in X2, +i in X3
-          br[0] = ar[0] + s1r + s2r, bi[0] = ai[0] + s1i + s2i;
-          br[1] = m1r + e1i, bi[1] = m1i - e1r, br[4] = m1r - e1i, bi[4] = m1i + e1r;
-          br[2] = m2r + e2i, bi[2] = m2i - e2r, br[3] = m2r - e2i, bi[3] = m2i + e2r;
-        }
-        for (std::size_t a = 0; a < p; ++a) {
-          const std::size_t to = r + next * k + out_stride * a;
-          yr[to] = br[a], yi[to] = bi[a];
-        }
-      }
-    std::swap(xr, yr);
-    std::swap(xi, yi);
-    before *= p;
-  }
-  return {xr, xi};
-}
-
 // sum_t x[t]^2 of each lane over x[0, n), four chains of vector FMAs.
 template <class V>
 V lane_norms(const V* x, std::size_t n) {
@@ -679,7 +579,7 @@ V lane_norms(const V* x, std::size_t n) {
 template <class T, class Store>
 bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t count, std::size_t m,
                       std::size_t n, Store store) {
-  const MixedFftPlan<T> plan(n);
+  const MixedFftPlan<T>& plan = cached_plan<MixedFftPlan<T>>(n);
   if (!plan.usable || n < 8) return false;
   typedef typename lanes_of<T>::type V;
   static_assert(sizeof(V) == 64, "segments must sit in the lanes of one vector");

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import scipy.fft
 
 from omnistream.kernels import numpy_twin
 
@@ -57,8 +58,8 @@ def naive_weighted_ncc(ref: np.ndarray, seg: np.ndarray, w: np.ndarray, shift: i
 
 
 def ncc_fft(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted NCC (eq. 6) through the real FFT: circular cross-correlation, one inverse
-    transform per segment (slower than the GEMM on these lengths; kept for the comparison)."""
+    """Weighted NCC (eq. 6) through the real FFT (scipy.fft: NumPy's pocketfft, with threads
+    from ``scipy.fft.set_workers``): circular cross-correlation, one inverse per segment."""
     n = ref.shape[-1]
     out_dtype = segments.dtype
     ref, segments, w = (np.asarray(v, dtype=np.float64) for v in (ref, segments, w))
@@ -66,20 +67,21 @@ def ncc_fft(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.ndarray:
     seg_norm = np.linalg.norm(segments, axis=-1, keepdims=True)
     ref_unit = np.divide(ref * w[:, None], ref_norm, out=np.zeros(ref.shape), where=numpy_twin.usable(ref_norm))
     seg_unit = np.divide(segments, seg_norm, out=np.zeros(segments.shape), where=numpy_twin.usable(seg_norm))
-    spectrum = (np.fft.rfft(ref_unit, axis=-1)[None] * np.conj(np.fft.rfft(seg_unit, axis=-1))).sum(axis=1)
-    return np.fft.irfft(spectrum, n=n, axis=-1).astype(out_dtype)
+    spectrum = (scipy.fft.rfft(ref_unit, axis=-1)[None] * np.conj(scipy.fft.rfft(seg_unit, axis=-1))).sum(axis=1)
+    return scipy.fft.irfft(spectrum, n=n, axis=-1).astype(out_dtype)
 
 
 def cmnd_fft(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
     """CMND (eq. 2) with every d(tau) from one autocorrelation, as in YIN: d(tau) = sum of u^2
-    over i < L - tau, plus over i >= tau, minus 2 acf(tau), the acf by a zero-padded real FFT.
+    over i < L - tau, plus over i >= tau, minus 2 acf(tau), the acf by a real FFT zero-padded to
+    the next fast size >= L + max tau (no lag wraps; scipy.fft, threads from set_workers).
     O(L log L) per series instead of O(L tau). Its cancellation leaves ~1e-12 where d is 0, so
     a constant series is not reliably 1: a speed bar, not the fallback."""
     u = np.asarray(x, dtype=np.float64)
     length, max_tau = u.shape[-1], int(np.max(periods))
-    size = 1 << int(np.ceil(np.log2(2 * length)))
-    spectrum = np.fft.rfft(u, n=size, axis=-1)
-    acf = np.fft.irfft(spectrum * np.conj(spectrum), n=size, axis=-1)[:, 1:max_tau + 1]
+    size = scipy.fft.next_fast_len(length + max_tau, real=True)
+    spectrum = scipy.fft.rfft(u, n=size, axis=-1)
+    acf = scipy.fft.irfft(spectrum * np.conj(spectrum), n=size, axis=-1)[:, 1:max_tau + 1]
     energy = np.cumsum(u * u, axis=-1)
     taus = np.arange(1, max_tau + 1)
     d = np.maximum(energy[:, length - 1 - taus] + energy[:, -1:] - energy[:, taus - 1] - 2.0 * acf, 0.0)
