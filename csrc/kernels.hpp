@@ -405,8 +405,7 @@ inline void cmnd_from_difference(const double* d, std::size_t max_tau, const std
   for (std::size_t j = 1; j <= max_tau; ++j) cum[j] = cum[j - 1] + d[j];
   for (std::size_t p = 0; p < n_periods; ++p) {
     const auto t = static_cast<std::size_t>(periods[p]);
-    const double denom = cum[t] / static_cast<double>(t);
-    out[p] = denom > 0.0 ? d[t] / denom : 1.0;
+    out[p] = cum[t] > 0.0 ? d[t] * static_cast<double>(t) / cum[t] : 1.0;  // one division, not two
   }
 }
 
