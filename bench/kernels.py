@@ -1,7 +1,7 @@
 """Kernel benchmark: C++ and numba against the fastest NumPy formulation of each kernel
 (omnistream.kernels.reference.FASTEST_NUMPY: BLAS GEMM for NCC and distances, vectorised
 baseline, FFT and direct CMND), measured in the same run, in float64 and float32. NCC is also set against
-one streaming pass over its input (a NumPy sum): the floor of any kernel that reads it all.
+one streaming pass over its input (a NumPy sum on as many threads): the floor of any kernel that reads it all.
 Each thread count of ``--threads`` runs every backend with that many threads (C++ through
 OMNISTREAM_THREADS, numba's pool and NumPy's BLAS through threadpoolctl, the FFT references
 through scipy.fft.set_workers), so ratios compare equal thread counts and the rows show scaling.
@@ -100,7 +100,7 @@ def run_all(args: argparse.Namespace, segs64: np.ndarray, w: np.ndarray, series6
         tag = np.dtype(dtype).name
         segs = segs64.astype(dtype)
         ref = segs[0].copy()
-        floor = best_of(lambda: streaming_pass(segs), args.repeat)
+        floor = best_of(lambda: streaming_pass(segs, threads), args.repeat)
         # NCC as a GEMM (count, m n) x (m n, n), in the input's precision
         report(f"weighted_ncc {tag}", "weighted_ncc", (ref, segs, w), args.repeat, floor,
                flops=2.0 * count * m * n * n, peak=peak_gflops(threads, dtype, args.fma_units)[0])

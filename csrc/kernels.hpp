@@ -18,6 +18,7 @@
 #include <mutex>
 #include <numeric>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -559,6 +560,33 @@ void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::s
   }, 1);
 }
 
+// Transposes a square block of vectors (rows[i][p] -> rows[p][i]) in registers: log2(lanes)
+// rounds, each swapping the off-diagonal h x h sub-blocks of every 2h x 2h block with
+// two-source shuffles (vpermt2 on AVX-512).
+template <std::size_t H, class V>
+inline void transpose_round(V* rows) {
+  constexpr std::size_t lanes = sizeof(V) / sizeof(rows[0][0]);
+  typedef typename std::conditional<sizeof(rows[0][0]) == 8, long long, int>::type Index;
+  typedef Index Mask __attribute__((vector_size(sizeof(V))));
+  Mask low, high;
+  for (std::size_t p = 0; p < lanes; ++p) {
+    low[p] = static_cast<Index>(p & H ? lanes + p - H : p);
+    high[p] = static_cast<Index>(p & H ? lanes + p : p + H);
+  }
+  for (std::size_t i = 0; i < lanes; ++i)
+    if (!(i & H)) {
+      const V a = rows[i], b = rows[i + H];
+      rows[i] = __builtin_shuffle(a, b, low);
+      rows[i + H] = __builtin_shuffle(a, b, high);
+    }
+  if constexpr (H > 1) transpose_round<H / 2>(rows);
+}
+
+template <class V>
+inline void transpose_lanes(V* rows) {
+  transpose_round<sizeof(V) / sizeof(rows[0][0]) / 2>(rows);
+}
+
 // sum_t x[t]^2 of each lane over x[0, n), four chains of vector FMAs.
 template <class V>
 V lane_norms(const V* x, std::size_t n) {
@@ -614,17 +642,28 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
         // row without a finite positive norm is zeroed (a NaN would spread to its partner).
         T* lr = reinterpret_cast<T*>(xr.data());
         T* li = reinterpret_cast<T*>(xi.data());
-        for (std::size_t part = 0; part < 2; ++part)
+        for (std::size_t part = 0; part < 2; ++part) {
+          const bool full = in_batch == lanes && j + part < m;
+          std::size_t t0 = 0;
+          if (full)  // blocks of lanes x lanes values transposed in registers
+            for (; t0 + lanes <= n; t0 += lanes) {
+              V block[lanes];
+              for (std::size_t lane = 0; lane < lanes; ++lane)
+                std::memcpy(&block[lane], segments + ((c0 + lane) * m + j + part) * n + t0, sizeof(V));
+              transpose_lanes(block);
+              std::memcpy((part ? xi : xr).data() + t0, block, sizeof(block));
+            }
           for (std::size_t lane = 0; lane < lanes; ++lane) {
             T* dst = (part ? li : lr) + lane;
             if (lane < in_batch && j + part < m) {
               const T* row = segments + ((c0 + lane) * m + j + part) * n;
               for (std::size_t t = 0; t < n; t += 64 / sizeof(T)) __builtin_prefetch(row + 2 * n + t);  // next step's row
-              for (std::size_t t = 0; t < n; ++t) dst[t * lanes] = row[t];
+              for (std::size_t t = t0; t < n; ++t) dst[t * lanes] = row[t];
             } else {
               for (std::size_t t = 0; t < n; ++t) dst[t * lanes] = T{0};
             }
           }
+        }
         V scale_r = lane_norms(xr.data(), n), scale_i = lane_norms(xi.data(), n);  // squared norms first
         for (std::size_t part = 0; part < 2; ++part)
           for (std::size_t lane = 0; lane < lanes; ++lane) {
