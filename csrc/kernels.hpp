@@ -360,6 +360,33 @@ std::pair<V*, V*> mixed_fft(V* re, V* im, V* scratch_re, V* scratch_im, const Mi
   return {xr, xi};
 }
 
+// Transposes a square block of vectors (rows[i][p] -> rows[p][i]) in registers: log2(lanes)
+// rounds, each swapping the off-diagonal h x h sub-blocks of every 2h x 2h block with
+// two-source shuffles (vpermt2 on AVX-512).
+template <std::size_t H, class V>
+inline void transpose_round(V* rows) {
+  constexpr std::size_t lanes = sizeof(V) / sizeof(rows[0][0]);
+  typedef typename std::conditional<sizeof(rows[0][0]) == 8, long long, int>::type Index;
+  typedef Index Mask __attribute__((vector_size(sizeof(V))));
+  Mask low, high;
+  for (std::size_t p = 0; p < lanes; ++p) {
+    low[p] = static_cast<Index>(p & H ? lanes + p - H : p);
+    high[p] = static_cast<Index>(p & H ? lanes + p : p + H);
+  }
+  for (std::size_t i = 0; i < lanes; ++i)
+    if (!(i & H)) {
+      const V a = rows[i], b = rows[i + H];
+      rows[i] = __builtin_shuffle(a, b, low);
+      rows[i + H] = __builtin_shuffle(a, b, high);
+    }
+  if constexpr (H > 1) transpose_round<H / 2>(rows);
+}
+
+template <class V>
+inline void transpose_lanes(V* rows) {
+  transpose_round<sizeof(V) / sizeof(rows[0][0]) / 2>(rows);
+}
+
 // Sum, minimum and maximum of x[0, n), kLanes at a time: a serial sum would wait on the
 // latency of every add.
 inline void sum_min_max(const double* x, std::size_t n, double& sum, double& lo, double& hi) {
@@ -435,15 +462,21 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
   const std::size_t batches = (rows + kRows - 1) / kRows;
   parallel_for(batches, [&](std::size_t b0, std::size_t b1) {
     std::vector<double_lanes> re(n), im(n), scratch_re(n), scratch_im(n);
-    std::vector<double> u(kRows * length), d(max_tau + 1), cum(max_tau + 1);
+    std::vector<double> u(kRows * length), zeros(length), d(max_tau + 1), cum(max_tau + 1);
     enum class Kind { fft, constant, direct };
     Kind kind[kRows];
     for (std::size_t b = b0; b < b1; ++b) {
-      std::fill(re.begin(), re.end(), double_lanes{});
-      std::fill(im.begin(), im.end(), double_lanes{});
+      std::fill(re.begin() + length, re.end(), double_lanes{});  // the zero padding
+      std::fill(im.begin() + length, im.end(), double_lanes{});
       const std::size_t r0 = b * kRows, in_batch = std::min(kRows, rows - r0);
-      for (std::size_t s = 0; s < in_batch; ++s) {
+      const double* source[kRows];  // each slot's centred, scaled row, or zeros
+      for (std::size_t s = 0; s < kRows; ++s) {
         double* row = u.data() + s * length;
+        source[s] = zeros.data();
+        if (s >= in_batch) {
+          kind[s] = Kind::constant;
+          continue;
+        }
         for (std::size_t i = 0; i < length; ++i) row[i] = static_cast<double>(x[(r0 + s) * length + i]);
         double sum, lo, hi;
         sum_min_max(row, length, sum, lo, hi);
@@ -453,11 +486,22 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
         int exponent = 0;
         std::frexp(std::max(hi - mean, mean - lo), &exponent);
         const double scale = std::ldexp(1.0, -exponent);
-        double* lanes = reinterpret_cast<double*>(s < kLanes ? re.data() : im.data());
-        for (std::size_t i = 0; i < length; ++i) {
-          row[i] = (row[i] - mean) * scale;
-          lanes[i * kLanes + s % kLanes] = row[i];
+        for (std::size_t i = 0; i < length; ++i) row[i] = (row[i] - mean) * scale;
+        source[s] = row;
+      }
+      // Rows 0..7 into the lanes of re, 8..15 into those of im, by register transposes.
+      for (std::size_t part = 0; part < 2; ++part) {
+        double_lanes* dst = part ? im.data() : re.data();
+        std::size_t t0 = 0;
+        for (; t0 + kLanes <= length; t0 += kLanes) {
+          double_lanes block[kLanes];
+          for (std::size_t lane = 0; lane < kLanes; ++lane)
+            std::memcpy(&block[lane], source[part * kLanes + lane] + t0, sizeof(double_lanes));
+          transpose_lanes(block);
+          std::memcpy(dst + t0, block, sizeof(block));
         }
+        for (; t0 < length; ++t0)
+          for (std::size_t lane = 0; lane < kLanes; ++lane) dst[t0][lane] = source[part * kLanes + lane][t0];
       }
       // Z = FFT(a + i b); |A_k|^2 + i |B_k|^2 from Z_k and Z_{n-k}; its inverse (a forward FFT
       // of the swapped parts) leaves n acf(a) in re and n acf(b) in im.
@@ -558,33 +602,6 @@ void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::s
       }
     }
   }, 1);
-}
-
-// Transposes a square block of vectors (rows[i][p] -> rows[p][i]) in registers: log2(lanes)
-// rounds, each swapping the off-diagonal h x h sub-blocks of every 2h x 2h block with
-// two-source shuffles (vpermt2 on AVX-512).
-template <std::size_t H, class V>
-inline void transpose_round(V* rows) {
-  constexpr std::size_t lanes = sizeof(V) / sizeof(rows[0][0]);
-  typedef typename std::conditional<sizeof(rows[0][0]) == 8, long long, int>::type Index;
-  typedef Index Mask __attribute__((vector_size(sizeof(V))));
-  Mask low, high;
-  for (std::size_t p = 0; p < lanes; ++p) {
-    low[p] = static_cast<Index>(p & H ? lanes + p - H : p);
-    high[p] = static_cast<Index>(p & H ? lanes + p : p + H);
-  }
-  for (std::size_t i = 0; i < lanes; ++i)
-    if (!(i & H)) {
-      const V a = rows[i], b = rows[i + H];
-      rows[i] = __builtin_shuffle(a, b, low);
-      rows[i + H] = __builtin_shuffle(a, b, high);
-    }
-  if constexpr (H > 1) transpose_round<H / 2>(rows);
-}
-
-template <class V>
-inline void transpose_lanes(V* rows) {
-  transpose_round<sizeof(V) / sizeof(rows[0][0]) / 2>(rows);
 }
 
 // sum_t x[t]^2 of each lane over x[0, n), four chains of vector FMAs.
