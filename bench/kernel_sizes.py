@@ -7,7 +7,9 @@ Peak memory is the growth of the process's high-water mark (ru_maxrss) over the 
 input already held (alignment's includes its output, the rolled copy of the input); the whole
 matrix the blocks avoid (n x n distances, n x length NCC values) is given for contrast.
 Reference in the same run: the NumPy twin's NCC alignment (BLAS GEMM, blocked the same way)
-and one streaming pass over the input; the distances run on NumPy's BLAS for every backend.
+and one streaming pass over the input (as many threads as the kernels); the distances run on
+NumPy's BLAS for every backend. GFLOP/s count the GEMM formulation's flops (C++ computes NCC by
+FFT, with several times fewer, so for it they are an equivalent rate).
 
     python bench/kernel_sizes.py [--sizes 1000,10000,100000] [--metrics 38] [--length 60]
 """
@@ -63,7 +65,7 @@ def one(kernel: str, count: int, metrics: int, length: int) -> dict:
         run()
         times.append(time.perf_counter() - started)
     t0 = time.perf_counter()
-    streaming_pass(segments)
+    streaming_pass(segments, int(os.environ.get("OMNISTREAM_THREADS", os.cpu_count() or 1)))
     return {"kernel": kernel, "count": count, "seconds": min(times), "gflops": flops / min(times) / 1e9,
             "pass_seconds": time.perf_counter() - t0, "input_mb": segments.nbytes / 2**20,
             "peak_growth_mb": growth, "backend": kernels.BACKEND_NAME}

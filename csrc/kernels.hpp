@@ -503,8 +503,8 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
         for (; t0 < length; ++t0)
           for (std::size_t lane = 0; lane < kLanes; ++lane) dst[t0][lane] = source[part * kLanes + lane][t0];
       }
-      // Z = FFT(a + i b); |A_k|^2 + i |B_k|^2 from Z_k and Z_{n-k}; its inverse (a forward FFT
-      // of the swapped parts) leaves n acf(a) in re and n acf(b) in im.
+      // Z = FFT(a + i b); W = |A_k|^2 + i |B_k|^2 from Z_k and Z_{n-k}; n IFFT(W) = n (acf(a) +
+      // i acf(b)) is a forward FFT of W's swapped parts with its own parts swapped back.
       const auto [zr, zi] = mixed_fft(re.data(), im.data(), scratch_re.data(), scratch_im.data(), plan);
       for (std::size_t k = 0; k <= n / 2; ++k) {
         const std::size_t mk = (n - k) % n;

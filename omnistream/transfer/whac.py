@@ -173,7 +173,10 @@ def cluster_entities(data: dict[str, np.ndarray], metrics: list[str], config: Cl
     lap(f"baselines and {len(segments)} segments")
     rng = np.random.default_rng(config.seed)
     sample = np.sort(rng.choice(len(segments), size=min(len(segments), config.direct_limit), replace=False))
-    pivot = segments[kernels.pivot(segments, weights)]
+    # Eq. 3 over the segments clustered directly: the pivot nearest their weighted mean is one of
+    # the flattest segments (phases average out), and over all 400k segments of a 100k-entity
+    # synthetic fleet the flattest one aligned the families worse (agreement 0.88, not 1.00).
+    pivot = segments[sample[kernels.pivot(segments[sample], weights)]]
     if config.align:
         shift, _ = kernels.best_shift(pivot, segments, weights.astype(np.float32))
         segments = kernels.align(segments, shift)
