@@ -64,10 +64,13 @@ def one(kernel: str, count: int, metrics: int, length: int) -> dict:
         started = time.perf_counter()
         run()
         times.append(time.perf_counter() - started)
-    t0 = time.perf_counter()
-    streaming_pass(segments, int(os.environ.get("OMNISTREAM_THREADS", os.cpu_count() or 1)))
+    passes = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        streaming_pass(segments, int(os.environ.get("OMNISTREAM_THREADS", os.cpu_count() or 1)))
+        passes.append(time.perf_counter() - t0)
     return {"kernel": kernel, "count": count, "seconds": min(times), "gflops": flops / min(times) / 1e9,
-            "pass_seconds": time.perf_counter() - t0, "input_mb": segments.nbytes / 2**20,
+            "pass_seconds": min(passes), "input_mb": segments.nbytes / 2**20,
             "peak_growth_mb": growth, "backend": kernels.BACKEND_NAME}
 
 

@@ -439,7 +439,8 @@ inline void cmnd_from_difference(const double* d, std::size_t max_tau, const std
 
 // Cumulative mean normalised difference (OmniTransfer eq. 2, after YIN) of each row at each
 // candidate period tau: d(t) = sum_i (u_i - u_{i+t})^2, CMND(tau) = d(tau) / mean_{j<=tau} d(j);
-// 1 where the denominator vanishes (a constant row) or a row holds a non-finite value.
+// 1 where the denominator vanishes or is NaN (a constant row, a row with a NaN); a row with an
+// infinity gives NaN, as the plain loop does.
 //
 // Every d(j) comes from one autocorrelation, as YIN does: d(j) = sum_{i<L-j} u_i^2 +
 // sum_{i>=j} u_i^2 - 2 acf(j), with acf by FFT (n the smallest 2-3-5 size >= L + max tau, so
@@ -485,6 +486,10 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
         const double mean = sum / static_cast<double>(length);
         int exponent = 0;
         std::frexp(std::max(hi - mean, mean - lo), &exponent);
+        if (exponent < std::numeric_limits<double>::min_exponent) {  // a subnormal spread: 2^-exponent overflows
+          kind[s] = Kind::direct;
+          continue;
+        }
         const double scale = std::ldexp(1.0, -exponent);
         for (std::size_t i = 0; i < length; ++i) row[i] = (row[i] - mean) * scale;
         source[s] = row;
@@ -629,20 +634,27 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
   static_assert(sizeof(V) == 64, "segments must sit in the lanes of one vector");
   constexpr std::size_t lanes = 64 / sizeof(T);
   const std::size_t half = n / 2 + 1;
-  // R_j[k] / 2 (the untangling's halves folded in), k < half, by a direct DFT in double: m n^2 once.
+  // R_j[k] / 2 (the untangling's halves folded in), k < half, by the same FFT: `lanes`
+  // reference rows at a time in the real parts (imaginary parts zero, so nothing to untangle).
   std::vector<T> rr((m + 1) * half, T{0}), ri((m + 1) * half, T{0});  // row m stays 0 (odd m's partner)
-  for (std::size_t j = 0; j < m; ++j) {
-    const double norm = std::sqrt(dot(ref + j * n, ref + j * n, n));
-    if (!(norm > 0.0 && std::isfinite(norm))) continue;  // a zero, NaN or infinite row contributes 0
-    const double f = 0.5 * static_cast<double>(w[j]) / norm;
-    for (std::size_t k = 0; k < half; ++k) {
-      double re = 0.0, im = 0.0;
-      for (std::size_t i = 0; i < n; ++i) {
-        const double angle = -2.0 * M_PI * static_cast<double>((k * i) % n) / static_cast<double>(n);
-        re += ref[j * n + i] * std::cos(angle);
-        im += ref[j * n + i] * std::sin(angle);
+  {
+    std::vector<V> fr(n), fi(n), gr(n), gi(n);
+    for (std::size_t j0 = 0; j0 < m; j0 += lanes) {
+      std::fill(fr.begin(), fr.end(), V{});
+      std::fill(fi.begin(), fi.end(), V{});
+      for (std::size_t lane = 0; lane < lanes && j0 + lane < m; ++lane)
+        for (std::size_t t = 0; t < n; ++t) fr[t][lane] = ref[(j0 + lane) * n + t];
+      const auto [zr, zi] = mixed_fft(fr.data(), fi.data(), gr.data(), gi.data(), plan);
+      for (std::size_t lane = 0; lane < lanes && j0 + lane < m; ++lane) {
+        const std::size_t j = j0 + lane;
+        const double norm = std::sqrt(dot(ref + j * n, ref + j * n, n));
+        if (!(norm > 0.0 && std::isfinite(norm))) continue;  // a zero, NaN or infinite row contributes 0
+        const double f = 0.5 * static_cast<double>(w[j]) / norm;
+        for (std::size_t k = 0; k < half; ++k) {
+          rr[j * half + k] = static_cast<T>(f * zr[k][lane]);
+          ri[j * half + k] = static_cast<T>(f * zi[k][lane]);
+        }
       }
-      rr[j * half + k] = static_cast<T>(f * re), ri[j * half + k] = static_cast<T>(f * im);
     }
   }
   const std::size_t batches = (count + lanes - 1) / lanes;
@@ -674,7 +686,8 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
             T* dst = (part ? li : lr) + lane;
             if (lane < in_batch && j + part < m) {
               const T* row = segments + ((c0 + lane) * m + j + part) * n;
-              for (std::size_t t = 0; t < n; t += 64 / sizeof(T)) __builtin_prefetch(row + 2 * n + t);  // next step's row
+              if (j + 2 + part < m)  // the next step's row, while this one is transformed
+                for (std::size_t t = 0; t < n; t += 64 / sizeof(T)) __builtin_prefetch(row + 2 * n + t);
               for (std::size_t t = t0; t < n; ++t) dst[t * lanes] = row[t];
             } else {
               for (std::size_t t = 0; t < n; ++t) dst[t * lanes] = T{0};

@@ -150,8 +150,8 @@ def _ncc_inputs(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> tuple[n
     segments = _float(segments)
     dtype = segments.dtype
     ref = _contiguous(ref, dtype)
-    if segments.ndim != 3 or ref.shape != segments.shape[1:] or np.shape(w) != (ref.shape[0],):
-        raise ValueError("weighted_ncc: ref must be (m, n), segments (count, m, n) and w (m,)")
+    if segments.ndim != 3 or ref.shape != segments.shape[1:] or np.shape(w) != (ref.shape[0],) or 0 in ref.shape:
+        raise ValueError("weighted_ncc: ref must be (m, n) with m, n >= 1, segments (count, m, n) and w (m,)")
     return ref, _contiguous(segments), _contiguous(w, dtype)
 
 
@@ -163,15 +163,16 @@ def weighted_ncc(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> np.nda
 def best_shift(ref: np.ndarray, segments: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(shift, ncc) of the best circular shift of each segment onto ``ref`` (first on ties).
 
-    Memory beyond the input is O(count): C++ keeps a running maximum per segment; the twins
-    take the NCC of ``BLOCK_ELEMENTS // n`` segments at a time."""
+    C++ keeps a running maximum per segment (O(count) memory beyond the input); the twins take
+    ``BLOCK_ELEMENTS // (m n)`` segments at a time, whose unit copies and NCC they hold."""
     ref, segments, w = _ncc_inputs(ref, segments, w)
     if BACKEND_NAME == "cpp":
         return _backend.best_shift(ref, segments, w)
-    count, n = segments.shape[0], segments.shape[2]
+    count, m, n = segments.shape
     shift, value = np.empty(count, np.int64), np.empty(count, segments.dtype)
-    for i in range(0, count, max(1, BLOCK_ELEMENTS // n)):
-        ncc = _backend.weighted_ncc(ref, segments[i:i + BLOCK_ELEMENTS // n], w)
+    step = max(1, BLOCK_ELEMENTS // (m * n))
+    for i in range(0, count, step):
+        ncc = _backend.weighted_ncc(ref, segments[i:i + step], w)
         shift[i:i + len(ncc)] = ncc.argmax(axis=1)
         value[i:i + len(ncc)] = ncc[np.arange(len(ncc)), shift[i:i + len(ncc)]]
     return shift, value

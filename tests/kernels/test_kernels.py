@@ -182,22 +182,23 @@ def test_best_shift_recovers_a_known_phase():
 
 @pytest.mark.parametrize("backend", ["cpp", "numba", "numpy"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_bounded_memory_kernels_equal_the_whole_matrices(backend, dtype, monkeypatch):
+@pytest.mark.parametrize("n", [20, 49])  # C++: the FFT path, then the circulant GEMM
+def test_bounded_memory_kernels_equal_the_whole_matrices(backend, dtype, n, monkeypatch):
     """best_shift keeps O(count) memory (a running maximum in C++, blocks of NCC rows in the
     twins), distances are swept in blocks, and the pivot is the segment nearest the weighted
     mean: each must equal the argmax / argmin over the whole matrix, ties to the first shift."""
     rng = np.random.default_rng(6)
-    segs, w = rng.standard_normal((97, 3, 20)).astype(dtype), rng.uniform(0.5, 2.0, 3).astype(dtype)
+    segs, w = rng.standard_normal((97, 3, n)).astype(dtype), rng.uniform(0.5, 2.0, 3).astype(dtype)
     segs[4] = 0.0  # no norm: NCC 0 at every shift, an exact tie
     monkeypatch.setattr(facade, "_backend", BACKENDS[backend])
     monkeypatch.setattr(facade, "BACKEND_NAME", backend)
-    monkeypatch.setattr(facade, "BLOCK_ELEMENTS", 7 * 20)  # 7 segments of NCC, 1 distance row at a time
+    monkeypatch.setattr(facade, "BLOCK_ELEMENTS", 7 * 3 * n)  # 7 segments of NCC, 1 distance row at a time
     ncc = BACKENDS[backend].weighted_ncc(segs[0], segs, w)
     shift, value = facade.best_shift(segs[0], segs, w)
     best = ncc.max(axis=1)  # a BLAS may round a block differently from the whole: equal up to the dtype
     np.testing.assert_allclose(value, best, **tol(dtype))
     np.testing.assert_allclose(ncc[np.arange(len(segs)), shift], best, **tol(dtype))
-    if backend == "cpp":  # the same GEMM either way: exactly the argmax
+    if backend == "cpp":  # the same kernel either way: exactly the argmax
         np.testing.assert_array_equal(shift, ncc.argmax(axis=1))
     assert shift[4] == 0
     whole = facade.weighted_sq_dist(segs, segs, w)
@@ -255,12 +256,13 @@ def test_cmnd_of_long_smooth_and_odd_series_follows_the_naive_one(name):
     """Long rows of every kind, more than one batch of the C++ FFT (16 rows) and a part batch:
     noise, periodic, random walk, a ramp on a large offset, a very slow sine (where the FFT
     identity cancels and the first lags must be summed directly), a spike train, constant,
-    zero and NaN rows."""
+    zero, NaN and infinite rows, and a subnormal one (its scale to unit spread would overflow)."""
     rng = np.random.default_rng(5)
     t = np.arange(700)
     kinds = [rng.standard_normal(700), np.sin(2 * np.pi * t / 24) + 0.01 * rng.standard_normal(700),
              np.cumsum(rng.standard_normal(700)), 1e5 + t / 700, 1e5 + 1e-3 * np.sin(2 * np.pi * t / 5000),
-             (t % 24 == 0) * 1.0, np.full(700, 7.0), np.zeros(700), np.r_[np.nan, rng.standard_normal(699)]]
+             (t % 24 == 0) * 1.0, np.full(700, 7.0), np.zeros(700), np.r_[np.nan, rng.standard_normal(699)],
+             1e-310 * rng.standard_normal(700), np.r_[np.inf, rng.standard_normal(699)]]
     x = np.array([kinds[i % len(kinds)] * (1 + i) for i in range(41)])
     periods = np.array([2, 3, 24, 150, 299])
     got = BACKENDS[name].cmnd(x, periods)
