@@ -387,6 +387,16 @@ inline void transpose_lanes(V* rows) {
   transpose_round<sizeof(V) / sizeof(rows[0][0]) / 2>(rows);
 }
 
+// sum_t x[t]^2 of each lane over x[0, n), four chains of vector FMAs.
+template <class V>
+V lane_norms(const V* x, std::size_t n) {
+  V s0{}, s1{}, s2{}, s3{};
+  std::size_t t = 0;
+  for (; t + 4 <= n; t += 4) s0 += x[t] * x[t], s1 += x[t + 1] * x[t + 1], s2 += x[t + 2] * x[t + 2], s3 += x[t + 3] * x[t + 3];
+  for (; t < n; ++t) s0 += x[t] * x[t];
+  return (s0 + s1) + (s2 + s3);
+}
+
 // Sum, minimum and maximum of x[0, n), kLanes at a time: a serial sum would wait on the
 // latency of every add.
 inline void sum_min_max(const double* x, std::size_t n, double& sum, double& lo, double& hi) {
@@ -403,21 +413,6 @@ inline void sum_min_max(const double* x, std::size_t n, double& sum, double& lo,
   sum = 0.0, lo = vlo[0], hi = vhi[0];
   for (std::size_t l = 0; l < kLanes; ++l) sum += vsum[l], lo = std::min(lo, vlo[l]), hi = std::max(hi, vhi[l]);
   for (; i < n; ++i) sum += x[i], lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
-}
-
-// sum_i x_i^2, kLanes at a time.
-inline double sum_of_squares(const double* x, std::size_t n) {
-  double_lanes acc{};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    double_lanes v;
-    std::memcpy(&v, x + i, sizeof(v));
-    acc += v * v;
-  }
-  double total = 0.0;
-  for (std::size_t l = 0; l < kLanes; ++l) total += acc[l];
-  for (; i < n; ++i) total += x[i] * x[i];
-  return total;
 }
 
 // d(j) = sum_i (u_i - u_{i+j})^2 for j in [from, to], straight from the definition.
@@ -464,6 +459,9 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
   parallel_for(batches, [&](std::size_t b0, std::size_t b1) {
     std::vector<double_lanes> re(n), im(n), scratch_re(n), scratch_im(n);
     std::vector<double> u(kRows * length), zeros(length), d(max_tau + 1), cum(max_tau + 1);
+    std::vector<double_lanes> first(2 * (max_tau + 1)), last(2 * (max_tau + 1)), d_lanes(max_tau + 1),
+        cum_lanes(max_tau + 1);
+    double_lanes energy[2];
     enum class Kind { fft, constant, direct };
     Kind kind[kRows];
     for (std::size_t b = b0; b < b1; ++b) {
@@ -508,6 +506,18 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
         for (; t0 < length; ++t0)
           for (std::size_t lane = 0; lane < kLanes; ++lane) dst[t0][lane] = source[part * kLanes + lane][t0];
       }
+      // Each lane's energy and its sums of u^2 over i < j and over i >= L - j, for every lag.
+      for (std::size_t part = 0; part < 2; ++part) {
+        const double_lanes* lanes_u = part ? im.data() : re.data();
+        double_lanes* head = first.data() + part * (max_tau + 1);
+        double_lanes* tail = last.data() + part * (max_tau + 1);
+        energy[part] = lane_norms(lanes_u, length);
+        head[0] = tail[0] = double_lanes{};
+        for (std::size_t j = 1; j <= max_tau; ++j) {
+          head[j] = head[j - 1] + lanes_u[j - 1] * lanes_u[j - 1];
+          tail[j] = tail[j - 1] + lanes_u[length - j] * lanes_u[length - j];
+        }
+      }
       // Z = FFT(a + i b); W = |A_k|^2 + i |B_k|^2 from Z_k and Z_{n-k}; n IFFT(W) = n (acf(a) +
       // i acf(b)) is a forward FFT of W's swapped parts with its own parts swapped back.
       const auto [zr, zi] = mixed_fft(re.data(), im.data(), scratch_re.data(), scratch_im.data(), plan);
@@ -521,32 +531,47 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
       const bool in_first = zr == re.data();
       const auto [acf_b, acf_a] = mixed_fft(zi, zr, in_first ? scratch_re.data() : re.data(),
                                             in_first ? scratch_im.data() : im.data(), plan);
-      for (std::size_t s = 0; s < in_batch; ++s) {
-        double* dst = out + (r0 + s) * n_periods;
-        if (kind[s] == Kind::constant) {
-          std::fill(dst, dst + n_periods, 1.0);
-          continue;
-        }
-        const double* row = u.data() + s * length;
-        if (kind[s] == Kind::direct) {
-          difference_direct(row, length, 1, max_tau, d.data());
-          cmnd_from_difference(d.data(), max_tau, periods, n_periods, cum, dst);
-          continue;
-        }
-        const double* acf = reinterpret_cast<const double*>(s < kLanes ? acf_a : acf_b) + s % kLanes;
-        const double energy = sum_of_squares(row, length);
-        double first = 0.0, last = 0.0;  // sums of u^2 over i < j and over i >= L - j
-        std::size_t direct_to = 0;
-        double running = 0.0;
+      // d, its running sum and CMND for the kLanes rows of each part at once.
+      double_lanes needs_direct[2];  // per lane, the last lag to sum directly (0: none)
+      const double_lanes zero{};
+      for (std::size_t part = 0; part < 2; ++part) {
+        const double_lanes* acf = part ? acf_b : acf_a;
+        const double_lanes* head = first.data() + part * (max_tau + 1);
+        const double_lanes* tail = last.data() + part * (max_tau + 1);
+        double_lanes running{}, direct_to{};
         for (std::size_t j = 1; j <= max_tau; ++j) {
-          first += row[j - 1] * row[j - 1];
-          last += row[length - j] * row[length - j];
-          d[j] = std::max(0.0, 2.0 * (energy - acf[j * kLanes] * inverse_n) - first - last);
-          running += d[j];
-          if (running < kCmndDirectBelow * energy * static_cast<double>(j)) direct_to = j;
+          const double_lanes dj = 2.0 * (energy[part] - acf[j] * inverse_n) - head[j] - tail[j];
+          d_lanes[j] = dj > zero ? dj : zero;
+          running += d_lanes[j];
+          cum_lanes[j] = running;
+          const double lag = static_cast<double>(j);
+          direct_to = running < kCmndDirectBelow * lag * energy[part] ? zero + lag : direct_to;
         }
-        difference_direct(row, length, 1, direct_to, d.data());
-        cmnd_from_difference(d.data(), max_tau, periods, n_periods, cum, dst);
+        needs_direct[part] = direct_to;
+        for (std::size_t p = 0; p < n_periods; ++p) {
+          const auto t = static_cast<std::size_t>(periods[p]);
+          const double_lanes one = zero + 1.0;
+          const double_lanes value = cum_lanes[t] > zero ? d_lanes[t] * static_cast<double>(t) / cum_lanes[t] : one;
+          for (std::size_t lane = 0; lane < kLanes && part * kLanes + lane < in_batch; ++lane)
+            out[(r0 + part * kLanes + lane) * n_periods + p] = value[lane];
+        }
+        // Rows the lanes did not finish: constant, non-finite, or with lags to sum directly.
+        for (std::size_t lane = 0; lane < kLanes && part * kLanes + lane < in_batch; ++lane) {
+          const std::size_t s = part * kLanes + lane;
+          double* dst = out + (r0 + s) * n_periods;
+          const double* row = u.data() + s * length;
+          if (kind[s] == Kind::constant) {
+            std::fill(dst, dst + n_periods, 1.0);
+          } else if (kind[s] == Kind::direct) {
+            difference_direct(row, length, 1, max_tau, d.data());
+            cmnd_from_difference(d.data(), max_tau, periods, n_periods, cum, dst);
+          } else if (needs_direct[part][lane] > 0.0) {
+            const auto direct_to_lane = static_cast<std::size_t>(needs_direct[part][lane]);
+            for (std::size_t j = 1; j <= max_tau; ++j) d[j] = d_lanes[j][lane];
+            difference_direct(row, length, 1, direct_to_lane, d.data());
+            cmnd_from_difference(d.data(), max_tau, periods, n_periods, cum, dst);
+          }
+        }
       }
     }
   }, 1);
@@ -607,16 +632,6 @@ void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::s
       }
     }
   }, 1);
-}
-
-// sum_t x[t]^2 of each lane over x[0, n), four chains of vector FMAs.
-template <class V>
-V lane_norms(const V* x, std::size_t n) {
-  V s0{}, s1{}, s2{}, s3{};
-  std::size_t t = 0;
-  for (; t + 4 <= n; t += 4) s0 += x[t] * x[t], s1 += x[t + 1] * x[t + 1], s2 += x[t + 2] * x[t + 2], s3 += x[t + 3] * x[t + 3];
-  for (; t < n; ++t) s0 += x[t] * x[t];
-  return (s0 + s1) + (s2 + s3);
 }
 
 // Weighted NCC by FFT (for lengths whose prime factors are 2, 3 and 5): with R_j the DFT of
