@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <stdexcept>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -205,6 +206,10 @@ inline double dot(const T* a, const T* b, std::size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+// Whether a row with this norm takes part in NCC: zero rows, and rows holding a NaN or an
+// infinity, contribute 0 (numpy_twin.usable is the NumPy twin).
+inline bool usable_norm(double norm) { return norm > 0.0 && std::isfinite(norm); }
+
 // sum_i (a_i - b_i)^2 with four accumulators (vectorised without -ffast-math).
 inline double sq_diff_sum(const double* a, const double* b, std::size_t n) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -241,13 +246,21 @@ const Plan& cached_plan(std::size_t n) {
 // DFT coefficient (k < L) of the subsequence x[r + M t] (M = n / L); a stage of radix p
 // combines p such subsequences: t_q = w_{Lp}^{q k} Y[r + M' q + M k] (M' = M / p), then
 // Y'[r + M' k + (n / p) a] = sum_q w_p^{q a} t_q, a p-point DFT.
+// Whether n >= 2 has no prime factor but 2, 3 and 5: the lengths MixedFftPlan serves.
+inline bool is_smooth(std::size_t n) {
+  if (n < 2) return false;
+  for (std::size_t p : {2, 3, 5})
+    while (n % p == 0) n /= p;
+  return n == 1;
+}
+
 template <class T>
 struct MixedFftPlan {
   explicit MixedFftPlan(std::size_t size) : n(size) {
+    if (!is_smooth(n)) throw std::invalid_argument("MixedFftPlan: the length must have no prime factor but 2, 3, 5");
     std::size_t rest = n;
     for (std::size_t p : {4, 2, 3, 5})
       while (rest % p == 0 && !(p == 2 && rest % 4 == 0)) radix.push_back(p), rest /= p;
-    usable = rest == 1 && n >= 2;
     std::size_t before = 1;
     for (std::size_t p : radix) {  // twiddles w_{Lp}^{q k}, q in [1, p), k in [0, L)
       std::vector<T> re, im;
@@ -263,19 +276,15 @@ struct MixedFftPlan {
     }
   }
   std::size_t n;
-  bool usable = false;
   std::vector<std::size_t> radix;
   std::vector<std::vector<T>> twiddle_re, twiddle_im;
 };
 
 // The smallest length >= at_least whose prime factors are 2, 3 and 5 (an FFT size).
 inline std::size_t smooth_size(std::size_t at_least) {
-  for (std::size_t n = std::max<std::size_t>(at_least, 2);; ++n) {
-    std::size_t rest = n;
-    for (std::size_t p : {2, 3, 5})
-      while (rest % p == 0) rest /= p;
-    if (rest == 1) return n;
-  }
+  std::size_t n = std::max<std::size_t>(at_least, 2);
+  while (!is_smooth(n)) ++n;
+  return n;
 }
 
 // The p-point DFT (p = 2, 3, 4 or 5) of (ar, ai) into (br, bi), forward sign.
@@ -439,10 +448,9 @@ inline void cmnd_from_difference(const double* d, std::size_t max_tau, const std
 //
 // Every d(j) comes from one autocorrelation, as YIN does: d(j) = sum_{i<L-j} u_i^2 +
 // sum_{i>=j} u_i^2 - 2 acf(j), with acf by FFT (n the smallest 2-3-5 size >= L + max tau, so
-// no lag wraps). Rows
-// are centred (d does not change) and scaled by a power of two (CMND does not change) first,
-// and two rows share one complex FFT (one in the real, one in the imaginary part), kLanes
-// pairs per batch. The identity cancels: its error is about eps E log n (E the row's energy),
+// no lag wraps). Rows are centred (d does not change) and scaled by a power of two (CMND does
+// not change) first, and two rows share one complex FFT (one in the real, one in the imaginary
+// part), kLanes pairs per batch. The identity cancels: its error is about eps E log n (E the row's energy),
 // so where mean_{j<=tau} d(j) < kCmndDirectBelow E the first such lags are summed directly.
 constexpr double kCmndDirectBelow = 1e-2;
 
@@ -643,8 +651,8 @@ void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::s
 template <class T, class Store>
 bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t count, std::size_t m,
                       std::size_t n, Store store) {
+  if (n < 8 || !is_smooth(n)) return false;
   const MixedFftPlan<T>& plan = cached_plan<MixedFftPlan<T>>(n);
-  if (!plan.usable || n < 8) return false;
   typedef typename lanes_of<T>::type V;
   static_assert(sizeof(V) == 64, "segments must sit in the lanes of one vector");
   constexpr std::size_t lanes = 64 / sizeof(T);
@@ -663,7 +671,7 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
       for (std::size_t lane = 0; lane < lanes && j0 + lane < m; ++lane) {
         const std::size_t j = j0 + lane;
         const double norm = std::sqrt(dot(ref + j * n, ref + j * n, n));
-        if (!(norm > 0.0 && std::isfinite(norm))) continue;  // a zero, NaN or infinite row contributes 0
+        if (!usable_norm(norm)) continue;
         const double f = 0.5 * static_cast<double>(w[j]) / norm;
         for (std::size_t k = 0; k < half; ++k) {
           rr[j * half + k] = static_cast<T>(f * zr[k][lane]);
@@ -723,7 +731,7 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
             // row scaled to unit norm here.
             const T* row = lane < in_batch && j + part < m ? segments + ((c0 + lane) * m + j + part) * n : nullptr;
             const double norm = row ? std::sqrt(dot(row, row, n)) : 0.0;
-            const bool usable = norm > 0.0 && std::isfinite(norm);
+            const bool usable = usable_norm(norm);
             for (std::size_t t = 0; t < n; ++t) data[t * lanes] = usable ? static_cast<T>(row[t] / norm) : T{0};
             scale[lane] = usable ? T{1} : T{0};
           }
@@ -747,8 +755,7 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
         xr[k] = low ? sr[k] : sr[n - k];
         xi[k] = low ? -si[k] : si[n - k];
       }
-      const auto [nr, ni] = mixed_fft(xr.data(), xi.data(), yr.data(), yi.data(), plan);
-      (void)ni;
+      const V* nr = mixed_fft(xr.data(), xi.data(), yr.data(), yi.data(), plan).first;  // real part: n ncc
       const T scale = static_cast<T>(1.0 / static_cast<double>(n));
       for (std::size_t lane = 0; lane < in_batch; ++lane)
         for (std::size_t shift = 0; shift < n; ++shift) store(c0 + lane, shift, nr[shift][lane] * scale);
@@ -773,7 +780,7 @@ void weighted_ncc_each(const T* ref, const T* segments, const T* w, std::size_t 
   std::vector<double> circulant(m * n * n);
   for (std::size_t j = 0; j < m; ++j) {
     const double norm = std::sqrt(dot(ref + j * n, ref + j * n, n));
-    if (!(norm > 0.0 && std::isfinite(norm))) continue;  // a zero, NaN or infinite row contributes 0
+    if (!usable_norm(norm)) continue;
     const double f = static_cast<double>(w[j]) / norm;
     for (std::size_t q = 0; q < n; ++q)
       for (std::size_t s = 0; s < n; ++s) circulant[(j * n + q) * n + s] = f * ref[j * n + (q + s) % n];
@@ -786,7 +793,7 @@ void weighted_ncc_each(const T* ref, const T* segments, const T* w, std::size_t 
       for (std::size_t j = 0; j < m; ++j) {
         const T* row = r < rows ? segments + ((i0 + r) * m + j) * n : nullptr;
         const double norm = row ? std::sqrt(dot(row, row, n)) : 0.0;
-        const double inv = norm > 0.0 ? 1.0 / norm : 0.0;
+        const double inv = usable_norm(norm) ? 1.0 / norm : 0.0;
         for (std::size_t i = 0; i < n; ++i)
           apack[(j * n + i) * kGemmRows + r] = static_cast<T>(inv > 0.0 ? row[i] * inv : 0.0);
       }
