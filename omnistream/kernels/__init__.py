@@ -196,11 +196,8 @@ def pivot(segments: np.ndarray, w: np.ndarray) -> int:
     if x.ndim != 3 or np.shape(w) != (x.shape[1],):
         raise ValueError("pivot: segments must be (count, m, n) and w (m,)")
     flat = x.reshape(len(x), -1)
-    mean = flat.mean(axis=0, dtype=np.float64)
     w_flat = np.repeat(np.asarray(w, dtype=np.float64), x.shape[2])
-    rows = max(1, (1 << 20) // max(1, flat.shape[1]))  # float64 temporaries of 8 MB: the work per element is tiny
-    spread = np.concatenate([np.square(flat[i:i + rows] - mean) @ w_flat for i in range(0, len(flat), rows)])
-    return int(spread.argmin())
+    return int(kernels_numpy.weighted_norms(flat, w_flat, center=flat.mean(axis=0, dtype=np.float64)).argmin())
 
 
 def assign_nearest(segments: np.ndarray, centroids: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

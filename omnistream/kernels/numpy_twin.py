@@ -42,10 +42,10 @@ def cmnd(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, d[:, idx] / denom, 1.0)
 
 
-def weighted_norms(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """|x_i|_w^2 of every row in float64, in blocks of 2^20 values (8 MB temporaries)."""
+def weighted_norms(x: np.ndarray, w: np.ndarray, center: np.ndarray | float = 0.0) -> np.ndarray:
+    """|x_i - center|_w^2 of every row in float64, in blocks of 2^20 values (8 MB temporaries)."""
     rows = max(1, (1 << 20) // max(1, x.shape[1]))
-    return np.concatenate([np.square(x[i:i + rows], dtype=np.float64) @ w.astype(np.float64)
+    return np.concatenate([np.square(x[i:i + rows] - center, dtype=np.float64) @ w.astype(np.float64)
                            for i in range(0, len(x), rows)]) if len(x) else np.zeros(0)
 
 
