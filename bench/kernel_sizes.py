@@ -6,8 +6,8 @@ each size and kernel in its own process, with time and peak memory.
 Peak memory is the growth of the process's high-water mark (ru_maxrss) over the kernel, the
 input already held (alignment's includes its output, the rolled copy of the input); the whole
 matrix the blocks avoid (n x n distances, n x length NCC values) is given for contrast.
-Reference in the same run: the NumPy twin's NCC alignment (BLAS GEMM, blocked the same way)
-and one streaming pass over the input (as many threads as the kernels); the distances run on
+Reference in the same run: NCC alignment by the same facade call with the NumPy twin forced
+(OMNISTREAM_KERNELS=numpy: BLAS GEMM, in the facade's blocks) and one streaming pass over the input (as many threads as the kernels); the distances run on
 NumPy's BLAS for every backend. GFLOP/s count the GEMM formulation's flops (C++ computes NCC by
 FFT, with several times fewer, so for it they are an equivalent rate).
 
@@ -35,25 +35,17 @@ def one(kernel: str, count: int, metrics: int, length: int) -> dict:
     import numpy as np
 
     from omnistream import kernels
-    from omnistream.kernels import numpy_twin
     from omnistream.kernels.reference import streaming_pass
 
     rng = np.random.default_rng(0)
     segments = rng.standard_normal((count, metrics, length), dtype=np.float32)
     w = rng.uniform(0.1, 2.0, metrics).astype(np.float32)
 
-    def numpy_alignment() -> None:  # the NumPy twin's NCC, blocked as the facade blocks it
-        step = max(1, kernels.BLOCK_ELEMENTS // length)
-        shift = np.concatenate([numpy_twin.weighted_ncc(segments[0], segments[i:i + step], w).argmax(axis=1)
-                                for i in range(0, count, step)])
-        numpy_twin.align(segments, shift)
-
-    run, flops = {
+    run, flops = {  # "align" runs on the backend the process loaded: main forces NumPy for the reference
         "all_pairs": (lambda: kernels.assign_nearest(segments, segments, w), 2.0 * count * count * metrics * length),
         "pivot": (lambda: kernels.pivot(segments, w), 3.0 * count * metrics * length),
         "align": (lambda: kernels.align(segments, kernels.best_shift(segments[0], segments, w)[0]),
                   2.0 * count * metrics * length * length),
-        "numpy_align": (numpy_alignment, 2.0 * count * metrics * length * length),
     }[kernel]
     before = peak_mb()
     started = time.perf_counter()
@@ -89,20 +81,23 @@ def main() -> None:
           f"{'input MB':>9} {'peak +MB':>9} {'whole matrix MB':>15}")
     for count in (int(c) for c in args.sizes.split(",")):
         rows = {}
-        for kernel in ("all_pairs", "pivot", "align", "numpy_align"):
-            out = subprocess.run([sys.executable, __file__, "--one", kernel, str(count), "--metrics", str(args.metrics),
-                                  "--length", str(args.length)], check=True, capture_output=True, text=True)
+        for kernel, forced in (("all_pairs", ""), ("pivot", ""), ("align", ""), ("numpy_align", "numpy")):
+            env = {**os.environ, "OMNISTREAM_KERNELS": forced} if forced else None
+            out = subprocess.run([sys.executable, __file__, "--one", kernel.removeprefix("numpy_"), str(count),
+                                  "--metrics", str(args.metrics), "--length", str(args.length)],
+                                 check=True, capture_output=True, text=True, env=env)
             rows[kernel] = json.loads(out.stdout.strip().splitlines()[-1])
         for kernel, label in (("all_pairs", "all-pairs distances"), ("pivot", "pivot, eq. 3"),
                               ("align", "NCC alignment"), ("numpy_align", "NCC alignment")):
             r = rows[kernel]
-            backend = {"numpy_align": "numpy twin", "all_pairs": "BLAS", "pivot": "NumPy"}.get(kernel, r["backend"])
+            backend = {"all_pairs": "BLAS", "pivot": "NumPy"}.get(kernel, r["backend"])
             whole = {"all_pairs": count * count, "align": count * args.length,
                      "numpy_align": count * args.length}.get(kernel, 0) * 4 / 2**20
             versus = f"{rows['numpy_align']['seconds'] / r['seconds']:.2f}x" if kernel == "align" else "-"
             print(f"{count:>9} {label + ' (' + backend + ')':<32} {r['seconds']:>8.3f}s {r['gflops']:>8.1f} "
                   f"{versus:>9} {r['seconds'] / r['pass_seconds']:>8.1f}x {r['input_mb']:>9.0f} "
                   f"{r['peak_growth_mb']:>9.0f} {whole:>15.0f}")
+
 
 if __name__ == "__main__":
     main()

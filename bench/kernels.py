@@ -1,7 +1,8 @@
 """Kernel benchmark: C++ and numba against the fastest NumPy formulation of each kernel
 (omnistream.kernels.reference.FASTEST_NUMPY: BLAS GEMM and scipy.fft for NCC, BLAS GEMM for
-distances, vectorised baseline, scipy.fft and direct CMND), measured in the same run, in float64 and float32. NCC is also set against
-one streaming pass over its input (a NumPy sum on as many threads): the floor of any kernel that reads it all.
+distances, vectorised baseline, scipy.fft and direct CMND), measured in the same run, in
+float64 and float32. NCC is also set against one streaming pass over its input (a NumPy sum
+on as many threads): the floor of any kernel that reads it all.
 Each thread count of ``--threads`` runs every backend with that many threads (C++ through
 OMNISTREAM_THREADS, numba's pool and NumPy's BLAS through threadpoolctl, the FFT references
 through scipy.fft.set_workers), so ratios compare equal thread counts and the rows show scaling.
