@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BROKER := deploy/kafka/broker.sh
 PYTEST_ARGS ?=
 
-.PHONY: env kafka broker-start broker-stop test test-python test-cpp test-faults demo bench evaluate clean
+.PHONY: env kafka broker-start broker-stop lint test test-python test-cpp test-faults demo bench evaluate clean
 
 # Python environment with the pinned dependencies and the C++ extension (editable install).
 env: $(VENV)/.installed
@@ -24,6 +24,10 @@ broker-start: kafka
 
 broker-stop:
 	$(BROKER) stop
+
+# ruff, pinned in requirements.lock like every other tool; its rules are in pyproject.toml.
+lint: env
+	$(VENV)/bin/ruff check .
 
 test-cpp: env
 	$(VENV)/bin/cmake -S . -B build/ctest -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV)/bin/ninja) \

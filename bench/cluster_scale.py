@@ -66,8 +66,9 @@ def main() -> None:
     for entities in (500, 1000, 2000):
         direct = measure(entities, 10 ** 9)
         two_level = measure(entities, 2000)
-        rows += [{**direct, "scheme": "direct"}, {**two_level, "scheme": "two-level (2000 sampled)",
-                                                   "vs_direct_time": round(two_level["seconds"] / direct["seconds"], 3)}]
+        rows += [{**direct, "scheme": "direct"},
+                 {**two_level, "scheme": "two-level (2000 sampled)",
+                  "vs_direct_time": round(two_level["seconds"] / direct["seconds"], 3)}]
     for entities in (1000, 5000, 10000) + ((100000,) if args.large else ()):
         rows.append({**measure(entities, 8000), "scheme": "two-level (8000 sampled)"})
     print(f"{'scheme':<26}{'entities':>9}{'segments':>10}{'direct':>8}{'clusters':>9}{'agree':>7}{'seconds':>9}"

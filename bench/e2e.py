@@ -45,7 +45,8 @@ def records(entities: int, points: int) -> list[dict]:
     for i in range(points):
         for e in range(entities):
             row = series[(i + 37 * e) % len(series)]  # each entity at its own phase
-            out.append({"entity": f"bench-{e}", "ts": 1_700_000_000.0 + STEP * i, "metrics": dict(zip(names, row.tolist()))})
+            out.append({"entity": f"bench-{e}", "ts": 1_700_000_000.0 + STEP * i,
+                        "metrics": dict(zip(names, row.tolist()))})
     return out
 
 
@@ -109,7 +110,8 @@ def main() -> None:
     speed = args.rate / args.entities * STEP
     group = f"bench-{prefix.rstrip('.')}"
     worker = WorkerProcess(["--bootstrap", args.bootstrap, "--prefix", prefix, "--model-dir", str(folder)],
-                           folder / "worker.log", {"OMNISTREAM_APP_ID": group, "OMNISTREAM_DATA_DIR": str(folder / "state"),
+                           folder / "worker.log", {"OMNISTREAM_APP_ID": group,
+                                                   "OMNISTREAM_DATA_DIR": str(folder / "state"),
                                                    "OMNISTREAM_TRUST_MODEL_FOLDER": "true"})  # models it just fitted
     try:
         if not args.rate:

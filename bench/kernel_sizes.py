@@ -7,7 +7,8 @@ Peak memory is the growth of the process's high-water mark (ru_maxrss) over the 
 input already held (alignment's includes its output, the rolled copy of the input); the whole
 matrix the blocks avoid (n x n distances, n x length NCC values) is given for contrast.
 Reference in the same run: NCC alignment by the same facade call with the NumPy twin forced
-(OMNISTREAM_KERNELS=numpy: BLAS GEMM, in the facade's blocks) and one streaming pass over the input (as many threads as the kernels); the distances run on
+(OMNISTREAM_KERNELS=numpy: BLAS GEMM, in the facade's blocks) and one streaming pass over the
+input (as many threads as the kernels); the distances run on
 NumPy's BLAS for every backend. GFLOP/s count the GEMM formulation's flops (C++ computes NCC by
 FFT, with several times fewer, so for it they are an equivalent rate).
 

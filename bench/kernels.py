@@ -101,7 +101,7 @@ def run_all(args: argparse.Namespace, segs64: np.ndarray, w: np.ndarray, series6
         tag = np.dtype(dtype).name
         segs = segs64.astype(dtype)
         ref = segs[0].copy()
-        floor = best_of(lambda: streaming_pass(segs, threads), args.repeat)
+        floor = best_of(lambda segs=segs: streaming_pass(segs, threads), args.repeat)
         # NCC as a GEMM (count, m n) x (m n, n), in the input's precision
         report(f"weighted_ncc {tag}", "weighted_ncc", (ref, segs, w), args.repeat, floor,
                flops=2.0 * count * m * n * n, peak=peak_gflops(threads, dtype, args.fma_units)[0])

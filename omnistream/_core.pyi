@@ -9,7 +9,8 @@ def baseline(x: NDArray[np.floating], window: int, drop: float = 0.05) -> NDArra
 def cmnd(x: NDArray[np.floating], periods: NDArray[np.integer]) -> NDArray[np.float64]:
     """CMND of each row of x at each period -> (rows, periods) float64."""
 
-def weighted_ncc(ref: NDArray[np.floating], segments: NDArray[np.floating], w: NDArray[np.floating]) -> NDArray[np.floating]:
+def weighted_ncc(ref: NDArray[np.floating], segments: NDArray[np.floating],
+                 w: NDArray[np.floating]) -> NDArray[np.floating]:
     """Weighted NCC at every circular shift (count, n)."""
 
 def best_shift(ref: NDArray[np.floating], segments: NDArray[np.floating],

@@ -25,7 +25,8 @@ from omnistream.stream.supervise import WorkerProcess
 from omnistream.stream.topics import client_config, ensure_topics
 
 IDLE_SECONDS = 15.0  # quiet time after the replay (no event, no dead letter) that ends the demo
-BAD_RECORDS = [b"{\"entity\": \"omi-2\", \"ts\": ", orjson.dumps({"entity": "omi-3", "ts": "noon", "metrics": {"m00": 1}})]
+BAD_RECORDS = [b"{\"entity\": \"omi-2\", \"ts\": ",
+               orjson.dumps({"entity": "omi-3", "ts": "noon", "metrics": {"m00": 1}})]
 
 
 def _records(limit: int) -> list[dict]:
@@ -67,7 +68,8 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
     entities = sorted({r["entity"] for r in records})
     ensure_topics(settings, extra=tuple(f"metrics.{e}" for e in entities))
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"omnistream-demo-{run_id}.log"
-    worker = WorkerProcess(["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(checkout_file("deploy", "demo", "models")),
+    worker = WorkerProcess(["--bootstrap", bootstrap, "--prefix", prefix,
+                            "--model-dir", str(checkout_file("deploy", "demo", "models")),
                             "--allowlist", str(checkout_file("deploy", "demo", "models.sha256"))],
                            log_path, {"OMNISTREAM_APP_ID": f"omnistream-demo-{run_id}",
                                       "OMNISTREAM_DATA_DIR": str(log_path.with_suffix(".state"))})
@@ -79,7 +81,8 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
         if started_broker:
             _broker("stop")
         return 1
-    consumer = Consumer({**client_config(settings), "group.id": f"demo-viewer-{run_id}", "auto.offset.reset": "earliest"})
+    consumer = Consumer({**client_config(settings), "group.id": f"demo-viewer-{run_id}",
+                         "auto.offset.reset": "earliest"})
     consumer.subscribe([settings.topic("anomalies"), settings.topic("metrics-dlq")])
     counts = {"open": 0, "ongoing": 0, "resolved": 0, "dlq": 0}
     try:
@@ -114,7 +117,8 @@ def run_demo(speed: float, limit: int, console: Console) -> int:
             return 1
         elapsed = time.perf_counter() - t0
         console.print(f"[bold]done[/]: {len(records)} points in {elapsed:.1f} s; events: {counts['open']} open, "
-                      f"{counts['ongoing']} ongoing, {counts['resolved']} resolved; {counts['dlq']} records dead-lettered")
+                      f"{counts['ongoing']} ongoing, {counts['resolved']} resolved; "
+                      f"{counts['dlq']} records dead-lettered")
         return 0
     finally:
         consumer.close()

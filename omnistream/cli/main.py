@@ -8,10 +8,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from omnistream.cli.checkout import checkout_file
 
@@ -19,10 +20,11 @@ app = typer.Typer(help="Streaming anomaly detection for many cloud entities on K
                   add_completion=False, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/TOML config file (else $OMNISTREAM_CONFIG)")]
-BootstrapOpt = Annotated[Optional[str], typer.Option(help="Kafka bootstrap servers [default: 127.0.0.1:9092]")]
-PrefixOpt = Annotated[Optional[str], typer.Option(help="topic name prefix [default: none]")]
-EntitiesOpt = Annotated[Optional[str], typer.Option(help="comma-separated entity ids [default: all]")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
+                                                help="YAML/TOML config file (else $OMNISTREAM_CONFIG)")]
+BootstrapOpt = Annotated[str | None, typer.Option(help="Kafka bootstrap servers [default: 127.0.0.1:9092]")]
+PrefixOpt = Annotated[str | None, typer.Option(help="topic name prefix [default: none]")]
+EntitiesOpt = Annotated[str | None, typer.Option(help="comma-separated entity ids [default: all]")]
 
 
 def _settings(config: Path | None, bootstrap: str | None = None, prefix: str | None = None, **top):
@@ -55,8 +57,6 @@ EX_TEMPFAIL = 75  # sysexits: a temporary failure, worth trying again
 
 def _kafka_failure(exc: Exception, bootstrap: str) -> str:
     """The console line for a failed talk with Kafka: refused credentials, or no connection at all."""
-    from rich.markup import escape
-
     from omnistream.stream.topics import refused
 
     if refused(exc):
@@ -75,14 +75,15 @@ def broker(action: Annotated[str, typer.Argument(help="start | stop | status | f
 
 @app.command()
 def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: PrefixOpt = None,
-           model_dir: Annotated[Optional[Path], typer.Option(help="folder of exported models [default: models-store]")] = None,
-           allowlist: Annotated[Optional[Path], typer.Option(
+           model_dir: Annotated[Path | None, typer.Option(
+               help="folder of exported models [default: models-store]")] = None,
+           allowlist: Annotated[Path | None, typer.Option(
                help="sha256 sums of the model files that may load (`sha256sum models/*.pt > FILE`); other files "
                     "load only if announced on the models topic. A model file is code: keep this list where only "
                     "you can write")] = None,
-           stride: Annotated[Optional[int], typer.Option(help="score every N-th point of an entity [default: 1]")] = None,
-           device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda [default: auto]")] = None,
-           metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus port, 0 = off [default: 0]")] = None,
+           stride: Annotated[int | None, typer.Option(help="score every N-th point of an entity [default: 1]")] = None,
+           device: Annotated[str | None, typer.Option(help="auto | cpu | cuda [default: auto]")] = None,
+           metrics_port: Annotated[int | None, typer.Option(help="Prometheus port, 0 = off [default: 0]")] = None,
            loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
            restart: Annotated[bool, typer.Option(help="run the worker in a child process and start it again if it "
                                                       "crashes (off: leave that to an orchestrator)")] = True) -> None:
@@ -112,13 +113,15 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
 
 
 @app.command()
-def replay(file: Annotated[Optional[Path], typer.Argument(help="JSON-lines file of metric records")] = None,
-           dataset: Annotated[Optional[str], typer.Option(help="asd | smd | nezha | PATH (a data folder) instead of a file")] = None,
+def replay(file: Annotated[Path | None, typer.Argument(help="JSON-lines file of metric records")] = None,
+           dataset: Annotated[str | None, typer.Option(
+               help="asd | smd | nezha | PATH (a data folder) instead of a file")] = None,
            split: Annotated[str, typer.Option(help="train | test")] = "test",
            entities: EntitiesOpt = None,
-           limit: Annotated[Optional[int], typer.Option(help="at most N points per entity")] = None,
+           limit: Annotated[int | None, typer.Option(help="at most N points per entity")] = None,
            speed: Annotated[float, typer.Option(help="data seconds per wall second; 0 = as fast as possible")] = 0.0,
-           shared_topic: Annotated[bool, typer.Option(help="one keyed `metrics` topic instead of metrics.<entity>")] = False,
+           shared_topic: Annotated[bool, typer.Option(
+               help="one keyed `metrics` topic instead of metrics.<entity>")] = False,
            config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: PrefixOpt = None) -> None:
     """Produce recorded or labelled data into the metric topics."""
     from rich.progress import Progress
@@ -153,10 +156,11 @@ def record(topic: Annotated[str, typer.Argument(help="topic to copy (without pre
     console.print(f"recorded {count} messages to {out}")
 
 
-DatasetOpt = Annotated[str, typer.Option(help="asd | smd | nezha | PATH: a folder of entity folders with train.csv, test.csv, "
-                                              "test_label.csv (see README)")]
-DetectorConfigOpt = Annotated[Optional[Path], typer.Option(
-    "--detector-config", help="YAML/TOML file of hyper-parameters: {detector: {key: value}} (see `omnistream detectors`)")]
+DatasetOpt = Annotated[str, typer.Option(help="asd | smd | nezha | PATH: a folder of entity folders with train.csv, "
+                                              "test.csv, test_label.csv (see README)")]
+DetectorConfigOpt = Annotated[Path | None, typer.Option(
+    "--detector-config", help="YAML/TOML file of hyper-parameters: {detector: {key: value}} "
+                              "(see `omnistream detectors`)")]
 JobsOpt = Annotated[int, typer.Option(help="entities trained in parallel processes")]
 RiskOpt = Annotated[float, typer.Option(help="POT risk q: share of normal points allowed above the threshold")]
 DriftOpt = Annotated[int, typer.Option(help="DSPOT: thresholds on the score minus the mean of the last N normal "
@@ -177,13 +181,31 @@ def _detector_configs(path: Path | None) -> dict[str, dict]:
     return data
 
 
-def _load_data(dataset: str, entities: str | None):
+def _load_data(dataset: str, entities: str | None, left_out: list | None = None):
+    """The dataset's entities; given ``left_out``, a folder's unreadable entities go there."""
     from omnistream.offline.datasets import load_dataset
 
     try:
-        return load_dataset(dataset, _split(entities))
+        return load_dataset(dataset, _split(entities), left_out)
     except (OSError, KeyError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def _left_out_summary(left_out: list, done: str) -> None:
+    """Print the entities a run left out, and end with 1 if one of them failed unexpectedly
+    (its traceback is in the log or the report), else go on."""
+    from rich.table import Table
+
+    if not left_out:
+        return
+    table = Table(title=f"{len(left_out)} entities left out ({done})", title_justify="left")
+    for column in ("entity", "why"):
+        table.add_column(column)
+    for e in left_out:
+        table.add_row(e.entity, escape(e.reason) if e.kind == "data" else f"[red]{escape(e.reason)}[/]")
+    Console().print(table)
+    if any(e.kind == "error" for e in left_out):
+        raise typer.Exit(1)
 
 
 ClustersOpt = Annotated[Path, typer.Option(help="cluster registry folder (written by `omnistream cluster`)")]
@@ -192,13 +214,16 @@ ClustersOpt = Annotated[Path, typer.Option(help="cluster registry folder (writte
 @app.command()
 def cluster(dataset: DatasetOpt = "smd", entities: EntitiesOpt = None,
             out: ClustersOpt = Path("clusters"),
-            settings_file: Annotated[Optional[Path], typer.Option(
+            settings_file: Annotated[Path | None, typer.Option(
                 "--settings", help="YAML/TOML file of clustering settings (keys as below and in README)")] = None,
-            segment_length: Annotated[Optional[int], typer.Option(help="points per segment [default: 60]")] = None,
-            clusters: Annotated[Optional[int], typer.Option(help="fixed number of clusters [default: best silhouette]")] = None,
-            max_clusters: Annotated[Optional[int], typer.Option(help="most clusters the silhouette rule tries [default: 12]")] = None,
-            direct_limit: Annotated[Optional[int], typer.Option(help="most segments clustered directly; beyond, a sample "
-                                                                     "is clustered and the rest assigned [default: 8000]")] = None) -> None:
+            segment_length: Annotated[int | None, typer.Option(help="points per segment [default: 60]")] = None,
+            clusters: Annotated[int | None, typer.Option(
+                help="fixed number of clusters [default: best silhouette]")] = None,
+            max_clusters: Annotated[int | None, typer.Option(
+                help="most clusters the silhouette rule tries [default: 12]")] = None,
+            direct_limit: Annotated[int | None, typer.Option(
+                help="most segments clustered directly; beyond, a sample is clustered and the rest assigned "
+                     "[default: 8000]")] = None) -> None:
     """W-HAC: cluster the segments of many entities' histories (OmniTransfer section 4.3.1) into
     a registry for `fit --per-cluster` and `transfer`; prints a table, plots the dendrogram."""
     import numpy as np
@@ -213,7 +238,8 @@ def cluster(dataset: DatasetOpt = "smd", entities: EntitiesOpt = None,
     overrides = {k: v for k, v in {"segment_length": segment_length, "clusters": clusters, "max_clusters": max_clusters,
                                    "direct_limit": direct_limit}.items() if v is not None}
     try:
-        config = ClusterConfig.model_validate({**(read_config_file(settings_file) if settings_file else {}), **overrides})
+        config = ClusterConfig.model_validate({**(read_config_file(settings_file) if settings_file else {}),
+                                               **overrides})
     except (OSError, ValueError, ValidationError) as exc:
         raise typer.BadParameter(f"clustering settings: {exc}") from None
     names = data[0].metrics
@@ -232,7 +258,8 @@ def cluster(dataset: DatasetOpt = "smd", entities: EntitiesOpt = None,
         members = sorted(e for e, k in registry.entities.items() if k == c)
         sources = sorted({e for e, _ in registry.nearest[c]})
         table.add_row(str(c), str(registry.sizes[c]), f"{len(members)}: " + ", ".join(members[:6]) +
-                      (" ..." if len(members) > 6 else ""), ", ".join(sources[:6]) + (" ..." if len(sources) > 6 else ""))
+                      (" ..." if len(members) > 6 else ""),
+                      ", ".join(sources[:6]) + (" ..." if len(sources) > 6 else ""))
     Console().print(table)
     by_entity = {s.entity: s.train for s in data}
     segments: dict[str, np.ndarray] = {}  # each entity's segments, made once however often it is picked
@@ -263,7 +290,10 @@ def fit(detector: Annotated[str, typer.Option(help="registered detector (see `om
     from omnistream.detectors.registry import DetectorError
     from omnistream.offline.fit import Calibration, fit_dataset
 
-    data = _load_data(dataset, entities)
+    from omnistream.offline.datasets import DataError
+
+    left_out: list = []
+    data = _load_data(dataset, entities, left_out)
     config = _detector_configs(detector_config).get(detector, {})
     calibration = Calibration(risk=risk, depth=drift_depth)
     try:
@@ -280,16 +310,27 @@ def fit(detector: Annotated[str, typer.Option(help="registered detector (see `om
             except RegistryError as exc:
                 raise typer.BadParameter(str(exc)) from None
         else:
-            fit_dataset(detector, data, out, config, calibration, jobs, Console())
+            results, left_out = fit_dataset(detector, data, out, config, calibration, jobs, Console(), left_out)
+            if not results:
+                raise DataError("no entity could be fitted")
     except DetectorError as exc:
         raise typer.BadParameter(str(exc)) from None
+    except DataError as exc:
+        _left_out_summary(left_out, "nothing fitted")
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    if not per_cluster:
+        _left_out_summary(left_out, f"{len(results)} models written to {out}")
 
 
 @app.command()
 def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: PrefixOpt = None,
-             model_dir: Annotated[Optional[Path], typer.Option(help="model folder the workers read [default: models-store]")] = None,
-             clusters: Annotated[Optional[Path], typer.Option(help="cluster registry with base models [default: clusters]")] = None,
-             points: Annotated[Optional[int], typer.Option(help="points of an entity's data a transfer trains on [default: 1440]")] = None,
+             model_dir: Annotated[Path | None, typer.Option(
+                 help="model folder the workers read [default: models-store]")] = None,
+             clusters: Annotated[Path | None, typer.Option(
+                 help="cluster registry with base models [default: clusters]")] = None,
+             points: Annotated[int | None, typer.Option(
+                 help="points of an entity's data a transfer trains on [default: 1440]")] = None,
              instance: Annotated[str, typer.Option(help="static group member id (faster hand-over on restart)")] = "",
              loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info") -> None:
     """Serve `transfer-requests`: cold-start a new entity on its nearest cluster's base model,
@@ -336,34 +377,49 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
              seeds: Annotated[int, typer.Option(help="seeds per deep detector (mean ± std)")] = 3,
              detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, drift_depth: DriftOpt = 0,
              jobs: JobsOpt = 1,
-             out: Annotated[Path, typer.Option(help="folder for report.json, report.md and plots")] = Path("reports/evaluate")) -> None:
+             out: Annotated[Path, typer.Option(
+                 help="folder for report.json, report.md and plots")] = Path("reports/evaluate")) -> None:
     """Every detector on every entity: F1 without and with point-adjust, F1 and flagged share at the
     deployed label-free threshold, pooled and per entity, against the baselines of the same run."""
     from omnistream.detectors.registry import DetectorError
+    from omnistream.offline.datasets import DataError, LeftOut
     from omnistream.offline.evaluate import run
     from omnistream.offline.fit import Calibration
 
-    data = _load_data(dataset, entities)
+    left_out: list = []
+    data = _load_data(dataset, entities, left_out)
     try:
-        run(dataset, data, _split(detector) or [], _detector_configs(detector_config), seeds,
-            Calibration(risk=risk, depth=drift_depth), out, jobs, Console())
+        report = run(dataset, data, _split(detector) or [], _detector_configs(detector_config), seeds,
+                     Calibration(risk=risk, depth=drift_depth), out, jobs, Console(), left_out)
     except DetectorError as exc:
         raise typer.BadParameter(str(exc)) from None
+    except DataError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    _left_out_summary([LeftOut(**e) for e in report["left_out"]],
+                      f"{len(report['entities'])} in the figures")
 
 
 @app.command("evaluate-transfer")
-def evaluate_transfer(detector: Annotated[str, typer.Option(help="registered detector (see `omnistream detectors`)")] = "dcvae",
+def evaluate_transfer(detector: Annotated[str, typer.Option(
+                          help="registered detector (see `omnistream detectors`)")] = "dcvae",
                       dataset: DatasetOpt = "smd", entities: EntitiesOpt = None,
                       holdout: Annotated[int, typer.Option(help="entities held out (a seeded choice)")] = 5,
-                      holdout_entities: Annotated[Optional[str], typer.Option(help="comma-separated held-out entities instead")] = None,
-                      days: Annotated[str, typer.Option(help="comma-separated days of data a held-out entity is given")] = "1,2,3",
-                      points_per_day: Annotated[int, typer.Option(help="points per day: SMD 1440 (1 min), ASD 288 (5 min)")] = 1440,
+                      holdout_entities: Annotated[str | None, typer.Option(
+                          help="comma-separated held-out entities instead")] = None,
+                      days: Annotated[str, typer.Option(
+                          help="comma-separated days of data a held-out entity is given")] = "1,2,3",
+                      points_per_day: Annotated[int, typer.Option(
+                          help="points per day: SMD 1440 (1 min), ASD 288 (5 min)")] = 1440,
                       detector_config: DetectorConfigOpt = None,
-                      beta: Annotated[Optional[float], typer.Option(help="DiffScore threshold of the adaptive strategy "
-                                                                      "[default: the base models' label-free beta]")] = None,
-                      ablations: Annotated[bool, typer.Option(help="also uniform weights and no alignment (first day count)")] = True,
+                      beta: Annotated[float | None, typer.Option(
+                          help="DiffScore threshold of the adaptive strategy "
+                               "[default: the base models' label-free beta]")] = None,
+                      ablations: Annotated[bool, typer.Option(
+                          help="also uniform weights and no alignment (first day count)")] = True,
                       seed: Annotated[int, typer.Option(help="seed of the held-out choice")] = 0,
-                      out: Annotated[Path, typer.Option(help="folder for report.json, report.md, beta_sweep.png")] = Path("reports/transfer")) -> None:
+                      out: Annotated[Path, typer.Option(help="folder for report.json, report.md, "
+                                                             "beta_sweep.png")] = Path("reports/transfer")) -> None:
     """OmniTransfer's evidence (RO2/RO3): held-out entities given 1, 2, ... days, transferred from
     cluster base models vs trained from scratch vs one model per entity on the full train split."""
     from omnistream.detectors.registry import DetectorError

@@ -62,6 +62,7 @@ class Detector(ABC):
         self.metrics: int | None = None
         self.train_seconds = 0.0
         self.history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+        self.note: str | None = None  # what a user of this fit should know, e.g. a documented fallback
 
     @property
     def window(self) -> int:
@@ -69,7 +70,7 @@ class Detector(ABC):
 
     @abstractmethod
     def fit(self, windows: np.ndarray, trainable: Trainable | None = None,
-            progress: EpochCallback | None = None) -> "Detector":
+            progress: EpochCallback | None = None) -> Detector:
         """Learn from windows (count, W, M). A fitted detector continues from its weights
         (fine-tuning); ``trainable`` freezes the parameters it rejects (partial transfer)."""
 
@@ -77,7 +78,7 @@ class Detector(ABC):
     def scoring_module(self) -> torch.nn.Module:
         """The deployable module: raw windows (B, W, M) -> per-point, per-metric scores."""
 
-    def fit_series(self, series: np.ndarray, progress: EpochCallback | None = None) -> "Detector":
+    def fit_series(self, series: np.ndarray, progress: EpochCallback | None = None) -> Detector:
         """Fit on the sliding windows of one series (T, M)."""
         return self.fit(sliding_windows(series, self.window, self.config.train_stride), progress=progress)
 

@@ -90,7 +90,7 @@ class Pot:
         return {**asdict(self), "method": "dspot" if self.depth else "spot", "threshold": self.threshold}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Pot":
+    def from_dict(cls, data: dict) -> Pot:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 

@@ -112,7 +112,7 @@ def check_frozen_layers_stay_frozen(name: str, config: dict, train: np.ndarray, 
     groups = first.layer_groups()
     if not groups.get("shared"):
         return  # nothing to transfer: statistics, not trained layers
-    net = getattr(first, "net")
+    net = first.net
     shared = set(groups["shared"])
     before = {k: v.clone() for k, v in net.state_dict().items()}
     first.fit(sliding_windows(train, first.window), trainable=lambda n: n not in shared)

@@ -98,7 +98,8 @@ class DCVAENet(nn.Module):
             n += d
         self.tail_lengths: list[int] = lengths[::-1]
 
-    def forward(self, x: torch.Tensor, sample: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor,
+                sample: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.encoder(x.transpose(1, 2))
         z_mean, z_log_var = self.z_mean(h), self.z_log_var(h)
         z = z_mean + torch.exp(0.5 * z_log_var) * torch.randn_like(z_mean) if sample else z_mean

@@ -61,7 +61,7 @@ class ModelInfo:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ModelInfo":
+    def from_json(cls, text: str | bytes) -> ModelInfo:
         data = json.loads(text)
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:

@@ -111,7 +111,7 @@ class NeuralDetector(Detector):
         """Hook for what a detector derives from its data once trained (e.g. DC-VAE's alphas)."""
 
     def fit(self, windows: np.ndarray, trainable: Trainable | None = None,
-            progress: EpochCallback | None = None) -> "NeuralDetector":
+            progress: EpochCallback | None = None) -> NeuralDetector:
         cfg = self.config
         windows = self._check_windows(windows)
         torch.manual_seed(cfg.seed)
@@ -186,7 +186,7 @@ class NeuralDetector(Detector):
         return {"shared": [n for n in names if n.startswith(self.shared_layers)],
                 "head": [n for n in names if not n.startswith(self.shared_layers)]}
 
-    def adopt_layers(self, base: "NeuralDetector") -> list[str]:
+    def adopt_layers(self, base: NeuralDetector) -> list[str]:
         """Partial transfer (OmniTransfer section 4.4): fresh seeded weights for the metrics
         ``base`` was fitted on, then the shared layers' parameters and buffers (BatchNorm
         statistics included) copied from ``base``; returns the copied parameters' names."""
@@ -199,7 +199,7 @@ class NeuralDetector(Detector):
         self.net.load_state_dict(shared, strict=False)
         return [n for n, _ in self.net.named_parameters() if n.startswith(self.shared_layers)]
 
-    def rebased(self, center: np.ndarray, scale: np.ndarray) -> "NeuralDetector":
+    def rebased(self, center: np.ndarray, scale: np.ndarray) -> NeuralDetector:
         """A copy that reads raw data whose per-metric z-score is ``(x - center) / scale``: the
         z-score composed with this detector's own standardisation, so it scores the raw data as
         it scores z-scored data (what a cluster's base model was trained on)."""

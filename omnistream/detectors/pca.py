@@ -3,8 +3,12 @@ without point-adjust (Kim et al., "Towards a Rigorous Evaluation of Time-Series 
 Detection", AAAI 2022, the "PCA error" baseline).
 
 Metrics are standardised with the training mean and std; the principal subspace keeps the
-components that explain ``variance`` of the training variance. A point's per-metric score is
-its residual outside that subspace, the point score the mean of their squares.
+components that explain ``variance`` of the training variance, and always leaves at least one
+direction out: a subspace holding every metric would leave no residual, and scores that are 0
+everywhere rank nothing (they would score exactly like flagging every point). A point's
+per-metric score is its residual outside that subspace, the point score the mean of their
+squares. With one metric the subspace is empty and the residual is the standardised value
+itself: PCA is then the z-score, and says so in its ``note``.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class PCA(Detector):
         self.components: np.ndarray | None = None
 
     def fit(self, windows: np.ndarray, trainable: Trainable | None = None,
-            progress: EpochCallback | None = None) -> "PCA":
+            progress: EpochCallback | None = None) -> PCA:
         start = time.perf_counter()
         windows = self._check_windows(windows)
         points = windows[:, -1:]
@@ -62,8 +66,10 @@ class PCA(Detector):
             xn = self.standardise(torch.from_numpy(np.require(points[:, 0], np.float32, ["C", "W"]))).double().numpy()
         _, s, vt = np.linalg.svd(xn - xn.mean(axis=0), full_matrices=False)
         explained = np.cumsum(s**2) / max(float((s**2).sum()), 1e-12)
-        k = int(np.searchsorted(explained, self.config.variance) + 1)
         self.metrics = windows.shape[2]
+        k = min(int(np.searchsorted(explained, self.config.variance) + 1), self.metrics - 1)
+        if k == 0:
+            self.note = "one metric: no principal subspace to leave, so PCA scores are the z-score"
         self.components = vt[:k].T.astype(np.float32)
         self.train_seconds += time.perf_counter() - start
         return self

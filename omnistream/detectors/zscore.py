@@ -55,7 +55,7 @@ class ZScore(Detector):
         return np.nanmean(points, axis=0), np.nanstd(points, axis=0)
 
     def fit(self, windows: np.ndarray, trainable: Trainable | None = None,
-            progress: EpochCallback | None = None) -> "ZScore":
+            progress: EpochCallback | None = None) -> ZScore:
         start = time.perf_counter()
         windows = self._check_windows(windows)
         points = windows[:, -1]  # each point once (at stride 1)

@@ -2,10 +2,11 @@
 metrics, 1-minute steps; 19 complete), Nezha Online Boutique (10 microservices x 19 metrics,
 1-minute steps), and the user's own folders.
 
-The archives (``asd.tar.xz``, ``smd.tar.xz``, ``nezha-ob.tar.xz``) are read from ``$OMNISTREAM_DATA``, else from
-``data/`` or ``../shared/data`` under the working directory, and unpacked once into
-``~/.cache/omnistream/data`` (or ``$OMNISTREAM_CACHE``).
-"""
+The archives (``asd.tar.xz``, ``smd.tar.xz``, ``nezha-ob.tar.xz``) are looked for in the folders of
+``$OMNISTREAM_DATA`` (one or more, separated by ``:``), then in ``data/`` under the working
+directory, which in a clone of the repository holds the two small sets (ASD and nezha-ob, with
+their licences; see data/README.md). They are unpacked once into ``~/.cache/omnistream/data``
+(or ``$OMNISTREAM_CACHE``)."""
 
 from __future__ import annotations
 
@@ -37,18 +38,43 @@ class EntitySeries:
         return self.names or metric_names(self.train.shape[1])
 
 
-def data_dir() -> Path:
-    """Folder holding the dataset archives."""
-    env = os.environ.get("OMNISTREAM_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd() / "data", Path.cwd().parent / "shared" / "data"]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(
-        "dataset folder not found: set OMNISTREAM_DATA to the folder holding asd.tar.xz "
-        f"(looked in {', '.join(str(c) for c in candidates)})"
-    )
+class DataError(ValueError):
+    """One entity's data cannot be used; the message names the entity (or file) and the problem."""
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """An entity left out of a run, and why."""
+
+    entity: str
+    reason: str
+    kind: str = "data"  # "data": its data cannot be used; "error": the run failed on it unexpectedly
+
+
+class DatasetMissing(FileNotFoundError):
+    """A named dataset's archive is in none of the data folders."""
+
+
+BUNDLED = ("asd", "nezha-ob")  # small enough to travel with the repository (data/)
+
+
+def data_dirs() -> list[Path]:
+    """Folders searched for the dataset archives, in order."""
+    env = os.environ.get("OMNISTREAM_DATA", "")
+    return [Path(p) for p in env.split(os.pathsep) if p] + [Path.cwd() / "data"]
+
+
+def archive_path(name: str) -> Path:
+    """``<name>.tar.xz`` in the first data folder holding it."""
+    folders = data_dirs()
+    for folder in folders:
+        if (folder / f"{name}.tar.xz").is_file():
+            return folder / f"{name}.tar.xz"
+    hint = ("run from the repository's root, whose data/ holds it, or set OMNISTREAM_DATA" if name in BUNDLED else
+            "it is not shipped with the repository (see data/README.md for where to get it); put it in a folder "
+            "and set OMNISTREAM_DATA to that folder")
+    raise DatasetMissing(f"dataset archive {name}.tar.xz not found (looked in {', '.join(map(str, folders))}): "
+                         f"{hint}")
 
 
 def cache_dir() -> Path:
@@ -60,9 +86,7 @@ def _unpack(name: str, member_prefix: str) -> Path:
     root = cache_dir()
     marker = root / f".{name}-unpacked"
     if not marker.exists():
-        archive = data_dir() / f"{name}.tar.xz"
-        if not archive.exists():
-            raise FileNotFoundError(f"dataset archive missing: {archive}")
+        archive = archive_path(name)
         root.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
             members = [m for m in tar.getmembers() if m.name.startswith(member_prefix)]
@@ -163,21 +187,24 @@ def _read_table(path: Path) -> np.ndarray:
         except ValueError:  # a header
             first = 1
     if len(lines) <= first:
-        raise ValueError(f"{path}: no data rows")
+        raise DataError(f"{path}: no data rows")
     rows = []
     for i, line in enumerate(lines[first:], start=first + 1):
         try:
             rows.append(numbers(line))
         except ValueError:
-            raise ValueError(f"{path}: line {i} is not a CSV of numbers: {line[:80]!r}") from None
+            raise DataError(f"{path}: line {i} is not a CSV of numbers: {line[:80]!r}") from None
     if len({len(r) for r in rows}) > 1:
-        raise ValueError(f"{path}: rows have different numbers of columns")
+        raise DataError(f"{path}: rows have different numbers of columns")
     return np.array(rows, dtype=np.float32)
 
 
-def load_folder(root: Path, entities: list[str] | None = None) -> list[EntitySeries]:
+def load_folder(root: Path, entities: list[str] | None = None,
+                left_out: list[LeftOut] | None = None) -> list[EntitySeries]:
     """The user's labelled data: one folder per entity holding train.csv, test.csv and
-    test_label.csv (one 0/1 column, a row per test row); headers optional, NaN allowed."""
+    test_label.csv (one 0/1 column, a row per test row); headers optional, NaN allowed.
+    An entity whose files cannot be used raises DataError, or, given ``left_out``, is added
+    to it and skipped."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder (expected one folder per entity)")
@@ -186,22 +213,34 @@ def load_folder(root: Path, entities: list[str] | None = None) -> list[EntitySer
         raise ValueError(f"{root} has no entity folders (each with train.csv, test.csv, test_label.csv)")
     out = []
     for name in entities or available:
-        folder = root / name
-        missing = [f for f in ("train.csv", "test.csv", "test_label.csv") if not (folder / f).exists()]
-        if missing:
-            raise ValueError(f"{folder}: missing {', '.join(missing)}")
-        train, test = _read_table(folder / "train.csv"), _read_table(folder / "test.csv")
-        labels = _read_table(folder / "test_label.csv")
-        if train.shape[1] != test.shape[1]:
-            raise ValueError(f"{name}: train has {train.shape[1]} metrics, test has {test.shape[1]}")
-        if labels.shape != (len(test), 1):
-            raise ValueError(f"{name}: test_label.csv must be one column of {len(test)} rows, got {labels.shape}")
-        if not np.isin(labels, (0, 1)).all():
-            raise ValueError(f"{name}: test labels must be 0 or 1")
-        if len(train) < 100:
-            raise ValueError(f"{name}: train split of {len(train)} rows is too short (at least 100)")
-        out.append(EntitySeries(name, train, test, labels[:, 0].astype(np.int8)))
+        try:
+            out.append(_load_entity(root / name))
+        except DataError as exc:
+            if left_out is None:
+                raise
+            left_out.append(LeftOut(name, str(exc)))
+    if not out:
+        raise DataError(f"{root}: no entity folder could be read: " +
+                        "; ".join(f"{e.entity}: {e.reason}" for e in left_out or []))
     return out
+
+
+def _load_entity(folder: Path) -> EntitySeries:
+    name = folder.name
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such entity folder")
+    missing = [f for f in ("train.csv", "test.csv", "test_label.csv") if not (folder / f).exists()]
+    if missing:
+        raise DataError(f"{folder}: missing {', '.join(missing)}")
+    train, test = _read_table(folder / "train.csv"), _read_table(folder / "test.csv")
+    labels = _read_table(folder / "test_label.csv")
+    if train.shape[1] != test.shape[1]:
+        raise DataError(f"{name}: train has {train.shape[1]} metrics, test has {test.shape[1]}")
+    if labels.shape != (len(test), 1):
+        raise DataError(f"{name}: test_label.csv must be one column of {len(test)} rows, got {labels.shape}")
+    if not np.isin(labels, (0, 1)).all():
+        raise DataError(f"{name}: test labels must be 0 or 1")
+    return EntitySeries(name, train, test, labels[:, 0].astype(np.int8))
 
 
 def series_from_rows(rows: list[tuple[float, dict[str, float | None]]], names: list[str]) -> np.ndarray:
@@ -241,13 +280,15 @@ def load_records(path: Path, entities: list[str] | None = None) -> list[EntitySe
                          np.zeros(0, dtype=np.int8), ordered) for e, r in sorted(rows.items())]
 
 
-def load_dataset(name: str, entities: list[str] | None = None) -> list[EntitySeries]:
-    """A bundled dataset by name (asd, smd, nezha), the user's folder, or a recorded topic file."""
+def load_dataset(name: str, entities: list[str] | None = None,
+                 left_out: list[LeftOut] | None = None) -> list[EntitySeries]:
+    """A bundled dataset by name (asd, smd, nezha), the user's folder, or a recorded topic file.
+    Given ``left_out``, entities of a folder whose files cannot be used are added to it."""
     loaders = {"asd": load_asd, "smd": load_smd, "nezha": load_nezha}
     if name in loaders:
         return loaders[name](entities)
     if Path(name).is_dir():
-        return load_folder(Path(name), entities)
+        return load_folder(Path(name), entities, left_out)
     if Path(name).is_file():
         return load_records(Path(name), entities)
     raise ValueError(f"unknown dataset {name!r}: give asd, smd, nezha, a folder of entity folders or a "

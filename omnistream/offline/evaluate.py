@@ -14,6 +14,9 @@ z-score, PCA):
 each pooled over entities (TP/FP/FN summed, each entity at its own threshold) and as a mean
 over entities; deep detectors as mean ± std over seeds. Writes report.json, report.md and
 plots to the output folder.
+
+An entity that cannot be used (offline.checks, before any training) or on which a fit fails is
+left out of every detector's figures, with its reason in the report; the others go on.
 """
 
 from __future__ import annotations
@@ -21,19 +24,22 @@ from __future__ import annotations
 import json
 import platform
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from omnistream.detectors.base import point_scores
 from omnistream.detectors.calibration import spot_decisions
 from omnistream.detectors.reduce import reduce_scores
-from omnistream.detectors.registry import detector_class
+from omnistream.detectors.registry import create, detector_class
 from omnistream.offline import metrics
-from omnistream.offline.datasets import EntitySeries
+from omnistream.offline.checks import screen
+from omnistream.offline.datasets import DataError, EntitySeries, LeftOut
 from omnistream.offline.fit import Calibration, fit_entity
 from omnistream.offline.parallel import run_all, threads_per_job
 
@@ -52,6 +58,31 @@ class EntityRun:
     flags: np.ndarray | None  # (T,) deployed decisions; None where there is no threshold
     threshold: np.ndarray | None  # (T,) threshold in force
     train_seconds: float
+    note: str | None = None  # what the fit reported (a fallback), or that its scores rank nothing
+
+
+@dataclass
+class FailedRun:
+    """A (detector, seed, entity) that could not be fitted or scored."""
+
+    detector: str
+    seed: int
+    entity: str
+    reason: str
+    kind: str  # "data" (a DataError: the entity's data) or "error" (anything else)
+    traceback: str = ""
+
+
+def attempt(detector: str, seed: int, series: EntitySeries, config: dict, calibration: Calibration,
+            threads: int) -> EntityRun | FailedRun:
+    """``run_one``, with a failure on this entity returned instead of ending the whole run."""
+    try:
+        return run_one(detector, seed, series, config, calibration, threads)
+    except DataError as exc:
+        return FailedRun(detector, seed, series.entity, str(exc), "data")
+    except Exception as exc:  # reported with its traceback; the other entities go on
+        return FailedRun(detector, seed, series.entity, f"{type(exc).__name__}: {exc}", "error",
+                         traceback.format_exc())
 
 
 def run_one(detector: str, seed: int, series: EntitySeries, config: dict, calibration: Calibration,
@@ -70,7 +101,12 @@ def run_one(detector: str, seed: int, series: EntitySeries, config: dict, calibr
     scores = reduce_scores(point_scores(d, series.test, history=series.train), d.reduction)
     flags, threshold = spot_decisions(fitted.pot, scores) if calibration.adapt else \
         (scores >= fitted.pot.threshold, np.full(n, fitted.pot.threshold))
-    return EntityRun(detector, seed, series.entity, scores, flags, threshold, d.train_seconds)
+    notes = [d.note] if d.note else []
+    finite = scores[np.isfinite(scores)]
+    if len(finite) and np.ptp(finite) == 0:
+        notes.append("its test scores are all equal: they rank nothing (best F1 = flag every point)")
+    return EntityRun(detector, seed, series.entity, scores, flags, threshold, d.train_seconds,
+                     "; ".join(notes) or None)
 
 
 def entity_metrics(run: EntityRun, labels: np.ndarray) -> dict:
@@ -134,21 +170,33 @@ def seeds_of(detector: str, seeds: int) -> list[int]:
 
 def run(dataset: str, data: list[EntitySeries], detectors: list[str], configs: dict[str, dict] | None = None,
         seeds: int = 3, calibration: Calibration | None = None, out_dir: Path = Path("reports/evaluate"),
-        jobs: int = 1, console: Console | None = None) -> dict:
+        jobs: int = 1, console: Console | None = None, left_out: list[LeftOut] | None = None) -> dict:
+    """Evaluate ``detectors`` and the baselines on ``data``; ``left_out`` lists entities already
+    left out while loading. Raises DataError when no entity can be evaluated."""
     console = console or Console()
     configs = configs or {}
     calibration = calibration or Calibration()
     names = list(dict.fromkeys(list(detectors) + BASELINES))
-    for name in names:
-        if name not in SCORE_FREE:
-            detector_class(name)  # an unknown name fails before any training
+    # An unknown name or hyper-parameter fails before any training; the windows set the length check.
+    windows = {name: create(name, **configs.get(name, {})).window for name in names if name not in SCORE_FREE}
+    data, unusable = screen(data, windows, calibration.fraction, labelled=True)
+    left_out = list(left_out or []) + unusable
+    for entity in unusable:
+        console.print(f"[yellow]{entity.entity}: left out[/]: {entity.reason}")
+    if not data:
+        raise DataError("no entity can be evaluated: " + "; ".join(f"{e.entity}: {e.reason}" for e in left_out))
     by_entity = {s.entity: s for s in data}
     tasks = [(d, seed, s) for d in names for seed in seeds_of(d, seeds) for s in data]
     out_dir.mkdir(parents=True, exist_ok=True)
     runs: list[EntityRun] = []
+    failed: list[FailedRun] = []
     started = time.perf_counter()
     calls = [(d, seed, s, configs.get(d, {}), calibration, threads_per_job(jobs)) for d, seed, s in tasks]
-    for r in run_all(run_one, calls, jobs, f"{dataset}: {len(tasks)} fits", console):
+    for r in run_all(attempt, calls, jobs, f"{dataset}: {len(tasks)} fits", console):
+        if isinstance(r, FailedRun):
+            failed.append(r)
+            console.print(f"[yellow]{r.detector} seed {r.seed} {r.entity}: failed, entity left out[/]: {r.reason}")
+            continue
         runs.append(r)
         labels = by_entity[r.entity].labels
         line = f"{r.detector} seed {r.seed} {r.entity}: best F1 {metrics.best_f1(r.scores, labels).f1:.3f}"
@@ -156,7 +204,17 @@ def run(dataset: str, data: list[EntitySeries], detectors: list[str], configs: d
             deployed = metrics.counts(r.flags, labels)
             line += f", deployed F1 {deployed.f1:.3f} (flagged {deployed.flagged_share:.1%})"
         console.print(line + (f", trained in {r.train_seconds:.1f} s" if r.train_seconds else ""))
+    for entity in dict.fromkeys(f.entity for f in failed):  # out of every pool, so that pools compare
+        first = next(f for f in failed if f.entity == entity)
+        left_out.append(LeftOut(entity, f"{first.detector} seed {first.seed}: {first.reason}", first.kind))
+    data = [s for s in data if s.entity not in {f.entity for f in failed}]
+    runs = [r for r in runs if r.entity in {s.entity for s in data}]
+    if not data:
+        raise DataError("no entity could be evaluated: " + "; ".join(f"{e.entity}: {e.reason}" for e in left_out))
     report = _report(dataset, data, names, runs, configs, calibration, seeds)
+    report["left_out"] = [{"entity": e.entity, "reason": e.reason, "kind": e.kind} for e in left_out]
+    report["errors"] = [{"detector": f.detector, "seed": f.seed, "entity": f.entity, "traceback": f.traceback}
+                        for f in failed if f.kind == "error"]
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["host"] = platform.node()
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
@@ -179,7 +237,9 @@ def _report(dataset: str, data: list[EntitySeries], names: list[str], runs: list
                           if r.detector == name and r.seed == seed}
             per_seed.append(summarise(per_entity))
             entities[str(seed)] = per_entity
-        detectors[name] = {"seeds": len(per_seed), "summary": over_seeds(per_seed), "entities": entities}
+        notes = {r.entity: r.note for r in runs if r.detector == name and r.note}
+        detectors[name] = {"seeds": len(per_seed), "summary": over_seeds(per_seed), "entities": entities,
+                           "notes": notes}
     all_labels = np.concatenate([s.labels for s in data])
     return {
         "dataset": dataset, "entities": [s.entity for s in data], "anomaly_rate": float(all_labels.mean()),
@@ -207,7 +267,8 @@ def _cell(summary: dict, kind: str, key: str) -> str:
 COLUMNS = [("best F1", "best", "pooled_f1"), ("best F1, mean", "best", "mean_f1"),
            ("best F1 PA", "best_pa", "pooled_f1"), ("deployed F1", "deployed", "pooled_f1"),
            ("deployed F1, mean", "deployed", "mean_f1"), ("flagged", "deployed", "flagged_share"),
-           ("deployed F1 PA", "deployed_pa", "pooled_f1"), ("test-label-thr F1, mean", "test_label_threshold", "mean_f1")]
+           ("deployed F1 PA", "deployed_pa", "pooled_f1"),
+           ("test-label-thr F1, mean", "test_label_threshold", "mean_f1")]
 
 
 def markdown(report: dict) -> str:
@@ -221,7 +282,27 @@ def markdown(report: dict) -> str:
     for name, d in report["detectors"].items():
         cells = [_cell(d["summary"], kind, key) for _, kind, key in COLUMNS]
         lines.append(f"| {name} | {d['seeds']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    remarks = _remarks(report)
+    return "\n".join(lines + ([""] + [f"- {r}" for r in remarks] if remarks else [])) + "\n"
+
+
+def _remarks(report: dict, left_out: bool = True) -> list[str]:
+    """The entities left out of every figure, with their reasons, and what fits reported."""
+    out = []
+    if left_out and report.get("left_out"):
+        out.append(f"{len(report['left_out'])} entities left out of every figure: " +
+                   "; ".join(f"{e['entity']}: {e['reason']}" for e in report["left_out"]))
+    for name, d in report["detectors"].items():
+        for note, entities in _grouped(d.get("notes", {})).items():
+            out.append(f"{name} on {', '.join(entities)}: {note}")
+    return out
+
+
+def _grouped(notes: dict[str, str]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for entity, note in notes.items():
+        grouped.setdefault(note, []).append(entity)
+    return grouped
 
 
 def print_report(report: dict, console: Console) -> None:
@@ -233,6 +314,8 @@ def print_report(report: dict, console: Console) -> None:
     for name, d in report["detectors"].items():
         table.add_row(name, *[_cell(d["summary"], kind, key) for _, kind, key in COLUMNS])
     console.print(table)
+    for remark in _remarks(report, left_out=False):  # the command prints the left-out table
+        console.print(f"[yellow]{escape(remark)}[/]")
 
 
 def _pyplot():

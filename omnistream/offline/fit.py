@@ -9,6 +9,7 @@ data itself are optimistic and make a threshold flag far too much.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,11 @@ from omnistream.detectors.calibration import Pot, fit_pot
 from omnistream.detectors.export import ModelInfo, export
 from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
-from omnistream.offline.datasets import EntitySeries
+from omnistream.offline.checks import history_split, screen
+from omnistream.offline.datasets import DataError, EntitySeries, LeftOut
 from omnistream.offline.parallel import run_all, threads_per_job
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,10 +49,7 @@ class Fitted:
 
 def split_history(history: np.ndarray, window: int, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
     """(older part to train on, newest ``calibration.fraction`` to calibrate on) of (T, M)."""
-    split = int(len(history) * (1 - calibration.fraction))
-    if split < window + 1 or len(history) - split < 50:
-        raise ValueError(f"history of {len(history)} points is too short to train a window of {window} "
-                         f"and calibrate on its newest {calibration.fraction:.0%} (at least 50 points)")
+    split = history_split(len(history), window, calibration.fraction)
     return history[:split], history[split:]
 
 
@@ -100,18 +101,38 @@ def _fit_and_export(detector_name: str, series: EntitySeries, config: dict, cali
 
 
 def fit_dataset(detector_name: str, data: list[EntitySeries], out_dir: Path, config: dict | None = None,
-                calibration: Calibration | None = None, jobs: int = 1,
-                console: Console | None = None) -> list[dict]:
-    """One model per entity, exported to ``out_dir/<entity>.pt`` for the worker."""
+                calibration: Calibration | None = None, jobs: int = 1, console: Console | None = None,
+                left_out: list[LeftOut] | None = None) -> tuple[list[dict], list[LeftOut]]:
+    """One model per entity, exported to ``out_dir/<entity>.pt`` for the worker: (what was
+    exported, the entities left out with their reasons, ``left_out`` first). An entity whose
+    data cannot train (offline.checks) or whose fit fails is left out; the others go on."""
     console = console or Console()
     calibration = calibration or Calibration()
-    create(detector_name, **(config or {}))  # a bad name or key fails before any work
+    window = create(detector_name, **(config or {})).window  # a bad name or key fails before any work
+    data, unusable = screen(data, {detector_name: window}, calibration.fraction, labelled=False)
+    left_out = list(left_out or []) + unusable
+    for entity in unusable:
+        console.print(f"[yellow]{entity.entity}: left out[/]: {entity.reason}")
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = [(detector_name, s, config or {}, calibration, s.metrics, out_dir,
               threads_per_job(jobs)) for s in data]
     results = []
-    for result in run_all(_fit_and_export, tasks, jobs, f"fitting {detector_name}", console):
+    for result in run_all(_attempt_fit, tasks, jobs, f"fitting {detector_name}", console):
+        if isinstance(result, LeftOut):
+            left_out.append(result)
+            console.print(f"[yellow]{result.entity}: left out[/]: {result.reason}")
+            continue
         results.append(result)
         console.print(f"{result['entity']}: threshold {result['threshold']:.4g}, {result['epochs']} epochs in "
                       f"{result['seconds']:.1f} s -> {result['path']}")
-    return results
+    return results, left_out
+
+
+def _attempt_fit(detector_name: str, series: EntitySeries, *args: object) -> dict | LeftOut:
+    try:
+        return _fit_and_export(detector_name, series, *args)
+    except DataError as exc:
+        return LeftOut(series.entity, str(exc))
+    except Exception as exc:  # this entity's failure, with its traceback in the log; the others go on
+        log.exception("fitting %s on %s failed", detector_name, series.entity)
+        return LeftOut(series.entity, f"{type(exc).__name__}: {exc}", "error")

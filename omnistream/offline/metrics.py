@@ -90,7 +90,7 @@ class Counts:
     flagged: int = 0  # points flagged (before point-adjust)
     points: int = 0
 
-    def __add__(self, other: "Counts") -> "Counts":
+    def __add__(self, other: Counts) -> Counts:
         return Counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.flagged + other.flagged,
                       self.points + other.points)
 

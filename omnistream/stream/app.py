@@ -69,7 +69,8 @@ def _credentials(security: dict[str, str]) -> faust.types.auth.CredentialsT | No
     context = tls_context(security) if "SSL" in protocol else None
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(username=security.get("sasl.username"), password=security.get("sasl.password"),
-                                     mechanism=security.get("sasl.mechanism") or security.get("sasl.mechanisms", "PLAIN"),
+                                     mechanism=security.get("sasl.mechanism")
+                                     or security.get("sasl.mechanisms", "PLAIN"),
                                      ssl_context=context)
     return faust.SSLCredentials(context)
 

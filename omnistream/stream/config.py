@@ -41,7 +41,7 @@ class KafkaSettings(BaseModel):
     security: dict[str, str] = {}
 
     @model_validator(mode="after")
-    def _heartbeats_fit_the_session(self) -> "KafkaSettings":
+    def _heartbeats_fit_the_session(self) -> KafkaSettings:
         if self.heartbeat_every * 3 > self.session_timeout:
             raise ValueError(f"kafka.heartbeat_every ({self.heartbeat_every} s) must be at most a third of "
                              f"kafka.session_timeout ({self.session_timeout} s)")
@@ -55,7 +55,8 @@ class WindowSettings(BaseModel):
     batch_within: float = Field(0.2, gt=0, description="seconds to wait for a batch to fill")
     idle_seconds: float = Field(86_400.0, ge=0, description="an entity silent this long (in data time, behind the "
                                                             "newest point seen) leaves memory: its state stays in the "
-                                                            "changelog if it has a model, else it is dropped; 0 = never")
+                                                            "changelog if it has a model, else it is dropped; "
+                                                            "0 = never")
 
 
 class RecordSettings(BaseModel):
@@ -137,7 +138,8 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict)
+                       else value)
     return merged
 
 

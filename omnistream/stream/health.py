@@ -1,6 +1,8 @@
 """What the worker is doing, for operators and orchestrators: a state (``starting``,
 ``rebalancing``, ``running``, ``broker_unreachable``) exported as the Prometheus enum
-``omnistream_worker_state`` and served beside ``/metrics`` as
+``omnistream_worker_state``, each entry into a state counted in
+``omnistream_worker_state_changes_total`` (what a scrape between two changes would miss), and
+served beside ``/metrics`` as
 
 - ``/ready``: 200 while ``running``, else 503 (a readiness probe: route no work here);
 - ``/live``: 200 while starting, then while the event loop has turned within ``stall_seconds``
@@ -18,11 +20,13 @@ from prometheus_client import REGISTRY, make_wsgi_app
 
 from omnistream.stream import telemetry
 
+
 class WorkerHealth:
     def __init__(self, stall_seconds: float = 120.0, clock=time.monotonic):
         self.started = self.rebalancing = self.broker_down = False
         self.stall_seconds, self.clock = stall_seconds, clock
         self.last_beat = clock()
+        self._published: str | None = None
         self._publish()
 
     @property
@@ -51,7 +55,11 @@ class WorkerHealth:
         return not self.started or self.clock() - self.last_beat < self.stall_seconds
 
     def _publish(self) -> None:
-        telemetry.WORKER_STATE.state(self.state)
+        state = self.state
+        if state != self._published:
+            telemetry.WORKER_STATE.state(state)
+            telemetry.WORKER_STATE_CHANGES.labels(state).inc()
+            self._published = state
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

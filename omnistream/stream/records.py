@@ -182,7 +182,8 @@ def parse_metric_record(value: bytes | None, key: bytes | None, topic: str, pref
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "record"
-        raise RecordError(f"{where}: {first['msg']}" + (f" ({exc.error_count()} errors)" if exc.error_count() > 1 else "")) from None
+        raise RecordError(f"{where}: {first['msg']}"
+                          + (f" ({exc.error_count()} errors)" if exc.error_count() > 1 else "")) from None
     topic_entity = entity_from_topic(topic, prefix)
     key_entity = key.decode("utf-8", "replace") if key else None
     if record.entity is None:

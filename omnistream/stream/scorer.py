@@ -162,7 +162,8 @@ class ModelStore:
                 self._stamps[key] = stamp
             except Exception as exc:  # a broken file must not stop the worker
                 log.error("skipping model %s: %s", path, exc)
-        for key in sorted(set(self.models) - present - {k for k, m in self.models.items() if m.path.parent != self.folder}):
+        for key in sorted(set(self.models) - present
+                          - {k for k, m in self.models.items() if m.path.parent != self.folder}):
             del self.models[key]
             self._stamps.pop(key, None)
             changed.append(key)

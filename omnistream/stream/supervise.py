@@ -25,7 +25,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
         self._log = None
 
-    def start(self, timeout: float = 180.0) -> "WorkerProcess":
+    def start(self, timeout: float = 180.0) -> WorkerProcess:
         """Start and wait for Faust's ready mark; raise with the log's tail if it dies or stalls."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")

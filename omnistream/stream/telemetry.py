@@ -28,5 +28,8 @@ ENTITIES_IN_MEMORY = Gauge("omnistream_entities_in_memory", "Entities whose wind
 OPEN_INCIDENTS = Gauge("omnistream_open_incidents", "Entities with an open incident")
 WORKER_STATE = Enum("omnistream_worker_state", "What the worker is doing",
                     states=["starting", "rebalancing", "running", "broker_unreachable"])
+WORKER_STATE_CHANGES = Counter("omnistream_worker_state_changes_total",
+                               "Times the worker entered each state (an outage seen is counted, however short)",
+                               ["state"])
 WORKER_RESTARTS = Gauge("omnistream_worker_restarts", "Times the worker process was started again after a crash")
 LAST_BATCH = Gauge("omnistream_last_batch_timestamp_seconds", "Unix time the last batch of points was processed")

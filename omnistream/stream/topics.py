@@ -85,22 +85,26 @@ def metric_topics(settings: Settings, timeout: float = 10.0) -> list[str]:
 
 class BrokerProbe:
     """Asks the broker for one topic's metadata: cheap, and it fails when the broker is away.
-    One client for the worker's life, used by one thread at a time: the probe, the progress
-    watch and the gap guards call it from executor threads, and a worker whose admin client
-    was called from two threads as the broker came back from an outage died of SIGSEGV."""
+    Each client is used by one thread at a time: the probe, the progress watch and the gap
+    guards call it from executor threads, and a worker whose admin client was called from two
+    threads as the broker came back from an outage died of SIGSEGV. The health check has a
+    client of its own, so that an offsets call waiting out its timeout in an outage (one per
+    partition) cannot hold the check back for longer than the outage."""
 
     def __init__(self, client: dict[str, object], topic: str):
         self.topic, self.client = topic, client
         self.admin = AdminClient(client)
         self._lock = threading.Lock()
+        self._health_admin = AdminClient(client)
+        self._health_lock = threading.Lock()
 
     def check(self, timeout: float) -> None:
         """Raise KafkaException when the broker does not answer within ``timeout`` seconds."""
-        with self._lock:
+        with self._health_lock:
             try:
-                self.admin.list_topics(topic=self.topic, timeout=timeout)
+                self._health_admin.list_topics(topic=self.topic, timeout=timeout)
             finally:
-                self.admin.poll(0)  # hands the client's queued log lines to Python logging
+                self._health_admin.poll(0)  # hands the client's queued log lines to Python logging
 
     def backlog(self, group: str, timeout: float = 10.0) -> int:
         """Records waiting for ``group``: the end offsets minus the group's committed offsets,

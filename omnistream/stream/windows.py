@@ -61,7 +61,7 @@ class EntityWindow:
         n = min(self.count, self.size)
         return ts[self.size - n:], values[self.size - n:]
 
-    def with_metrics(self, metrics: list[str]) -> "EntityWindow":
+    def with_metrics(self, metrics: list[str]) -> EntityWindow:
         """The same points re-laid in another metric order (when a model arrives)."""
         other = EntityWindow(metrics, self.size, state=self.state)
         ts, values = self.ordered()
@@ -94,7 +94,7 @@ class EntityWindow:
         return SNAPSHOT_MAGIC + zlib.compress(body, 1)
 
     @classmethod
-    def restore(cls, blob: bytes) -> "EntityWindow":
+    def restore(cls, blob: bytes) -> EntityWindow:
         if blob.startswith(SNAPSHOT_MAGIC):
             body = zlib.decompress(blob[len(SNAPSHOT_MAGIC):])
             header, raw = body.split(b"\0", 1)

@@ -35,7 +35,8 @@ class TransferConfig(BaseModel):
 class TransferSettings(TransferConfig):
     """`omnistream transfer`: where the clusters are, how much of an entity's data it waits for."""
 
-    registry: Path = Field(Path("clusters"), description="cluster registry with base models (cluster, fit --per-cluster)")
+    registry: Path = Field(Path("clusters"), description="cluster registry with base models "
+                                                         "(cluster, fit --per-cluster)")
     points: int = Field(1440, ge=100, description="points of the entity's own data a transfer trains and "
                                                  "calibrates on (one day at one point a minute)")
     cold_start: bool = Field(True, description="serve the nearest cluster's base model as soon as the entity "

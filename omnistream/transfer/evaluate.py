@@ -110,7 +110,8 @@ class Evidence:
         folder = self.out_dir / f"clusters-{tag}"
         metrics_names = self.source[0].metrics
         config = ClusterConfig(**{**self.protocol.cluster, **overrides})
-        registry, cpu_cluster = _timed(cluster_entities, {s.entity: s.train for s in self.source}, metrics_names, config)
+        registry, cpu_cluster = _timed(cluster_entities, {s.entity: s.train for s in self.source}, metrics_names,
+                                       config)
         registry.save(folder)
         entries, cpu_base = _timed(fit_per_cluster, self.protocol.detector, folder,
                                    {s.entity: s.train for s in self.source}, self.protocol.config, self.calibration)
@@ -259,7 +260,8 @@ def table(report: dict) -> Table:
 def markdown(report: dict) -> str:
     lines = [f"# OmniTransfer evidence: {report['protocol']['detector']}", "",
              f"Held out: {', '.join(report['held_out'])}. Source (clustered, base models): "
-             f"{len(report['source'])} entities. beta = {report['beta']:.3g} ({report['beta_rule']}). Pooled over held-out entities; "
+             f"{len(report['source'])} entities. beta = {report['beta']:.3g} ({report['beta_rule']}). "
+             "Pooled over held-out entities; "
              "best F1 uses test labels to pick the threshold (an upper bound), deployed F1 is the "
              "label-free SPOT threshold the worker runs.", "",
              "| approach:days | best F1 | mean best F1 | best F1 PA | deployed F1 | flagged | CPU s |",

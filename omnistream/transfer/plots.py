@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.cluster.hierarchy import dendrogram  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.cluster.hierarchy import dendrogram
 
-from omnistream.transfer.registry import ClusterRegistry  # noqa: E402
+from omnistream.transfer.registry import ClusterRegistry
 
 
 def plot_dendrogram(registry: ClusterRegistry, path: Path, leaves: int = 40) -> None:

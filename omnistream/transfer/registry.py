@@ -95,7 +95,7 @@ class ClusterRegistry:
         os.replace(tmp, folder / JSON_NAME)
 
     @classmethod
-    def load(cls, folder: Path) -> "ClusterRegistry":
+    def load(cls, folder: Path) -> ClusterRegistry:
         folder = Path(folder)
         try:
             meta = json.loads((folder / JSON_NAME).read_text())

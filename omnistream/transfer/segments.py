@@ -35,7 +35,7 @@ class Scaling:
     scale: np.ndarray
 
     @classmethod
-    def of(cls, series: np.ndarray) -> "Scaling":
+    def of(cls, series: np.ndarray) -> Scaling:
         std = np.nanstd(series, axis=0)
         return cls(np.nan_to_num(np.nanmean(series, axis=0)), np.where(std > MIN_SCALE, std, 1.0))
 

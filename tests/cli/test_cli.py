@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-COMMANDS = ["broker", "worker", "replay", "record", "cluster", "fit", "transfer", "evaluate", "evaluate-transfer", "detectors",
+COMMANDS = ["broker", "worker", "replay", "record", "cluster", "fit", "transfer", "evaluate", "evaluate-transfer",
+            "detectors",
             "bench", "schemas", "demo"]
 
 
@@ -105,6 +106,50 @@ def test_cluster_then_base_models_from_a_recorded_topic_file(tmp_path):
                         "--detector", "zscore", "--detector-config", str(config))
     assert result.returncode == 0, result.stderr
     index = json.loads((clusters / "base" / "index.json").read_text())
-    assert [m["cluster"] for m in index["models"]] == list(range(len(registry["sizes"]))) and all(m["detector"] == "zscore" for m in index["models"])
+    assert [m["cluster"] for m in index["models"]] == list(range(len(registry["sizes"])))
+    assert all(m["detector"] == "zscore" for m in index["models"])
     missing = omnistream("fit", "--per-cluster", "--clusters", str(tmp_path / "none"), "--dataset", str(recorded))
     assert missing.returncode == 2 and "omnistream cluster" in missing.stdout + missing.stderr
+
+
+def _user_folder(root, entities):
+    """A user's data folder of (name, train rows, metrics) entities; constant train when rows < 0."""
+    rng = np.random.default_rng(5)
+    for name, rows, metrics in entities:
+        folder = root / name
+        folder.mkdir(parents=True)
+        train = np.ones((-rows, metrics)) if rows < 0 else rng.normal(size=(rows, metrics))
+        test = rng.normal(size=(200, metrics))
+        test[50:55] += 6
+        np.savetxt(folder / "train.csv", train, delimiter=",")
+        np.savetxt(folder / "test.csv", test, delimiter=",")
+        np.savetxt(folder / "test_label.csv", (np.arange(200) // 5 == 10).astype(int), fmt="%d")
+    return root
+
+
+def test_evaluate_and_fit_leave_a_bad_entity_out_and_go_on(tmp_path):
+    data = _user_folder(tmp_path / "data", [("web-1", 600, 1), ("web-2", 600, 1), ("short", 186, 1),
+                                            ("flat", -600, 1)])
+    (data / "broken").mkdir()
+    (data / "broken" / "train.csv").write_text("1\n2\n")
+    result = omnistream("evaluate", "--detector", "zscore", "--dataset", str(data), "--out", str(tmp_path / "r"))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "Traceback" not in out and "3 entities left out" in out and "history of 186 points is too short" in out
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["entities"] == ["web-1", "web-2"]
+    assert {e["entity"] for e in report["left_out"]} == {"short", "flat", "broken"}
+    assert "z-score" in report["detectors"]["pca"]["notes"]["web-1"]  # one metric: PCA says what it falls back to
+    fitted = omnistream("fit", "--detector", "zscore", "--dataset", str(data), "--out", str(tmp_path / "m"))
+    out = fitted.stdout + fitted.stderr
+    assert fitted.returncode == 0, out
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["web-1.pt", "web-2.pt"]
+    assert "Traceback" not in out and "3 entities left out (2 models written" in out
+
+
+def test_evaluate_with_no_usable_entity_is_a_clear_error(tmp_path):
+    data = _user_folder(tmp_path / "data", [("short", 186, 2), ("flat", -600, 2)])
+    result = omnistream("evaluate", "--detector", "zscore", "--dataset", str(data), "--out", str(tmp_path / "r"))
+    out = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in out
+    assert "no entity can be evaluated" in out and "short: history of 186 points" in out

@@ -28,7 +28,8 @@ def asd_records(asd_series, stop=N_POINTS, start=0):
     for i in range(start, stop):
         for entity, series in asd_series.items():
             names = metric_names(series.test.shape[1])
-            out.append({"entity": entity, "ts": START_TS + 300 * i, "metrics": dict(zip(names, series.test[i].tolist()))})
+            out.append({"entity": entity, "ts": START_TS + 300 * i,
+                        "metrics": dict(zip(names, series.test[i].tolist()))})
     return out
 
 

@@ -121,7 +121,8 @@ def test_a_wrong_password_is_reported_as_refused_credentials(certificates, topic
         ensure_topics(Settings(kafka={"bootstrap": bootstrap, "topic_prefix": topic_prefix, "security": security}))
     assert refused(failure.value) and "authentication failed" in str(failure.value).lower()
 
-    worker = start_worker(bootstrap, topic_prefix, MODELS, tmp_path, env={"OMNISTREAM_KAFKA__SECURITY": json.dumps(security)})
+    worker = start_worker(bootstrap, topic_prefix, MODELS, tmp_path,
+                          env={"OMNISTREAM_KAFKA__SECURITY": json.dumps(security)})
     with pytest.raises(RuntimeError, match="exited with 2"):
         worker.start(timeout=60)
     log = " ".join(worker.tail().split())  # the console wraps long lines

@@ -24,7 +24,7 @@ def test_a_new_group_starts_from_explicitly_committed_earliest_offsets(kafka_boo
                                                                    "topic_prefix": topic_prefix})
     ensure_topics(settings, extra=("metrics.web-1",))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(5):
+    for _ in range(5):
         producer.produce(f"{topic_prefix}metrics.web-1", value=b"{}", key=b"web-1")
     producer.flush(30)
     # every partition of metrics, metrics.web-1 and the points topic: 3 topics x 8 partitions

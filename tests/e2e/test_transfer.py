@@ -72,7 +72,8 @@ def test_new_entity_is_cold_started_then_transferred_and_served(kafka_bootstrap,
         first_point = time.time()
         send(producer, topic, "newbie", newcomer, 0, 100)
         send(producer, topic, "odd", np.random.default_rng(0).normal(size=(100, 2)), 0, 100, names=["x", "y"])
-        base = next(a for a in announcements(kafka_bootstrap, topic_prefix, "newbie", {"base"}) if a["entity"] == "newbie")
+        base = next(a for a in announcements(kafka_bootstrap, topic_prefix, "newbie", {"base"})
+                    if a["entity"] == "newbie")
         cold_start_s = time.time() - first_point
         assert base["cluster"] is not None and base["sha256"]
         time.sleep(2.0)  # the worker's listener loads it
@@ -98,8 +99,8 @@ def test_new_entity_is_cold_started_then_transferred_and_served(kafka_bootstrap,
         def scored_to_the_end(messages):
             return any(orjson.loads(m.value())["ts"] >= START_TS + 60 * 599 for m in messages)
 
-        scores = {int((r["ts"] - START_TS) // 60): r["calibrated_score"] for r in map(
-            lambda m: orjson.loads(m.value()), consume(kafka_bootstrap, f"{topic_prefix}scores", scored_to_the_end))
+        scores = {int((r["ts"] - START_TS) // 60): r["calibrated_score"] for r in (
+            orjson.loads(m.value()) for m in consume(kafka_bootstrap, f"{topic_prefix}scores", scored_to_the_end))
             if r["entity"] == "newbie"}
         # Events are published before the scores of the same batch: all are there by now.
         incidents = opened(consume(kafka_bootstrap, f"{topic_prefix}anomalies", lambda ms: False, timeout=10))

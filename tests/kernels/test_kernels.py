@@ -66,7 +66,8 @@ def test_cmnd_matches_reference(name, dtype, data):
     periods = np.array(sorted(set(data.draw(st.lists(st.integers(1, length - 1), min_size=1, max_size=4)))))
     got = BACKENDS[name].cmnd(np.ascontiguousarray(x), periods)
     want = np.array([[ref.naive_cmnd(r, int(p)) for p in periods] for r in x])
-    np.testing.assert_allclose(got, want, **({"rtol": 1e-3, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-12}))
+    np.testing.assert_allclose(got, want, **({"rtol": 1e-3, "atol": 1e-6} if dtype == np.float32
+                                             else {"rtol": 1e-9, "atol": 1e-12}))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -99,7 +100,8 @@ def test_weighted_ncc_matches_reference(name, dtype, data):
     w = data.draw(hnp.arrays(dtype, (m,), elements=st.floats(0, 5, width=32)))
     got = BACKENDS[name].weighted_ncc(r, segs, w)
     want = np.array([[ref.naive_weighted_ncc(r, s, w, k) for k in range(n)] for s in segs])
-    np.testing.assert_allclose(got, want, **({"rtol": 1e-4, "atol": 1e-3} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-9}))
+    np.testing.assert_allclose(got, want, **({"rtol": 1e-4, "atol": 1e-3} if dtype == np.float32
+                                             else {"rtol": 1e-9, "atol": 1e-9}))
 
 
 @pytest.mark.parametrize("name", BACKENDS)

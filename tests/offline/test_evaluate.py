@@ -4,13 +4,15 @@ from the same run, report, markdown and plots."""
 import json
 
 import numpy as np
+import pytest
 
-from omnistream.offline.datasets import load_asd
-from omnistream.offline.evaluate import BASELINES, run
+from omnistream.offline.datasets import DataError, EntitySeries, LeftOut, load_asd
+from omnistream.offline.evaluate import BASELINES, FailedRun, attempt, run, run_one
+from omnistream.offline.fit import Calibration
 
 
 def test_evaluate_reports_every_figure_with_baselines(tmp_path):
-    data = [s for s in load_asd(["omi-5", "omi-6"])]
+    data = load_asd(["omi-5", "omi-6"])
     configs = {"usad": {"epochs": 2, "window": 5}}
     report = run("asd", data, ["usad"], configs, seeds=2, out_dir=tmp_path, jobs=2)  # in two processes
     saved = json.loads((tmp_path / "report.json").read_text())
@@ -35,3 +37,54 @@ def test_evaluate_reports_every_figure_with_baselines(tmp_path):
     for plot in ("scores.png", "summary.png"):
         assert (tmp_path / plot).stat().st_size > 10_000
     assert report["anomaly_rate"] == saved["anomaly_rate"]
+
+
+def _series(name, train, test_rows=300, seed=0):
+    rng = np.random.default_rng(seed)
+    test = rng.normal(size=(test_rows, train.shape[1])).astype(np.float32)
+    test[100:110] += 8  # an anomaly to find
+    labels = np.zeros(test_rows, np.int8)
+    labels[100:110] = 1
+    return EntitySeries(name, train.astype(np.float32), test, labels)
+
+
+def test_an_entity_that_cannot_be_used_is_left_out_and_the_others_go_on(tmp_path):
+    rng = np.random.default_rng(1)
+    data = [_series("ok-1", rng.normal(size=(600, 3))), _series("ok-2", rng.normal(size=(600, 3)), seed=2),
+            _series("short", rng.normal(size=(186, 3))), _series("flat", np.ones((600, 3)))]
+    earlier = [LeftOut("unreadable", "test_label.csv must be one column")]
+    report = run("mine", data, [], seeds=1, out_dir=tmp_path, left_out=earlier)
+    assert report["entities"] == ["ok-1", "ok-2"] and report["points"] == 600
+    reasons = {e["entity"]: e["reason"] for e in report["left_out"]}
+    assert reasons.keys() == {"unreadable", "short", "flat"}
+    assert reasons["short"].startswith("history of 186 points is too short")
+    assert "constant" in reasons["flat"]
+    assert json.loads((tmp_path / "report.json").read_text())["left_out"] == report["left_out"]
+    assert "3 entities left out of every figure" in (tmp_path / "report.md").read_text()
+    seed0 = report["detectors"]["zscore"]["entities"]["0"]
+    assert seed0.keys() == {"ok-1", "ok-2"}
+    with pytest.raises(DataError, match="no entity can be evaluated"):
+        run("mine", data[2:], [], seeds=1, out_dir=tmp_path / "none")
+
+
+def test_a_fit_that_fails_is_returned_with_its_traceback():
+    rng = np.random.default_rng(3)
+    broken = _series("e", rng.normal(size=(600, 3)))
+    broken = EntitySeries("e", broken.train, broken.test[:, :2], broken.labels)  # test has 2 of the 3 metrics
+    failed = attempt("pca", 0, broken, {}, Calibration(), 1)
+    assert isinstance(failed, FailedRun) and failed.kind == "error" and failed.entity == "e"
+    assert "Traceback" in failed.traceback and failed.reason.split(":")[0].endswith("Error")
+    short = EntitySeries("s", broken.train[:100], broken.test, broken.labels)
+    failed = attempt("pca", 0, short, {}, Calibration(), 1)
+    assert failed.kind == "data" and "too short" in failed.reason and failed.traceback == ""
+
+
+def test_pca_on_one_metric_is_the_z_score_and_says_so():
+    rng = np.random.default_rng(4)
+    one = _series("u", rng.normal(size=(600, 1)))
+    pca, zscore = (run_one(name, 0, one, {}, Calibration(), 1) for name in ("pca", "zscore"))
+    assert np.ptp(pca.scores) > 0 and "z-score" in pca.note
+    assert np.corrcoef(pca.scores, zscore.scores)[0, 1] > 0.999  # the same ranking
+    two = _series("b", rng.normal(size=(600, 2)) @ np.array([[1.0, 0.9], [0.0, 0.4]]))
+    residual = run_one("pca", 0, two, {}, Calibration(), 1)
+    assert np.ptp(residual.scores) > 0 and residual.note is None  # one direction kept, one left as residual

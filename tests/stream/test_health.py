@@ -27,6 +27,22 @@ def test_states_follow_start_rebalance_and_outage():
     assert health.state == "running"
 
 
+def test_every_entry_into_a_state_is_counted_once():
+    from omnistream.stream import telemetry
+
+    def entered(state: str) -> float:
+        return telemetry.WORKER_STATE_CHANGES.labels(state)._value.get()
+
+    before = {s: entered(s) for s in ("starting", "running", "broker_unreachable")}
+    health = WorkerHealth()
+    health.set(started=True)
+    health.set(broker_down=True)
+    health.set(broker_down=True)  # the same state again is no change
+    health.set(rebalancing=False)
+    health.set(broker_down=False)
+    assert {s: entered(s) - before[s] for s in before} == {"starting": 1, "running": 2, "broker_unreachable": 1}
+
+
 def test_probes_and_metrics_are_served():
     now = [0.0]
     health = WorkerHealth(stall_seconds=120.0, clock=lambda: now[0])

@@ -76,7 +76,8 @@ def test_streaming_scores_equal_offline_scores(trained_models, asd_series, monke
     outcome = processor.process(points_of(asd_series["omi-1"], "omi-1"))
     window = detectors["omi-1"].window
     detector = detectors["omi-1"]
-    offline = reduce_scores(point_scores(detector, asd_series["omi-1"].test[:N_POINTS]), detector.reduction)[window - 1:]
+    offline = reduce_scores(point_scores(detector, asd_series["omi-1"].test[:N_POINTS]),
+                            detector.reduction)[window - 1:]
     streamed = np.array([s.score for s in outcome.scores])
     assert len(streamed) == N_POINTS - window + 1 == outcome.scored
     np.testing.assert_allclose(streamed, offline, rtol=1e-4, atol=1e-4)

@@ -1,5 +1,7 @@
 """Faust's TLS and SASL credentials from the librdkafka settings, with certificates made here."""
 
+import ssl
+
 import faust
 import pytest
 from certs import CA_NAME, make_certificates
@@ -19,7 +21,7 @@ def test_mutual_tls_loads_the_ca_and_the_client_certificate(certificates):
     credentials = _credentials(security)
     assert isinstance(credentials, faust.SSLCredentials)
     assert [c["subject"] for c in credentials.context.get_ca_certs()] == [((("commonName", CA_NAME),),)]
-    with pytest.raises(Exception):  # a key that does not belong to the certificate is an error at start
+    with pytest.raises(ssl.SSLError):  # a key that does not belong to the certificate is an error at start
         _credentials({**security, "ssl.key.location": str(certificates.server_key)})
 
 
