@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from abc import abstractmethod
 from typing import ClassVar
 
@@ -42,11 +43,16 @@ class Standardise(nn.Module):
 
 
 def standardisation(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-metric centre and scale of training windows; constant metrics get scale 1."""
+    """Per-metric centre and scale of training windows; constant metrics get scale 1. A metric
+    never observed in training gets an infinite scale: it reads 0 (as missing values do, and as
+    it did in training) instead of its raw value, which nothing learned could judge."""
     flat = windows.reshape(-1, windows.shape[-1])
-    center = np.nan_to_num(np.nanmean(flat, axis=0)).astype(np.float32)
-    std = np.nan_to_num(np.nanstd(flat, axis=0)).astype(np.float32)
-    return center, np.where(std > 1e-6, std, 1.0).astype(np.float32)
+    observed = np.isfinite(flat).any(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of a never-observed metric
+        center = np.nan_to_num(np.nanmean(flat, axis=0)).astype(np.float32)
+        std = np.nan_to_num(np.nanstd(flat, axis=0)).astype(np.float32)
+    return center, np.where(observed, np.where(std > 1e-6, std, 1.0), np.inf).astype(np.float32)
 
 
 def training_device(name: str) -> str:

@@ -62,7 +62,9 @@ class ZScore(Detector):
         center, scale = self._location_scale(points)
         self.metrics = windows.shape[2]
         self.center = np.nan_to_num(center).astype(np.float32)
-        self.scale = np.maximum(np.nan_to_num(scale), self.config.min_scale).astype(np.float32)
+        # A metric never observed in training scores 0 (infinite scale): nothing says what is normal for it.
+        self.scale = np.where(np.isfinite(points).any(axis=0), np.maximum(np.nan_to_num(scale), self.config.min_scale),
+                              np.inf).astype(np.float32)
         self.train_seconds += time.perf_counter() - start
         return self
 

@@ -88,3 +88,15 @@ def test_pca_on_one_metric_is_the_z_score_and_says_so():
     two = _series("b", rng.normal(size=(600, 2)) @ np.array([[1.0, 0.9], [0.0, 0.4]]))
     residual = run_one("pca", 0, two, {}, Calibration(), 1)
     assert np.ptp(residual.scores) > 0 and residual.note is None  # one direction kept, one left as residual
+
+
+def test_a_metric_never_observed_in_training_does_not_flood():
+    """Training saw nothing of the third metric: it reads as missing, as it did in training,
+    instead of its raw value (which made every test point anomalous)."""
+    rng = np.random.default_rng(6)
+    train = np.c_[rng.normal(size=(600, 2)), np.full(600, np.nan)]
+    series = _series("e", train)
+    series.test[:, 2] = 50.0  # present in the test split, far from anything
+    for name in ("zscore", "pca"):
+        r = run_one(name, 0, series, {}, Calibration(), 1)
+        assert r.flags.mean() < 0.2, name
