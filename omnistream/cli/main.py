@@ -1,4 +1,5 @@
-"""The `omnistream` command: broker, worker, replay, record, cluster, fit, transfer, evaluate, bench, demo, schemas."""
+"""The `omnistream` command: broker, worker, replay, record, cluster, fit, transfer, evaluate, topology, bench,
+demo, schemas."""
 
 from __future__ import annotations
 
@@ -470,6 +471,51 @@ def bench(info: Annotated[bool, typer.Option("--info", help="only say which kern
         console.print(f"cores available: {len(os.sched_getaffinity(0))}")
         return
     raise typer.Exit(subprocess.call([sys.executable, str(_checkout_file("bench", "run.py"))]))
+
+
+topology_app = typer.Typer(help="Service topologies on the compacted `topology` topic (one per system).",
+                           no_args_is_help=True)
+app.add_typer(topology_app, name="topology")
+
+
+@topology_app.command("publish")
+def topology_publish(file: Annotated[Path, typer.Argument(help="CSV edge list: a header with source and target "
+                                                               "(caller / callee), optionally weight")],
+                     system: Annotated[str, typer.Option(help="the system's name (the message's key)")],
+                     version: Annotated[str | None, typer.Option(help="[default: the time of publishing]")] = None,
+                     valid_from: Annotated[float | None, typer.Option(
+                         help="epoch seconds from which the graph holds [default: now]")] = None,
+                     dry_run: Annotated[bool, typer.Option("--dry-run",
+                                                           help="print the message, send nothing")] = False,
+                     config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: PrefixOpt = None) -> None:
+    """Publish a system's call graph from a CSV edge list (e.g. Nezha's dependency.csv; rows
+    whose target is an IP address give the source's host instead of a call)."""
+    from confluent_kafka import KafkaException
+    from pydantic import ValidationError
+
+    from omnistream.stream.topics import client_config, ensure_topics, refused
+    from omnistream.topology.graph import TopologyFileError, publish, read_edge_list
+
+    try:
+        topology = read_edge_list(file, system, version, valid_from)
+    except (TopologyFileError, ValidationError) as exc:
+        detail = f"{file}: " + "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) \
+            else str(exc)
+        raise typer.BadParameter(detail) from None
+    for remark in topology.remarks():
+        console.print(f"[yellow]{escape(remark)}[/]")
+    if dry_run:
+        print(topology.model_dump_json(indent=2))
+        return
+    settings = _settings(config, bootstrap, prefix)
+    try:
+        ensure_topics(settings)
+        publish(topology, client_config(settings), settings.topic("topology"))
+    except KafkaException as exc:
+        console.print(_kafka_failure(exc, settings.kafka.bootstrap))
+        raise typer.Exit(2 if refused(exc) else EX_TEMPFAIL) from None
+    console.print(f"published {system} version {topology.version}: {len(topology.nodes)} nodes, "
+                  f"{len(topology.edges)} edges -> {settings.topic('topology')}")
 
 
 @app.command()

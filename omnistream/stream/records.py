@@ -10,7 +10,7 @@ import time
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_ENTITY_LENGTH = 200
 MAX_METRIC_NAME_LENGTH = 200
@@ -150,6 +150,61 @@ class TransferStatus(BaseModel):
     ts: float
 
 
+MAX_TOPOLOGY_NODES = 100_000  # a message beyond this is refused; the worker sets its own, lower limit
+
+
+class Topology(BaseModel):
+    """`topology` value (compacted, keyed by system): a system's services and who calls whom.
+    Edges are directed, caller -> callee, with a positive weight (call rate, or 1). Cycles are
+    ordinary in call graphs and allowed; self-loops and repeated edges are allowed here and
+    reported by ``remarks`` (a model adds every node's own loop itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str = Field(min_length=1, max_length=MAX_ENTITY_LENGTH, pattern=NAME.pattern)
+    version: str = Field(min_length=1, max_length=200)
+    valid_from: float = Field(description="epoch seconds from which this graph describes the system")
+    ts: float = Field(description="epoch seconds it was published")
+    nodes: list[str] = Field(min_length=1, max_length=MAX_TOPOLOGY_NODES)
+    edges: list[tuple[str, str, float]] = []
+    attributes: dict[str, dict[str, str | list[str]]] = Field(
+        {}, description="per node, e.g. {'host': '10.0.0.7'}; a node on several hosts lists them")
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_names(cls, nodes: list[str]) -> list[str]:
+        bad = next((n for n in nodes if len(n) > MAX_ENTITY_LENGTH or not NAME.match(n)), None)
+        if bad is not None:
+            raise ValueError(f"node name {bad[:40]!r} is not 1-{MAX_ENTITY_LENGTH} letters, digits and . _ : / @ + = -")
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("nodes are listed more than once")
+        return nodes
+
+    @model_validator(mode="after")
+    def _edges_between_nodes(self) -> Topology:
+        known = set(self.nodes)
+        for source, target, weight in self.edges:
+            if source not in known or target not in known:
+                raise ValueError(f"edge {source} -> {target} names a node that is not in nodes")
+            if not math.isfinite(weight) or weight <= 0:
+                raise ValueError(f"edge {source} -> {target} has weight {weight}: it must be finite and positive")
+        unknown = sorted(set(self.attributes) - known)
+        if unknown:
+            raise ValueError(f"attributes of nodes not in nodes: {', '.join(unknown[:5])}")
+        return self
+
+    def remarks(self) -> list[str]:
+        """What is allowed but worth a log line: self-loops and edges given more than once."""
+        out = []
+        loops = sorted({s for s, t, _ in self.edges if s == t})
+        if loops:
+            out.append(f"self-loops ignored (every node keeps its own state anyway): {', '.join(loops[:5])}")
+        pairs = [(s, t) for s, t, _ in self.edges]
+        if len(set(pairs)) != len(pairs):
+            out.append(f"{len(pairs) - len(set(pairs))} edges given more than once: their weights are summed")
+        return out
+
+
 OUTPUT_MODELS = {
     "metrics": MetricRecord,
     "anomalies": AnomalyEvent,
@@ -157,6 +212,7 @@ OUTPUT_MODELS = {
     "transfer-requests": TransferRequest,
     "models": ModelAnnouncement,
     "transfer-status": TransferStatus,
+    "topology": Topology,
 }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 COMMANDS = ["broker", "worker", "replay", "record", "cluster", "fit", "transfer", "evaluate", "evaluate-transfer",
-            "detectors",
+            "detectors", "topology",
             "bench", "schemas", "demo"]
 
 

@@ -1,0 +1,1 @@
+"""Systems of entities: service topologies, system windows, root-cause ranking."""
