@@ -378,6 +378,10 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
              seeds: Annotated[int, typer.Option(help="seeds per deep detector (mean ± std)")] = 3,
              detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, drift_depth: DriftOpt = 0,
              jobs: JobsOpt = 1,
+             system: Annotated[bool, typer.Option("--system", help="evaluate the dataset as one system (nezha, or a "
+                                                                  "folder with topology.csv): system detectors "
+                                                                  "such as topomad against the per-entity ones, "
+                                                                  "and root-cause figures")] = False,
              out: Annotated[Path, typer.Option(
                  help="folder for report.json, report.md and plots")] = Path("reports/evaluate")) -> None:
     """Every detector on every entity: F1 without and with point-adjust, F1 and flagged share at the
@@ -387,6 +391,20 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
     from omnistream.offline.evaluate import run
     from omnistream.offline.fit import Calibration
 
+    if system:
+        from omnistream.offline import evaluate_system
+        from omnistream.offline.systems import load_system_dataset
+
+        try:
+            folds = load_system_dataset(dataset)
+            evaluate_system.run(dataset, folds, _split(detector) or [], _detector_configs(detector_config), seeds,
+                                Calibration(risk=risk, depth=drift_depth), out, jobs, Console())
+        except DetectorError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        except (OSError, ValueError) as exc:
+            console.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(2) from None
+        return
     left_out: list = []
     data = _load_data(dataset, entities, left_out)
     try:

@@ -125,9 +125,10 @@ def check_frozen_layers_stay_frozen(name: str, config: dict, train: np.ndarray, 
     assert any(not torch.equal(before[k], after[k]) for k in groups["head"]), f"{name}: no head layer trained"
 
 
-def check_detector(name: str, **config: object) -> None:
-    """Run every check on detector ``name`` with ``config`` (keep it small: seconds, not minutes)."""
-    clean = synthetic(length=1400)
+def check_detector(name: str, metrics: int = 3, **config: object) -> None:
+    """Run every check on detector ``name`` with ``config`` (keep it small: seconds, not minutes),
+    on synthetic series of ``metrics`` columns (a system detector's: nodes x metrics per node)."""
+    clean = synthetic(length=1400, metrics=metrics)
     train, test = clean[:800], clean[800:]
     first = check_fit_and_shapes(name, config, train, test)
     steps: list[Callable[[], None]] = [

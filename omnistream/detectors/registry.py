@@ -20,6 +20,7 @@ DETECTORS: dict[str, str] = {
     "usad": "omnistream.detectors.usad:USAD",
     "tranad": "omnistream.detectors.tranad:TranAD",
     "omnianomaly": "omnistream.detectors.omnianomaly:OmniAnomaly",
+    "topomad": "omnistream.detectors.topomad:TopoMAD",
 }
 
 

@@ -123,6 +123,16 @@ def load_system_folder(root: Path) -> SystemSeries:
                         node_labels.max(axis=1), node_labels, topology, faults)
 
 
+def load_system_dataset(name: str) -> list[SystemSeries]:
+    """The folds of a system dataset: ``nezha`` (two) or the user's system folder (one)."""
+    if name == "nezha":
+        return [load_nezha_system(fold) for fold in (0, 1)]
+    if Path(name).is_dir():
+        return [load_system_folder(Path(name))]
+    raise ValueError(f"unknown system dataset {name!r}: give nezha or a system folder (entity folders and "
+                     "topology.csv)")
+
+
 def _read_faults(path: Path, nodes: list[str], rows: int) -> list[Fault]:
     out = []
     with open(path, newline="") as f:
