@@ -21,6 +21,7 @@ DETECTORS: dict[str, str] = {
     "tranad": "omnistream.detectors.tranad:TranAD",
     "omnianomaly": "omnistream.detectors.omnianomaly:OmniAnomaly",
     "topomad": "omnistream.detectors.topomad:TopoMAD",
+    "stdrift": "omnistream.detectors.stdrift:STDrift",
 }
 
 
