@@ -30,6 +30,9 @@ class SystemConfig(NeuralConfig):
     nodes: int = Field(1, ge=1, description="entities of the system (windows carry nodes x metrics columns)")
     adjacency: list[list[float]] = Field([], description="calls between the nodes, N x N, caller row -> callee "
                                                          "column (weights > 0 link); empty: no known graph")
+    centre: bool = Field(False, description="subtract each window's per-column median before the model reads it: "
+                                            "a level that moved (a pod on another host) is normal again after half "
+                                            "a window, and a fault is what changes within the window")
 
     @field_validator("adjacency")
     @classmethod

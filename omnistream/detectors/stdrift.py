@@ -53,6 +53,7 @@ class STDriftNet(nn.Module):
     def __init__(self, nodes: int, metrics: int, window: int, cfg: STDriftConfig):
         super().__init__()
         self.nodes, self.metrics, self.dim, self.window = nodes, metrics, cfg.dim, window
+        self.centre = cfg.centre
         self.register_buffer("graph", cfg.graph())
         self.register_buffer("has_static", torch.tensor(1.0 if cfg.adjacency else 0.0))
         self.encoder = nn.Sequential(nn.Linear(metrics, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim))
@@ -72,6 +73,8 @@ class STDriftNet(nn.Module):
         self.register_buffer("distance_scale", torch.ones(nodes))
 
     def nodes_view(self, x: torch.Tensor) -> torch.Tensor:
+        if self.centre:
+            x = x - x.median(dim=1, keepdim=True).values
         return x.reshape(x.size(0), x.size(1), self.nodes, self.metrics)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

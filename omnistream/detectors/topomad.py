@@ -102,6 +102,7 @@ class TopoMADNet(nn.Module):
     def __init__(self, nodes: int, metrics: int, cfg: TopoMADConfig):
         super().__init__()
         self.nodes, self.metrics, self.hidden, self.layers = nodes, metrics, cfg.hidden, cfg.layers
+        self.centre = cfg.centre
         self.register_buffer("graph", cfg.graph())
         self.encoder = GraphLSTM(metrics, cfg.hidden, cfg.layers)
         self.latent_mean = NodeLinear(nodes, cfg.hidden, cfg.hidden)
@@ -112,6 +113,8 @@ class TopoMADNet(nn.Module):
 
     def nodes_view(self, x: torch.Tensor) -> torch.Tensor:
         """(B, W, N x M) -> (B, W, N, M)."""
+        if self.centre:
+            x = x - x.median(dim=1, keepdim=True).values
         return x.reshape(x.size(0), x.size(1), self.nodes, self.metrics)
 
     def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
