@@ -6,11 +6,14 @@ worker may overwrite when the topology changes (same nodes, other edges)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from pydantic import Field, field_validator
+from torch import nn
 
-from omnistream.detectors.neural import NeuralConfig
+from omnistream.detectors.neural import NeuralConfig, NeuralDetector, Standardise
 
 
 def normalised_adjacency(calls: np.ndarray, self_weight: float = 2.0) -> np.ndarray:
@@ -56,3 +59,52 @@ def node_metrics(columns: int, nodes: int) -> int:
     if columns % nodes:
         raise ValueError(f"a system window of {nodes} nodes needs a multiple of {nodes} columns, got {columns}")
     return columns // nodes
+
+
+class SystemNet(nn.Module):
+    """A system network's common part: the graph buffer and the (optionally centred) view of
+    a window as nodes. Subclasses define ``last_point_scores`` and ``loss``."""
+
+    def __init__(self, nodes: int, metrics: int, cfg: SystemConfig):
+        super().__init__()
+        self.nodes, self.metrics, self.centre = nodes, metrics, cfg.centre
+        self.register_buffer("graph", cfg.graph())
+
+    def nodes_view(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, W, N x M) -> (B, W, N, M), each column less its window median when centred."""
+        if self.centre:
+            x = x - x.median(dim=1, keepdim=True).values
+        return x.reshape(x.size(0), x.size(1), self.nodes, self.metrics)
+
+
+class SystemScoring(nn.Module):
+    """Raw system windows (B, W, N x M) -> the last point's scores (B, 1, N x M)."""
+
+    def __init__(self, net: nn.Module, standardise: Standardise):
+        super().__init__()
+        self.net = net
+        self.standardise = standardise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.last_point_scores(self.net.nodes_view(self.standardise(x))).reshape(x.size(0), 1, -1)
+
+    @torch.jit.export
+    def score_last(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+
+class SystemDetector(NeuralDetector):
+    """A neural detector of system windows: its network is a SystemNet built from the config's
+    nodes, and it scores the last point of each window (causal)."""
+
+    input_kind: ClassVar[str] = "system"
+    network: ClassVar[type[SystemNet]]
+
+    def build(self, metrics: int) -> SystemNet:
+        return self.network(self.config.nodes, node_metrics(metrics, self.config.nodes), self.config)
+
+    def loss(self, batch: torch.Tensor, epoch: int) -> torch.Tensor:
+        return self.net.loss(self.net.nodes_view(batch))
+
+    def scoring_module(self) -> SystemScoring:
+        return SystemScoring(*self.frozen_copy())

@@ -34,8 +34,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from omnistream.detectors.graphs import SystemConfig, node_metrics
-from omnistream.detectors.neural import NeuralDetector, Standardise
+from omnistream.detectors.graphs import SystemConfig, SystemDetector, SystemNet
 
 
 class STDriftConfig(SystemConfig):
@@ -49,12 +48,11 @@ class STDriftConfig(SystemConfig):
     batch_size: int = 128
 
 
-class STDriftNet(nn.Module):
-    def __init__(self, nodes: int, metrics: int, window: int, cfg: STDriftConfig):
-        super().__init__()
-        self.nodes, self.metrics, self.dim, self.window = nodes, metrics, cfg.dim, window
-        self.centre = cfg.centre
-        self.register_buffer("graph", cfg.graph())
+class STDriftNet(SystemNet):
+    def __init__(self, nodes: int, metrics: int, cfg: STDriftConfig):
+        super().__init__(nodes, metrics, cfg)
+        self.dim = cfg.dim
+        self.window = window = cfg.window
         self.register_buffer("has_static", torch.tensor(1.0 if cfg.adjacency else 0.0))
         self.encoder = nn.Sequential(nn.Linear(metrics, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim))
         self.node_embedding = nn.Parameter(torch.zeros(nodes, cfg.dim))
@@ -72,11 +70,6 @@ class STDriftNet(nn.Module):
         self.forecast = nn.Linear(cfg.dim, metrics)
         self.register_buffer("distance_scale", torch.ones(nodes))
 
-    def nodes_view(self, x: torch.Tensor) -> torch.Tensor:
-        if self.centre:
-            x = x - x.median(dim=1, keepdim=True).values
-        return x.reshape(x.size(0), x.size(1), self.nodes, self.metrics)
-
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Joint embeddings u (B, W, N, d) of windows x (B, W, N, M), each step from the steps
         up to it only."""
@@ -91,7 +84,7 @@ class STDriftNet(nn.Module):
         z = F.relu(torch.matmul(graph, self.spread(h)))  # E3
         return self.own(h) + self.neighbours(z)  # E5
 
-    def forecast_loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
         u = self.embed(x)
         return ((self.forecast(u[:, :-1]) - x[:, 1:]) ** 2).mean()
 
@@ -103,46 +96,22 @@ class STDriftNet(nn.Module):
         reference = self.embed(torch.cat([x[:, :-1], expected.unsqueeze(1)], dim=1))
         return residual, torch.linalg.vector_norm(u[:, -1] - reference[:, -1], dim=-1)
 
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
+    def last_point_scores(self, x: torch.Tensor) -> torch.Tensor:
         residual, distance = self.last_step(x)
         shift = (distance / self.distance_scale).unsqueeze(-1)
         return torch.sqrt(0.5 * residual**2 + 0.5 * shift**2)
 
 
-class ScoringModule(nn.Module):
-    def __init__(self, net: STDriftNet, standardise: Standardise):
-        super().__init__()
-        self.net = net
-        self.standardise = standardise
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.scores(self.net.nodes_view(self.standardise(x))).reshape(x.size(0), 1, -1)
-
-    @torch.jit.export
-    def score_last(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x)
-
-
-class STDrift(NeuralDetector):
+class STDrift(SystemDetector):
     name = "stdrift"
     config_class = STDriftConfig
     paper = "Adaptive AI spatiotemporal modeling with dependency drift awareness (2025)"
     reduction = "mean_sq"
-    input_kind = "system"
+    network = STDriftNet
     shared_layers = ("encoder.", "temporal")
-
-    def build(self, metrics: int) -> STDriftNet:
-        cfg = self.config
-        return STDriftNet(cfg.nodes, node_metrics(metrics, cfg.nodes), cfg.window, cfg)
-
-    def loss(self, batch: torch.Tensor, epoch: int) -> torch.Tensor:
-        return self.net.forecast_loss(self.net.nodes_view(batch))
 
     def after_fit(self, train: torch.Tensor, val: torch.Tensor) -> None:
         """Each node's E6 distance over its root mean square on the training windows."""
         distances = torch.cat([self.net.last_step(self.net.nodes_view(train[i:i + 1024]))[1]
                                for i in range(0, len(train), 1024)])
         self.net.distance_scale.copy_(distances.pow(2).mean(dim=0).sqrt().clamp_min(1e-6))
-
-    def scoring_module(self) -> ScoringModule:
-        return ScoringModule(*self.frozen_copy())

@@ -35,8 +35,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from omnistream.detectors.graphs import SystemConfig, node_metrics
-from omnistream.detectors.neural import NeuralDetector, Standardise
+from omnistream.detectors.graphs import SystemConfig, SystemDetector, SystemNet
 from omnistream.detectors.omnianomaly import gaussian_nll
 
 
@@ -98,24 +97,16 @@ class NodeLinear(nn.Module):
         return torch.einsum("bni,nio->bno", x, self.weight) + self.bias
 
 
-class TopoMADNet(nn.Module):
+class TopoMADNet(SystemNet):
     def __init__(self, nodes: int, metrics: int, cfg: TopoMADConfig):
-        super().__init__()
-        self.nodes, self.metrics, self.hidden, self.layers = nodes, metrics, cfg.hidden, cfg.layers
-        self.centre = cfg.centre
-        self.register_buffer("graph", cfg.graph())
+        super().__init__(nodes, metrics, cfg)
+        self.hidden, self.layers = cfg.hidden, cfg.layers
         self.encoder = GraphLSTM(metrics, cfg.hidden, cfg.layers)
         self.latent_mean = NodeLinear(nodes, cfg.hidden, cfg.hidden)
         self.latent_logvar = NodeLinear(nodes, cfg.hidden, cfg.hidden)
         self.decoder = GraphLSTM(metrics, cfg.hidden, cfg.layers)
         self.out_mean = NodeLinear(nodes, cfg.hidden, metrics)
         self.out_std = NodeLinear(nodes, cfg.hidden, metrics)
-
-    def nodes_view(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, W, N x M) -> (B, W, N, M)."""
-        if self.centre:
-            x = x - x.median(dim=1, keepdim=True).values
-        return x.reshape(x.size(0), x.size(1), self.nodes, self.metrics)
 
     def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The encoder's last states (per layer, (B, N, H)) after reading x (B, W, N, M)."""
@@ -130,14 +121,14 @@ class TopoMADNet(nn.Module):
         """Mean and standard deviation (B, N, M) of a point decoded from a latent or a state."""
         return self.out_mean(state), F.softplus(self.out_std(state)) + 1e-4
 
-    def last_step_nll(self, x: torch.Tensor) -> torch.Tensor:
+    def last_point_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Per node and metric NLL (B, N, M) of each window's last point, decoded from the
         posterior mean of its latent."""
         hs, _ = self.encode(x)
         mean, std = self.emit(self.latent_mean(hs[-1]))
         return gaussian_nll(x[:, -1], mean, std)
 
-    def elbo_loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Negative ELBO of windows x (B, W, N, M) with one latent sample, per element."""
         hs, cs = self.encode(x)
         mu, logvar = self.latent_mean(hs[-1]), self.latent_logvar(hs[-1]).clamp(-10.0, 10.0)
@@ -152,34 +143,12 @@ class TopoMADNet(nn.Module):
         return (nll + kl) / x.numel()
 
 
-class ScoringModule(nn.Module):
-    def __init__(self, net: TopoMADNet, standardise: Standardise):
-        super().__init__()
-        self.net = net
-        self.standardise = standardise
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = self.net.last_step_nll(self.net.nodes_view(self.standardise(x)))
-        return scores.reshape(x.size(0), 1, -1)
-
-    @torch.jit.export
-    def score_last(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x)
-
-
-class TopoMAD(NeuralDetector):
+class TopoMAD(SystemDetector):
     name = "topomad"
     config_class = TopoMADConfig
     paper = "He et al., TopoMAD, IEEE TNNLS 2020"
     reduction = "mean"
-    input_kind = "system"
-
-    def build(self, metrics: int) -> TopoMADNet:
-        cfg = self.config
-        return TopoMADNet(cfg.nodes, node_metrics(metrics, cfg.nodes), cfg)
-
-    def loss(self, batch: torch.Tensor, epoch: int) -> torch.Tensor:
-        return self.net.elbo_loss(self.net.nodes_view(batch))
+    network = TopoMADNet
 
     def optimizers(self, trainable: set[str]) -> list[torch.optim.Optimizer]:
         params = [p for n, p in self.net.named_parameters() if n in trainable]
@@ -192,6 +161,3 @@ class TopoMAD(NeuralDetector):
         nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
         optimizers[0].step()
         return float(loss.item())
-
-    def scoring_module(self) -> ScoringModule:
-        return ScoringModule(*self.frozen_copy())
