@@ -285,14 +285,21 @@ def fit(detector: Annotated[str, typer.Option(help="registered detector (see `om
         jobs: JobsOpt = 1,
         per_cluster: Annotated[bool, typer.Option("--per-cluster", help="one base model per cluster of --clusters "
                                                                        "instead of one model per entity")] = False,
-        clusters: ClustersOpt = Path("clusters")) -> None:
+        clusters: ClustersOpt = Path("clusters"),
+        system: Annotated[bool, typer.Option(
+            "--system", help="one system model (e.g. topomad) of the dataset as a system (nezha: its first day; or "
+                             "a folder with topology.csv), written as <system>.pt")] = False) -> None:
     """Train one model per entity on its train split (or, with --per-cluster, one base model per
-    cluster on the segments nearest its centroid), calibrate the label-free threshold, export."""
+    cluster on the segments nearest its centroid; with --system, one model of the whole system),
+    calibrate the label-free threshold, export."""
     from omnistream.detectors.registry import DetectorError
+    from omnistream.offline.datasets import DataError
     from omnistream.offline.fit import Calibration, fit_dataset
 
-    from omnistream.offline.datasets import DataError
-
+    if system:
+        _fit_system(detector, dataset, out, _detector_configs(detector_config).get(detector, {}),
+                    Calibration(risk=risk, depth=drift_depth))
+        return
     left_out: list = []
     data = _load_data(dataset, entities, left_out)
     config = _detector_configs(detector_config).get(detector, {})
@@ -322,6 +329,29 @@ def fit(detector: Annotated[str, typer.Option(help="registered detector (see `om
         raise typer.Exit(2) from None
     if not per_cluster:
         _left_out_summary(left_out, f"{len(results)} models written to {out}")
+
+
+def _fit_system(detector: str, dataset: str, out: Path, config: dict, calibration) -> None:
+    from omnistream.detectors.registry import DetectorError, detector_class
+    from omnistream.offline.fit_system import export_system, fit_system
+    from omnistream.offline.systems import load_system_dataset
+
+    try:
+        if detector_class(detector).input_kind != "system":
+            raise typer.BadParameter(f"{detector} reads entity windows; --system needs a system detector "
+                                     "(topomad, stdrift)")
+        series = load_system_dataset(dataset)[0]
+        fit = fit_system(detector, series, config, calibration)
+        path, sha = export_system(fit, series, out)
+    except DetectorError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    d = fit.fitted.detector
+    Console().print(f"{series.system}: {d.name} over {len(series.nodes)} entities and "
+                    f"{len(series.topology.edges)} calls, threshold {fit.fitted.pot.threshold:.4g}, "
+                    f"{len(d.history['val_loss'])} epochs in {d.train_seconds:.1f} s -> {path} (sha256 {sha[:12]})")
 
 
 @app.command()

@@ -46,6 +46,10 @@ class ModelInfo:
     calibration: dict = field(default_factory=dict)  # threshold state, e.g. POT (detectors.calibration)
     config: dict = field(default_factory=dict)  # the detector's hyper-parameters
     training: dict = field(default_factory=dict)
+    # System models: the entities in column order (metrics are "<node>/<metric>", node-major) and,
+    # per node, the centre and threshold of its own score, which rank a system incident's entities.
+    nodes: list[str] = field(default_factory=list)
+    node_calibration: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.reduction not in REDUCERS:
@@ -56,6 +60,8 @@ class ModelInfo:
             raise ValueError(f"input_kind must be 'entity' or 'system', not {self.input_kind!r}")
         if self.window < 1:
             raise ValueError(f"window must be >= 1, not {self.window}")
+        if self.input_kind == "system" and self.nodes and len(self.metrics) % len(self.nodes):
+            raise ValueError(f"{len(self.metrics)} metric columns are not {len(self.nodes)} nodes' metrics")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

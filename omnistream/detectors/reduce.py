@@ -20,6 +20,12 @@ REDUCERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+def node_scores(per_metric: np.ndarray, nodes: int, how: str) -> np.ndarray:
+    """(..., N x M) node-major per-metric scores of a system window -> (..., N), each node's
+    metrics reduced as the model reduces a point."""
+    return reduce_scores(per_metric.reshape(*per_metric.shape[:-1], nodes, -1), how)
+
+
 def reduce_scores(per_metric: np.ndarray, how: str = "mean_sq") -> np.ndarray:
     if how not in REDUCERS:
         raise ValueError(f"unknown score reduction {how!r}; choose one of {sorted(REDUCERS)}")

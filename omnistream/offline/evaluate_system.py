@@ -36,15 +36,15 @@ from rich.console import Console
 from rich.table import Table
 
 from omnistream.detectors.base import point_scores
-from omnistream.detectors.calibration import fit_pot, spot_decisions
-from omnistream.detectors.reduce import reduce_scores
+from omnistream.detectors.calibration import spot_decisions
+from omnistream.detectors.reduce import node_scores, reduce_scores
 from omnistream.detectors.registry import detector_class
 from omnistream.offline import metrics
 from omnistream.offline.evaluate import seeds_of
-from omnistream.offline.fit import Calibration, fit_entity, split_history
+from omnistream.offline.fit import Calibration, fit_entity
+from omnistream.offline.fit_system import fit_system
 from omnistream.offline.parallel import run_all, threads_per_job
 from omnistream.offline.systems import SystemSeries
-from omnistream.topology.graph import adjacency
 from omnistream.topology.rootcause import accuracy_at, average_at, baro_scores, rank_entities
 
 SCORE_FREE = ("random", "flag_all")
@@ -89,26 +89,15 @@ def run_one(detector: str, seed: int, fold: int, system: SystemSeries, config: d
 
 def _system_run(detector: str, seed: int, fold: int, system: SystemSeries, config: dict,
                 calibration: Calibration) -> SystemRun:
+    fit = fit_system(detector, system, {**config, "seed": seed}, calibration)
+    d = fit.fitted.detector
     flat = system.flat()
-    nodes = len(system.nodes)
-    calls = adjacency(system.topology, system.nodes)
-    fitted = fit_entity(detector, flat.train, {**config, "seed": seed, "nodes": nodes,
-                                               "adjacency": calls.tolist()}, calibration)
-    d = fitted.detector
     per_metric = point_scores(d, flat.test, history=flat.train)
     scores = reduce_scores(per_metric, d.reduction)
-    flags, _ = spot_decisions(fitted.pot, scores)
-    train, held_out = split_history(flat.train, d.window, calibration)
-    held_nodes = _node_scores(point_scores(d, held_out, history=train), nodes, d.reduction)
-    pots = [fit_pot(held_nodes[:, i], calibration.risk, calibration.level) for i in range(nodes)]
-    test_nodes = _node_scores(per_metric, nodes, d.reduction)
-    calibrated = np.stack([pot.calibrated(test_nodes[:, i]) for i, pot in enumerate(pots)], axis=1)
+    flags, _ = spot_decisions(fit.fitted.pot, scores)
+    nodes = node_scores(per_metric, len(system.nodes), d.reduction)
+    calibrated = np.stack([pot.calibrated(nodes[:, i]) for i, pot in enumerate(fit.node_pots)], axis=1)
     return SystemRun(detector, seed, fold, scores, flags, calibrated, d.train_seconds)
-
-
-def _node_scores(per_metric: np.ndarray, nodes: int, reduction: str) -> np.ndarray:
-    """(T, N x M) node-major per-metric scores -> (T, N), each node's metrics reduced."""
-    return reduce_scores(per_metric.reshape(len(per_metric), nodes, -1), reduction)
 
 
 def _fleet_run(detector: str, seed: int, fold: int, system: SystemSeries, config: dict,

@@ -13,9 +13,12 @@ import numpy as np
 
 from omnistream.detectors.calibration import Pot
 from omnistream.detectors.export import ModelInfo
+from omnistream.detectors.reduce import node_scores
 from omnistream.stream.config import DecideSettings
-from omnistream.stream.records import AnomalyEvent, MetricContribution, ModelRef, ScoreRecord, stable_id
+from omnistream.stream.records import (AnomalyEvent, MetricContribution, ModelRef, RelatedEntity, ScoreRecord,
+                                       stable_id)
 from omnistream.stream.scorer import WindowScores
+from omnistream.topology.rootcause import rank_entities
 
 
 def top_contributions(per_metric: np.ndarray, names: list[str], k: int) -> list[MetricContribution]:
@@ -26,6 +29,29 @@ def top_contributions(per_metric: np.ndarray, names: list[str], k: int) -> list[
         return []
     order = np.argsort(-energy, kind="stable")[:k]
     return [MetricContribution(metric=names[j], contribution=round(float(energy[j] / total), 4)) for j in order]
+
+
+def related_entities(per_metric: np.ndarray, info: ModelInfo, top_metrics: int) -> list[RelatedEntity]:
+    """A system model's point, entity by entity: each node's score (its metrics reduced as the
+    model reduces a point) calibrated against the node's own centre and threshold from the model
+    file, most anomalous first, with the node's own top metrics."""
+    nodes = info.nodes
+    if not nodes:
+        return []
+    raw = node_scores(per_metric, len(nodes), info.reduction)
+    if len(info.node_calibration) == len(nodes):
+        centre = np.array([c["center"] for c in info.node_calibration])
+        threshold = np.array([c["threshold"] for c in info.node_calibration])
+        raw = (raw - centre) / np.maximum(threshold - centre, 1e-12)
+    width = len(info.metrics) // len(nodes)
+    names = [m.split("/", 1)[-1] for m in info.metrics[:width]]
+    out = []
+    for name, score in rank_entities(raw, nodes):
+        i = nodes.index(name)
+        out.append(RelatedEntity(entity=name, calibrated_score=round(score, 4) if np.isfinite(score) else 0.0,
+                                 top_metrics=top_contributions(per_metric[i * width:(i + 1) * width], names,
+                                                               top_metrics)))
+    return out
 
 
 class Decider:
@@ -76,6 +102,9 @@ class Decider:
             model=ModelRef(name=info.name, version=info.version, cluster=info.cluster, strategy=info.strategy),
             top_metrics=top_contributions(scores.per_metric[i], info.metrics, self.settings.top_metrics),
         )
+        if info.input_kind == "system":
+            event.system = entity
+            event.related_entities = related_entities(scores.per_metric[i], info, self.settings.top_metrics)
         return event, record
 
     @staticmethod

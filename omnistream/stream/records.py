@@ -73,6 +73,14 @@ class MetricContribution(BaseModel):
     contribution: float
 
 
+class RelatedEntity(BaseModel):
+    """An entity of a system incident, by how anomalous it looks: a root-cause candidate."""
+
+    entity: str
+    calibrated_score: float  # its own score against its own typical level and threshold: > 1 is anomalous
+    top_metrics: list[MetricContribution] = []
+
+
 class AnomalyEvent(BaseModel):
     """`anomalies` value: one state change (or reminder) of an entity's incident."""
 
@@ -87,7 +95,7 @@ class AnomalyEvent(BaseModel):
     calibrated_score: float  # (score - typical) / (threshold - typical): > 1 is anomalous
     model: ModelRef
     top_metrics: list[MetricContribution]
-    related_entities: list[str] = []
+    related_entities: list[RelatedEntity] = []  # a system incident's entities, most anomalous first
 
 
 class ScoreRecord(BaseModel):

@@ -153,3 +153,21 @@ def test_evaluate_with_no_usable_entity_is_a_clear_error(tmp_path):
     out = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in out
     assert "no entity can be evaluated" in out and "short: history of 186 points" in out
+
+
+def test_fit_system_exports_one_model_of_the_whole_system(tmp_path):
+    from omnistream.detectors.export import load
+
+    data = _user_folder(tmp_path / "shop", [("api", 400, 2), ("db", 400, 2), ("cache", 400, 2)])
+    (data / "topology.csv").write_text("caller,callee\napi,db\napi,cache\n")
+    config = tmp_path / "d.yaml"
+    config.write_text("stdrift: {window: 6, dim: 4, epochs: 2}\n")
+    result = omnistream("fit", "--system", "--detector", "stdrift", "--dataset", str(data), "--detector-config",
+                        str(config), "--out", str(tmp_path / "m"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    module, info = load(tmp_path / "m" / "shop.pt")
+    assert info.input_kind == "system" and info.nodes == ["api", "cache", "db"] and info.metrics[2] == "cache/m00"
+    assert len(info.node_calibration) == 3 and info.config["adjacency"][0] == [0.0, 1.0, 1.0]
+    assert "shop: stdrift over 3 entities and 2 calls" in result.stdout
+    wrong = omnistream("fit", "--system", "--detector", "zscore", "--dataset", str(data), "--out", str(tmp_path / "m"))
+    assert wrong.returncode == 2 and "needs a system detector" in wrong.stdout + wrong.stderr

@@ -57,3 +57,19 @@ def test_spot_threshold_follows_the_scores_and_survives_in_state():
     _, record = fixed.decide("e1", {}, WindowScores(np.array([1.0]), np.array([[1.0, 0.0]])), np.array([0.0]),
                              (0.0, 0.0), info)
     assert record.threshold == pot.threshold
+
+
+def test_a_system_incident_ranks_its_entities_by_their_own_calibrated_scores():
+    from omnistream.stream.decide import related_entities
+
+    info = ModelInfo(name="topomad", version="v1", metrics=["api/cpu", "api/lat", "db/cpu", "db/lat"], window=4,
+                     threshold=1.0, input_kind="system", reduction="mean", nodes=["api", "db"],
+                     node_calibration=[{"center": 0.0, "threshold": 10.0}, {"center": 1.0, "threshold": 2.0}])
+    per_metric = np.array([6.0, 4.0, 1.0, 3.0])  # api raw 5 (calibrated 0.5), db raw 2 (calibrated 1.0)
+    ranked = related_entities(per_metric, info, 1)
+    assert [(r.entity, r.calibrated_score) for r in ranked] == [("db", 1.0), ("api", 0.5)]
+    assert [m.metric for m in ranked[0].top_metrics] == ["lat"]  # the node's own metric names
+    decider, state = Decider(DecideSettings()), {}
+    event, _ = decider.decide("shop", state, WindowScores(np.array([5.0]), per_metric[None]), np.array([1.0]),
+                              (0.0, 1.0), info)
+    assert event.state == "open" and event.system == "shop" and event.related_entities[0].entity == "db"
