@@ -62,13 +62,13 @@ def node_metrics(columns: int, nodes: int) -> int:
 
 
 class SystemNet(nn.Module):
-    """A system network's common part: the graph buffer and the (optionally centred) view of
+    """A system network's common part: the call-graph buffer ``links`` and the (optionally centred) view of
     a window as nodes. Subclasses define ``last_point_scores`` and ``loss``."""
 
     def __init__(self, nodes: int, metrics: int, cfg: SystemConfig):
         super().__init__()
         self.nodes, self.metrics, self.centre = nodes, metrics, cfg.centre
-        self.register_buffer("graph", cfg.graph())
+        self.register_buffer("links", cfg.graph())  # "graph" would shadow TorchScript's own attribute
 
     def nodes_view(self, x: torch.Tensor) -> torch.Tensor:
         """(B, W, N x M) -> (B, W, N, M), each column less its window median when centred."""

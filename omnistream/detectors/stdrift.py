@@ -80,7 +80,7 @@ class STDriftNet(SystemNet):
         h = smooth.reshape(b, self.nodes, self.dim, w).permute(0, 3, 1, 2)  # (B, W, N, d)
         affinity = torch.matmul(self.query(h), self.key(h).transpose(-1, -2)) / math.sqrt(self.dim)
         beta = torch.sigmoid(self.gate) * self.has_static
-        graph = beta * self.graph + (1 - beta) * torch.softmax(affinity, dim=-1)  # E4 with the call graph
+        graph = beta * self.links + (1 - beta) * torch.softmax(affinity, dim=-1)  # E4 with the call graph
         z = F.relu(torch.matmul(graph, self.spread(h)))  # E3
         return self.own(h) + self.neighbours(z)  # E5
 

@@ -114,7 +114,7 @@ class TopoMADNet(SystemNet):
         hs = [zeros for _ in range(self.layers)]
         cs = [zeros for _ in range(self.layers)]
         for t in range(x.size(1)):
-            hs, cs = self.encoder.step(x[:, t], hs, cs, self.graph)
+            hs, cs = self.encoder.step(x[:, t], hs, cs, self.links)
         return hs, cs
 
     def emit(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +136,7 @@ class TopoMADNet(SystemNet):
         mean, std = self.emit(z)
         nll = gaussian_nll(x[:, -1], mean, std).sum()
         for t in range(x.size(1) - 2, -1, -1):  # backwards, fed the true next point
-            hs, cs = self.decoder.step(x[:, t + 1], hs, cs, self.graph)
+            hs, cs = self.decoder.step(x[:, t + 1], hs, cs, self.links)
             mean, std = self.emit(hs[-1])
             nll = nll + gaussian_nll(x[:, t], mean, std).sum()
         kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum()

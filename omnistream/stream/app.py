@@ -38,7 +38,10 @@ from omnistream.stream.progress import ProgressWatch
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.restart import RESTARTS_ENV
 from omnistream.stream.scorer import Allowlist, ModelStore, pick_device
-from omnistream.stream.topics import POINTS, BrokerProbe, client_config, metric_topics
+from omnistream.stream.systems import SystemProcessor, pack_system_points, unpack_system_points
+from omnistream.stream.topics import POINTS, SYSTEM_POINTS, BrokerProbe, client_config, metric_topics
+from omnistream.stream.topologies import TopologyListener
+from omnistream.topology.registry import TopologyRegistry
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_AFTER = 2.0  # seconds between a new metric topic's discovery and its subscription
@@ -120,14 +123,21 @@ def create_app(settings: Settings) -> faust.App:
     scores = app.topic(settings.topic("scores"), **raw)
     transfers = app.topic(settings.topic("transfer-requests"), **raw)
     dlq = app.topic(settings.topic("metrics-dlq"), **raw)
+    system_points = app.topic(settings.topic(SYSTEM_POINTS), partitions=k.partitions, internal=False, **raw)
     windows = app.Table("windows", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes)
     windows.key_serializer = windows.value_serializer = "raw"  # snapshots are already bytes
+    system_windows = app.Table("system-windows", default=None, partitions=k.partitions, key_type=bytes,
+                               value_type=bytes)
+    system_windows.key_serializer = system_windows.value_serializer = "raw"
     if settings.trust_model_folder:
         log.warning("trust_model_folder is on: every file in %s is loaded unchecked, and a TorchScript file runs "
                     "code in this worker", settings.model_dir)
     models = ModelStore(settings.model_dir, pick_device(settings.device),
                         None if settings.trust_model_folder else Allowlist(settings.model_allowlist))
     models.refresh()  # before any record is consumed, so that no known entity looks new
+    system_models = ModelStore(settings.model_dir, pick_device(settings.device),
+                               None if settings.trust_model_folder else Allowlist(settings.model_allowlist), "system")
+    system_models.refresh()
     no_models = RateLimitedLog(log, every=600.0)
 
     def report_models() -> None:
@@ -148,6 +158,10 @@ def create_app(settings: Settings) -> faust.App:
 
     processor = Processor(settings, models, restore)
     app.omnistream_processor = processor  # for tests and the demo
+    topologies = TopologyRegistry(settings.systems.max_nodes)
+    systems = SystemProcessor(settings, system_models, topologies, lambda system: system_windows.get(system.encode()))
+    members: dict[str, list[str]] = systems.members()  # entity -> systems whose model reads it; on each refresh
+    topology_listener = TopologyListener(settings.topic("topology"), client_config(settings), topologies)
 
     # A daemon thread: it holds no state to save and ends with the process.
     listener = AnnouncementListener(settings.topic("models"), client_config(settings), models,
@@ -163,7 +177,7 @@ def create_app(settings: Settings) -> faust.App:
     progress = ProgressWatch(k.stall_after)
 
     guards = {name: GapGuard(lambda partitions: probe.committed(settings.app_id, partitions), probe.has_records)
-              for name in ("ingest", "score")}
+              for name in ("ingest", "score", "systems")}
 
     cannot_check = RateLimitedLog(log, every=60.0)
 
@@ -196,6 +210,9 @@ def create_app(settings: Settings) -> faust.App:
         if partitions:  # in a thread: it waits for a batch in progress to finish
             dropped = await app.loop.run_in_executor(None, processor.forget, partitions)
             log.info("partitions %s revoked: %d entities' windows dropped from memory", sorted(partitions), dropped)
+        partitions = {tp.partition for tp in revoked if tp.topic == settings.topic(SYSTEM_POINTS)}
+        if partitions:
+            await app.loop.run_in_executor(None, systems.forget, partitions)
 
     @app.on_rebalance_complete.connect
     async def rebalanced(app: faust.App, **kwargs: object) -> None:
@@ -205,6 +222,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.task
     async def on_started() -> None:  # tasks start once the tables are recovered
         listener.start()
+        topology_listener.start()
         health.set(started=True)
 
     outage = RateLimitedLog(log, every=60.0)
@@ -225,7 +243,7 @@ def create_app(settings: Settings) -> faust.App:
             health.set(broker_down=False)
 
     def held_partitions() -> list[tuple[str, int]]:
-        consumed = set(source.topics) | {settings.topic(POINTS)}
+        consumed = set(source.topics) | {settings.topic(POINTS), settings.topic(SYSTEM_POINTS)}
         return sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in consumed)
 
     async def watch_progress() -> None:
@@ -255,6 +273,9 @@ def create_app(settings: Settings) -> faust.App:
     async def reload_models() -> None:
         # In a thread: hashing and loading files must not hold up the event loop.
         await app.loop.run_in_executor(None, models.refresh)
+        await app.loop.run_in_executor(None, system_models.refresh)
+        members.clear()
+        members.update(systems.members())
         report_models()
 
     cannot_list = RateLimitedLog(log, every=60.0)
@@ -330,6 +351,7 @@ def create_app(settings: Settings) -> faust.App:
             outcome = await app.loop.run_in_executor(None, processor.process, batch)
             sent = []
             for event in outcome.anomalies:
+                event.system = event.system or next(iter(members.get(event.entity, ())), None)  # its system's
                 sent.append(await anomalies.send(key=event.entity.encode(), value=dumps(event)))
                 telemetry.EVENTS_OUT.labels(event.state).inc()
             if settings.decide.publish_scores:
@@ -338,6 +360,13 @@ def create_app(settings: Settings) -> faust.App:
             for request in outcome.transfers:
                 sent.append(await transfers.send(key=request.entity.encode(), value=dumps(request)))
                 telemetry.TRANSFER_REQUESTS.labels(request.reason).inc()
+            by_system: dict[str, list] = defaultdict(list)
+            for point in batch if members else ():
+                for system in members.get(point.entity, ()):
+                    by_system[system].append((point.entity, point.ts, point.metrics))
+            for system, points_of in by_system.items():
+                for value in pack_system_points(system, points_of):
+                    sent.append(await system_points.send(key=system.encode(), value=value))
             # Outputs first, state after: a crash between the two repeats the outputs (the same
             # ids), whereas state written first could mark points done whose outputs were lost.
             await delivered(sent, "outputs")
@@ -363,5 +392,29 @@ def create_app(settings: Settings) -> faust.App:
             telemetry.LAST_BATCH.set_to_current_time()
             telemetry.OPEN_INCIDENTS.set(processor.open_incidents())
             telemetry.ENTITIES_IN_MEMORY.set(len(processor.windows))
+
+    @app.agent(system_points)
+    async def score_systems(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
+            await check_gaps(events, "systems")
+            batches = unpack_system_points((event.value, event.message.partition) for event in events)
+            outcome = await app.loop.run_in_executor(None, systems.process, batches)
+            sent = []
+            for event in outcome.anomalies:
+                sent.append(await anomalies.send(key=event.entity.encode(), value=dumps(event)))
+                telemetry.EVENTS_OUT.labels(event.state).inc()
+            if settings.decide.publish_scores:
+                for record in outcome.scores:
+                    sent.append(await scores.send(key=record.entity.encode(), value=dumps(record)))
+            await delivered(sent, "system outputs")
+            sent = []
+            for system, (partition, blob) in outcome.snapshots.items():
+                key = system.encode()
+                system_windows.data[key] = blob
+                sent.append(system_windows.send_changelog(partition, key, blob))
+            await delivered(sent, "system state")
+            if outcome.quarantined:
+                telemetry.MODELS_QUARANTINED.inc()
+            telemetry.POINTS_SCORED.inc(outcome.scored)
 
     return app

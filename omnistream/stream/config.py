@@ -87,6 +87,21 @@ class TriggerSettings(BaseModel):
     schedule_hours: float = Field(0.0, ge=0, description="refit every N hours of the entity's data; 0 = off")
 
 
+class SystemSettings(BaseModel):
+    """How a system's entity points become system rows (topology.align) and how big a system may be."""
+
+    model_config = ConfigDict(extra="forbid")
+    step_seconds: float = Field(60.0, gt=0, description="one system row per step, on the epoch's grid")
+    tolerance_seconds: float | None = Field(None, gt=0, description="a point further than this from its row is "
+                                                                    "dropped; default: half a step (none is)")
+    wait_rows: int = Field(3, ge=1, description="an entity this many rows behind (and silent, see stop_after) no "
+                                                "longer holds its system's rows back")
+    stop_after: float = Field(120.0, ge=0, description="seconds of silence after which a lagging entity counts as "
+                                                      "stopped")
+    fill_rows: int = Field(2, ge=0, description="rows a stopped entity's last values are carried forward")
+    max_nodes: int = Field(1000, ge=1, description="larger topologies are refused (a dense graph is N x N)")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     app_id: str = "omnistream"
@@ -96,6 +111,7 @@ class Settings(BaseModel):
     decide: DecideSettings = DecideSettings()
     triggers: TriggerSettings = TriggerSettings()
     transfer: TransferSettings = TransferSettings()
+    systems: SystemSettings = SystemSettings()
     model_dir: Path = Path("models-store")
     model_allowlist: Path | None = Field(None, description="sha256 sums (sha256sum format) of the model files the "
                                                            "worker may load from model_dir; others load only if "

@@ -57,8 +57,11 @@ class Processor:
     """Keeps the entities' windows and turns batches of points into outcomes."""
 
     def __init__(self, settings: Settings, models: ModelStore,
-                 restore: Callable[[str], bytes | None] = lambda entity: None):
+                 restore: Callable[[str], bytes | None] = lambda entity: None, request_transfers: bool = True):
+        """``request_transfers``: ask the transfer service for entities without a model (the
+        system processor, whose "entities" are systems, does not)."""
         self.settings = settings
+        self.request_transfers = request_transfers
         self.models = models
         self.decider = Decider(settings.decide)
         self.windows: dict[str, EntityWindow] = {}
@@ -122,7 +125,7 @@ class Processor:
             window.state["source"] = fresh[0].source
             if model is not None:
                 jobs.extend(self._jobs(entity, window, model, ts, values))
-            elif not window.state.get("transfer_requested"):
+            elif self.request_transfers and not window.state.get("transfer_requested"):
                 out.transfers.append(self._transfer_request(entity, "new_entity", fresh[0].source, float(ts[0]),
                                                             float(ts[-1])))
                 window.state["transfer_requested"] = True
@@ -194,7 +197,7 @@ class Processor:
             out.scores.append(record)
             if event is not None:
                 out.anomalies.append(event)
-            request = self._trigger(job, record.calibrated_score >= 1.0)
+            request = self._trigger(job, record.calibrated_score >= 1.0) if self.request_transfers else None
             if request is not None:
                 out.transfers.append(request)
 

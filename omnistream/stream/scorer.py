@@ -94,11 +94,18 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
-class ModelStore:
-    """Entity -> loaded model, from a folder of exported TorchScript files."""
+class OtherKind(ValueError):
+    """A model file of the other input kind: another store of the worker serves it."""
 
-    def __init__(self, folder: Path, device: str = "cpu", allowlist: Allowlist | None = None):
+
+class ModelStore:
+    """Entity (or system) -> loaded model, from a folder of exported TorchScript files. A store
+    serves one input ``kind``: entity models, or system models (``<system>.pt``), which are kept
+    unfrozen so that their call-graph buffer can follow the topology."""
+
+    def __init__(self, folder: Path, device: str = "cpu", allowlist: Allowlist | None = None, kind: str = "entity"):
         """``allowlist`` None trusts every file in ``folder`` (offline tools on one's own models)."""
+        self.kind = kind
         self.folder = Path(folder)
         self.device = device
         self.allowlist = allowlist
@@ -159,6 +166,8 @@ class ModelStore:
                     changed.append(key)
                     log.info("model %s v%s serves %s (sha256 %s)", self.models[key].info.name,
                              self.models[key].info.version, key, sha[:12])
+                self._stamps[key] = stamp
+            except OtherKind:  # the other store's file
                 self._stamps[key] = stamp
             except Exception as exc:  # a broken file must not stop the worker
                 log.error("skipping model %s: %s", path, exc)
@@ -240,9 +249,10 @@ class ModelStore:
 
     def _load(self, path: Path, data: bytes, sha: str) -> LoadedModel:
         module, info = load(data, self.device)
-        if info.input_kind != "entity":
-            raise ValueError(f"{info.name} reads {info.input_kind} windows; this worker scores entity windows")
-        return LoadedModel(optimise_for_inference(module), info, sha, path, self.device, _center(module))
+        if info.input_kind != self.kind:
+            raise OtherKind(f"{info.name} reads {info.input_kind} windows; this store serves {self.kind} models")
+        fast = optimise_for_inference(module) if self.kind == "entity" else module
+        return LoadedModel(fast, info, sha, path, self.device, _center(module))
 
     def get(self, entity: str) -> LoadedModel | None:
         return self.models.get(entity)

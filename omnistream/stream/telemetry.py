@@ -25,6 +25,13 @@ MODEL_FOLDER_EMPTY = Gauge("omnistream_model_folder_empty", "1 when the model fo
 BROKER_ERRORS = Counter("omnistream_broker_errors_total", "Failed calls to the broker, by what the worker was doing",
                         ["operation"])
 ENTITIES_IN_MEMORY = Gauge("omnistream_entities_in_memory", "Entities whose window the worker holds in memory")
+TOPOLOGIES = Gauge("omnistream_topologies", "Systems whose call graph the worker holds")
+TOPOLOGIES_REFUSED = Counter("omnistream_topologies_refused_total",
+                             "Topology messages not taken (malformed, or over topology.max_nodes)")
+SYSTEM_POINTS_DROPPED = Counter("omnistream_system_points_dropped_total",
+                                "Entity points that fit no row of their system (off the grid, or too late)")
+SYSTEMS_UNSCORED = Counter("omnistream_system_rows_unscored_total",
+                           "System rows without a system model to score them")
 OPEN_INCIDENTS = Gauge("omnistream_open_incidents", "Entities with an open incident")
 WORKER_STATE = Enum("omnistream_worker_state", "What the worker is doing",
                     states=["starting", "rebalancing", "running", "broker_unreachable"])

@@ -15,6 +15,7 @@ from omnistream.stream.config import Settings
 log = logging.getLogger(__name__)
 
 POINTS = "omnistream-points"  # internal: validated points re-keyed by entity
+SYSTEM_POINTS = "omnistream-system-points"  # internal: the points of systems' entities, keyed by system
 OUTPUTS = ("anomalies", "scores", "transfer-requests", "metrics-dlq")
 COMPACTED = ("models", "topology", "transfer-status")
 # The broker refused the client's credentials (wrong password or certificate) or their rights.
@@ -178,7 +179,7 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: floa
     admin, errors = _admin(settings)
     existing = _list_topics(admin, errors, timeout)  # raises KafkaException when unreachable or refused
     k = settings.kafka
-    wanted = {settings.topic(name): {} for name in ("metrics", POINTS, *OUTPUTS, *extra)}
+    wanted = {settings.topic(name): {} for name in ("metrics", POINTS, SYSTEM_POINTS, *OUTPUTS, *extra)}
     wanted.update({settings.topic(name): {"cleanup.policy": "compact"} for name in COMPACTED})
     new = [NewTopic(name, num_partitions=k.partitions, replication_factor=k.replication, config=cfg)
            for name, cfg in wanted.items() if name not in existing]
@@ -225,9 +226,10 @@ def commit_start_offsets(settings: Settings, timeout: float = 15.0) -> int:
 
 def _commit_start(consumer: Consumer, settings: Settings, timeout: float) -> int:
     metadata = consumer.list_topics(timeout=timeout).topics
-    pattern, points = metric_topic_pattern(settings), settings.topic(POINTS)
+    pattern = metric_topic_pattern(settings)
+    internal = {settings.topic(POINTS), settings.topic(SYSTEM_POINTS)}
     partitions = [TopicPartition(name, p) for name, topic in metadata.items()
-                  if name == points or pattern.match(name) for p in topic.partitions]
+                  if name in internal or pattern.match(name) for p in topic.partitions]
     missing = [tp for tp in consumer.committed(partitions, timeout=timeout) if tp.offset < 0]
     start = [TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=timeout)[0])
              for tp in missing]

@@ -30,7 +30,7 @@ def test_the_call_graph_changes_the_scores(name):
     x = torch.from_numpy(sliding_windows(train[:60], fitted.window).copy())
     with torch.no_grad():
         before = module(x).clone()
-        module.net.graph.copy_(torch.eye(3))  # what a worker does when the topology changes
+        module.net.links.copy_(torch.eye(3))  # what a worker does when the topology changes
         after = module(x)
     assert not torch.allclose(before, after)
 

@@ -42,7 +42,8 @@ def test_bad_records_say_why(value, topic, reason):
 
 def test_schemas_cover_every_topic():
     schemas = json_schemas()
-    assert set(schemas) == {"metrics", "anomalies", "scores", "transfer-requests", "models", "transfer-status"}
+    assert set(schemas) == {"metrics", "anomalies", "scores", "transfer-requests", "models", "transfer-status",
+                            "topology"}
     assert {"sha256", "strategy", "entity"} <= set(schemas["models"]["properties"])
     assert {"event_id", "calibrated_score"} <= set(schemas["anomalies"]["required"])
     assert "calibrated_score" in schemas["scores"]["required"]
