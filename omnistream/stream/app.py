@@ -340,6 +340,26 @@ def create_app(settings: Settings) -> faust.App:
                     sent.append(await points.send(key=entity.encode(), value=value))
             await delivered(sent, "points")
 
+    async def send_decisions(outcome) -> list:
+        """Send a batch's anomaly events (and every score, when published); their futures."""
+        sent = []
+        for event in outcome.anomalies:
+            sent.append(await anomalies.send(key=event.entity.encode(), value=dumps(event)))
+            telemetry.EVENTS_OUT.labels(event.state).inc()
+        if settings.decide.publish_scores:
+            for record in outcome.scores:
+                sent.append(await scores.send(key=record.entity.encode(), value=dumps(record)))
+        return sent
+
+    def send_state(table: faust.Table, snapshots: dict[str, tuple[int, bytes]]) -> list:
+        """Hold each snapshot in ``table`` and send it to its changelog partition; the futures."""
+        sent = []
+        for name, (partition, blob) in snapshots.items():
+            key = name.encode()
+            table.data[key] = blob
+            sent.append(table.send_changelog(partition, key, blob))
+        return sent
+
     @app.agent(points)
     async def score(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
@@ -349,14 +369,9 @@ def create_app(settings: Settings) -> faust.App:
             # In a thread (torch releases the GIL) so that ingestion goes on meanwhile; batches
             # are still processed one at a time, in order.
             outcome = await app.loop.run_in_executor(None, processor.process, batch)
-            sent = []
             for event in outcome.anomalies:
                 event.system = event.system or next(iter(members.get(event.entity, ())), None)  # its system's
-                sent.append(await anomalies.send(key=event.entity.encode(), value=dumps(event)))
-                telemetry.EVENTS_OUT.labels(event.state).inc()
-            if settings.decide.publish_scores:
-                for record in outcome.scores:
-                    sent.append(await scores.send(key=record.entity.encode(), value=dumps(record)))
+            sent = await send_decisions(outcome)
             for request in outcome.transfers:
                 sent.append(await transfers.send(key=request.entity.encode(), value=dumps(request)))
                 telemetry.TRANSFER_REQUESTS.labels(request.reason).inc()
@@ -370,11 +385,7 @@ def create_app(settings: Settings) -> faust.App:
             # Outputs first, state after: a crash between the two repeats the outputs (the same
             # ids), whereas state written first could mark points done whose outputs were lost.
             await delivered(sent, "outputs")
-            sent = []
-            for entity, (partition, blob) in outcome.snapshots.items():
-                key = entity.encode()
-                windows.data[key] = blob
-                sent.append(windows.send_changelog(partition, key, blob))
+            sent = send_state(windows, outcome.snapshots)
             for entity, partition in outcome.dropped:  # idle and without a model: its state goes (a tombstone)
                 key = entity.encode()
                 if windows.data.pop(key, None) is not None:
@@ -399,20 +410,8 @@ def create_app(settings: Settings) -> faust.App:
             await check_gaps(events, "systems")
             batches = unpack_system_points((event.value, event.message.partition) for event in events)
             outcome = await app.loop.run_in_executor(None, systems.process, batches)
-            sent = []
-            for event in outcome.anomalies:
-                sent.append(await anomalies.send(key=event.entity.encode(), value=dumps(event)))
-                telemetry.EVENTS_OUT.labels(event.state).inc()
-            if settings.decide.publish_scores:
-                for record in outcome.scores:
-                    sent.append(await scores.send(key=record.entity.encode(), value=dumps(record)))
-            await delivered(sent, "system outputs")
-            sent = []
-            for system, (partition, blob) in outcome.snapshots.items():
-                key = system.encode()
-                system_windows.data[key] = blob
-                sent.append(system_windows.send_changelog(partition, key, blob))
-            await delivered(sent, "system state")
+            await delivered(await send_decisions(outcome), "system outputs")
+            await delivered(send_state(system_windows, outcome.snapshots), "system state")
             if outcome.quarantined:
                 telemetry.MODELS_QUARANTINED.inc()
             telemetry.POINTS_SCORED.inc(outcome.scored)
