@@ -27,8 +27,8 @@ def test_a_new_group_starts_from_explicitly_committed_earliest_offsets(kafka_boo
     for _ in range(5):
         producer.produce(f"{topic_prefix}metrics.web-1", value=b"{}", key=b"web-1")
     producer.flush(30)
-    # every partition of metrics, metrics.web-1 and the points topic: 3 topics x 8 partitions
-    assert commit_start_offsets(settings) == 3 * settings.kafka.partitions
+    # every partition of metrics, metrics.web-1 and the two internal points topics: 4 topics x 8 partitions
+    assert commit_start_offsets(settings) == 4 * settings.kafka.partitions
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": settings.app_id})
     try:
         committed = consumer.committed([TopicPartition(f"{topic_prefix}metrics.web-1", p) for p in range(8)], 10)
