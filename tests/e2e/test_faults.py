@@ -35,9 +35,12 @@ def _scores_so_far(bootstrap, prefix, at_least, timeout=120):
 
 
 def _entered(port: int) -> dict[str, float]:
-    """How often the worker has entered each state (omnistream_worker_state_changes_total):
-    what it recorded, whenever this asks."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    """How often the worker process has entered each state (omnistream_worker_state_changes_total):
+    what it recorded, whenever this asks; nothing while no process answers (a restart)."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return {}
     prefix = 'omnistream_worker_state_changes_total{state="'
     return {line[len(prefix):].split('"')[0]: float(line.split()[-1]) for line in text.splitlines()
             if line.startswith(prefix)}
@@ -132,7 +135,7 @@ def _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds: 
     replay(records[: len(records) // 3], config, topic_prefix)
     _scores_so_far(kafka_bootstrap, topic_prefix, 200)
     log_before = worker.log_path.stat().st_size
-    before = _entered(port)
+    before, restarts_before = _entered(port), _restarts(port)
     _broker("stop")
     down = time.monotonic()
     # The outage lasts ``seconds``, and at least until the worker has recorded it (its probe runs
@@ -149,9 +152,19 @@ def _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds: 
             lambda m: any(orjson.loads(x.value())["ts"] >= later for x in m), 180)
     scoring_again = time.monotonic() - up  # from the broker's return to the first score of new data
     assert worker.running(), worker.tail()
-    # It recorded running again after the outage (the probe may not have looked since the return).
-    _wait_for(lambda: _entered(port).get("running", 0) > before.get("running", 0), 15,
-              "the worker should record that it runs again")
+    def runs_again() -> bool:
+        """It recorded running again since the outage; a process the command restarted (the
+        Kafka client may abort as a broker returns) counts afresh from its own start."""
+        now = _entered(port)
+        try:
+            restarted = bool(now) and _restarts(port) > restarts_before
+        except OSError:  # the process went away between the two reads
+            return False
+        if restarted:
+            return now.get("running", 0) >= 1
+        return now.get("running", 0) > before.get("running", 0)
+
+    _wait_for(runs_again, 60, "the worker should record that it runs again")
     events, scores = collect(kafka_bootstrap, topic_prefix, expected)
     report(f"broker outage {seconds:.0f} s", events, scores, kafka_bootstrap, topic_prefix,
            scoring_again_s=scoring_again, log_lines=lines,
