@@ -47,7 +47,11 @@ def synthetic_system(nodes: int, metrics: int, length: int, seed: int = 0) -> Sy
                         [Fault(0, 1, names[0], "")])
 
 
-def best_of(fn, repeat: int) -> float:
+def best_of(fn, repeat: int, warm_up: int = 3) -> float:
+    """Best time of ``repeat`` calls after ``warm_up`` untimed ones (TorchScript's profiling
+    executor optimises a module over its first calls)."""
+    for _ in range(warm_up):
+        fn()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
