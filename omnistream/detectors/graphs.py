@@ -33,6 +33,8 @@ class SystemConfig(NeuralConfig):
     nodes: int = Field(1, ge=1, description="entities of the system (windows carry nodes x metrics columns)")
     adjacency: list[list[float]] = Field([], description="calls between the nodes, N x N, caller row -> callee "
                                                          "column (weights > 0 link); empty: no known graph")
+    use_graph: bool = Field(True, description="read the call graph; off, each node sees only itself (stdrift: "
+                                              "its learned graph alone), to measure what the graph adds")
     centre: bool = Field(False, description="subtract each window's per-column median before the model reads it: "
                                             "a level that moved (a pod on another host) is normal again after half "
                                             "a window, and a fault is what changes within the window")
@@ -50,7 +52,8 @@ class SystemConfig(NeuralConfig):
         """The normalised adjacency (N, N) of the configured calls (the identity without them)."""
         if self.adjacency and len(self.adjacency) != self.nodes:
             raise ValueError(f"adjacency is {len(self.adjacency)} x {len(self.adjacency)} for {self.nodes} nodes")
-        calls = np.asarray(self.adjacency, dtype=np.float32) if self.adjacency else np.zeros((self.nodes,) * 2)
+        known = self.adjacency and self.use_graph
+        calls = np.asarray(self.adjacency, dtype=np.float32) if known else np.zeros((self.nodes,) * 2)
         return torch.from_numpy(normalised_adjacency(calls))
 
 

@@ -53,7 +53,7 @@ class STDriftNet(SystemNet):
         super().__init__(nodes, metrics, cfg)
         self.dim = cfg.dim
         self.window = window = cfg.window
-        self.register_buffer("has_static", torch.tensor(1.0 if cfg.adjacency else 0.0))
+        self.register_buffer("has_static", torch.tensor(1.0 if cfg.adjacency and cfg.use_graph else 0.0))
         self.encoder = nn.Sequential(nn.Linear(metrics, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim))
         self.node_embedding = nn.Parameter(torch.zeros(nodes, cfg.dim))
         taps = torch.zeros(window)

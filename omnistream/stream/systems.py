@@ -112,7 +112,8 @@ class SystemProcessor:
     def _follow_graph(self, system: str, model: LoadedModel) -> None:
         """Write the system's latest topology into the model's call-graph buffer, once per change."""
         topology = self.registry.get(system)
-        if topology is None or self._graphs.get(system) == (id(topology), model.sha256):
+        if topology is None or self._graphs.get(system) == (id(topology), model.sha256) \
+                or not model.info.config.get("use_graph", True):  # a model trained without the call graph
             return
         self._graphs[system] = (id(topology), model.sha256)
         graph = getattr(getattr(model.module, "net", None), "links", None)

@@ -47,3 +47,11 @@ def test_centred_windows_ignore_the_level_and_find_the_odd_node(name):
     spiked[100, 2:4] += 6.0  # node 1 misbehaves at one point
     nodes = point_scores(fitted, spiked)[100].reshape(3, 2)
     assert np.argmax((nodes**2).mean(axis=1) if fitted.reduction == "mean_sq" else nodes.mean(axis=1)) == 1
+
+
+def test_without_the_graph_each_node_sees_only_itself():
+    from omnistream.detectors.graphs import SystemConfig
+
+    with_graph = SystemConfig(nodes=3, adjacency=CHAIN).graph()
+    alone = SystemConfig(nodes=3, adjacency=CHAIN, use_graph=False).graph()
+    assert with_graph[0, 1] > 0 and torch.equal(alone, torch.eye(3))
