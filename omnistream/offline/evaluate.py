@@ -59,6 +59,11 @@ class EntityRun:
     threshold: np.ndarray | None  # (T,) threshold in force
     train_seconds: float
     note: str | None = None  # what the fit reported (a fallback), or that its scores rank nothing
+    center: float | None = None  # the typical score (calibrated score 0); None where there is no threshold
+
+    def calibrated(self) -> np.ndarray:
+        """(score - typical) / (threshold in force - typical) per point: > 1 is anomalous."""
+        return (self.scores - self.center) / np.maximum(self.threshold - self.center, 1e-12)
 
 
 @dataclass
@@ -106,7 +111,7 @@ def run_one(detector: str, seed: int, series: EntitySeries, config: dict, calibr
     if len(finite) and np.ptp(finite) == 0:
         notes.append("its test scores are all equal: they rank nothing (best F1 = flag every point)")
     return EntityRun(detector, seed, series.entity, scores, flags, threshold, d.train_seconds,
-                     "; ".join(notes) or None)
+                     "; ".join(notes) or None, fitted.pot.center)
 
 
 def entity_metrics(run: EntityRun, labels: np.ndarray) -> dict:

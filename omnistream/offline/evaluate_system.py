@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -40,8 +41,8 @@ from omnistream.detectors.calibration import spot_decisions
 from omnistream.detectors.reduce import node_scores, reduce_scores
 from omnistream.detectors.registry import detector_class
 from omnistream.offline import metrics
-from omnistream.offline.evaluate import seeds_of
-from omnistream.offline.fit import Calibration, fit_entity
+from omnistream.offline import evaluate
+from omnistream.offline.fit import Calibration
 from omnistream.offline.fit_system import fit_system
 from omnistream.offline.parallel import run_all, threads_per_job
 from omnistream.offline.systems import SystemSeries
@@ -73,8 +74,6 @@ def is_system_detector(name: str) -> bool:
 
 def run_one(detector: str, seed: int, fold: int, system: SystemSeries, config: dict, calibration: Calibration,
             threads: int) -> SystemRun:
-    import torch
-
     torch.set_num_threads(threads)
     n, nodes = len(system.test), len(system.nodes)
     rng = np.random.default_rng(seed)
@@ -102,19 +101,13 @@ def _system_run(detector: str, seed: int, fold: int, system: SystemSeries, confi
 
 def _fleet_run(detector: str, seed: int, fold: int, system: SystemSeries, config: dict,
                calibration: Calibration) -> SystemRun:
-    calibrated, flags, seconds = [], [], 0.0
-    for entity in system.entities():
-        fitted = fit_entity(detector, entity.train, {**config, "seed": seed}, calibration)
-        d = fitted.detector
-        scores = reduce_scores(point_scores(d, entity.test, history=entity.train), d.reduction)
-        center = fitted.pot.center
-        flagged, threshold = spot_decisions(fitted.pot, scores)
-        calibrated.append((scores - center) / np.maximum(threshold - center, 1e-12))
-        flags.append(flagged)
-        seconds += d.train_seconds
-    node_scores = np.stack(calibrated, axis=1)
-    return SystemRun(detector, seed, fold, node_scores.max(axis=1), np.stack(flags, axis=1).any(axis=1),
-                     node_scores, seconds)
+    """Each node by its own model, as ``evaluate`` runs an entity."""
+    runs = [evaluate.run_one(detector, seed, entity, config, calibration, torch.get_num_threads())
+            for entity in system.entities()]
+    calibrated = np.stack([r.calibrated() for r in runs], axis=1)
+    flagged = np.stack([r.flags for r in runs], axis=1).any(axis=1)
+    return SystemRun(detector, seed, fold, calibrated.max(axis=1), flagged, calibrated,
+                     sum(r.train_seconds for r in runs))
 
 
 def incident_opens(flags: np.ndarray, resolve_after: int = RESOLVE_AFTER) -> np.ndarray:
@@ -189,7 +182,7 @@ def run(dataset: str, folds: list[SystemSeries], detectors: list[str], configs: 
     for name in names:
         if name not in SCORE_FREE:
             detector_class(name)  # an unknown name fails before any training
-    tasks = [(d, seed, k) for d in names for seed in seeds_of(d, seeds) for k in range(len(folds))]
+    tasks = [(d, seed, k) for d in names for seed in evaluate.seeds_of(d, seeds) for k in range(len(folds))]
     calls = [(d, seed, k, folds[k], configs.get(d, {}), calibration, threads_per_job(jobs)) for d, seed, k in tasks]
     started = time.perf_counter()
     runs: list[SystemRun] = []
