@@ -45,9 +45,10 @@ def related_entities(per_metric: np.ndarray, info: ModelInfo, top_metrics: int) 
         raw = (raw - centre) / np.maximum(threshold - centre, 1e-12)
     width = len(info.metrics) // len(nodes)
     names = [m.split("/", 1)[-1] for m in info.metrics[:width]]
+    index = {name: i for i, name in enumerate(nodes)}
     out = []
     for name, score in rank_entities(raw, nodes):
-        i = nodes.index(name)
+        i = index[name]
         out.append(RelatedEntity(entity=name, calibrated_score=round(score, 4) if np.isfinite(score) else 0.0,
                                  top_metrics=top_contributions(per_metric[i * width:(i + 1) * width], names,
                                                                top_metrics)))
