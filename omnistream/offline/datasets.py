@@ -147,9 +147,7 @@ def load_nezha(entities: list[str] | None = None) -> list[EntitySeries]:
     steps. Train = the first day, test = the second day with the injected pod's fault windows
     as labels (derived/labels_<day>.csv). Both days contain faults: training is on
     contaminated data, as in production."""
-    root = _unpack("nezha-ob", "nezha-ob/") / "nezha-ob"
-    with open(root / "derived" / "entities.csv") as f:
-        files = {(r["day"], r["service"]): root / r["metric_file"] for r in csv.DictReader(f)}
+    root, files = nezha_files()
     with open(root / "derived" / f"labels_{NEZHA_TEST_DAY}.csv") as f:
         rows = list(csv.DictReader(f))
     available = sorted(service for day, service in files if day == NEZHA_TEST_DAY)
@@ -157,7 +155,7 @@ def load_nezha(entities: list[str] | None = None) -> list[EntitySeries]:
     for service in entities or available:
         if service not in available:
             raise KeyError(f"unknown nezha entity {service!r}; known: {available}")
-        train, test = (_nezha_metrics(files[(day, service)]) for day in (NEZHA_TRAIN_DAY, NEZHA_TEST_DAY))
+        train, test = (nezha_metrics(files[(day, service)]) for day in (NEZHA_TRAIN_DAY, NEZHA_TEST_DAY))
         mine = sorted((int(r["row"]), int(r["label"])) for r in rows if r["service"] == service)
         labels = np.array([label for _, label in mine], dtype=np.int8)
         if len(labels) != len(test):
@@ -166,7 +164,14 @@ def load_nezha(entities: list[str] | None = None) -> list[EntitySeries]:
     return out
 
 
-def _nezha_metrics(path: Path) -> np.ndarray:
+def nezha_files() -> tuple[Path, dict[tuple[str, str], Path]]:
+    """The unpacked nezha-ob folder, and each pod's metric file by (day, service)."""
+    root = _unpack("nezha-ob", "nezha-ob/") / "nezha-ob"
+    with open(root / "derived" / "entities.csv") as f:
+        return root, {(r["day"], r["service"]): root / r["metric_file"] for r in csv.DictReader(f)}
+
+
+def nezha_metrics(path: Path) -> np.ndarray:
     """The 19 metric columns of a Nezha pod file (after Time, TimeStamp, PodName)."""
     with open(path) as f:
         rows = list(csv.reader(f))[1:]

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from omnistream.offline.datasets import DataError, EntitySeries, _nezha_metrics, _unpack, load_folder, metric_names
+from omnistream.offline.datasets import (NEZHA_TEST_DAY, NEZHA_TRAIN_DAY, DataError, EntitySeries, load_folder,
+                                         metric_names, nezha_files, nezha_metrics)
 from omnistream.stream.records import Topology
 from omnistream.topology.graph import read_edge_list
 
-NEZHA_DAYS = ("2022-08-22", "2022-08-23")
+NEZHA_DAYS = (NEZHA_TRAIN_DAY, NEZHA_TEST_DAY)
 NEZHA_METRICS = ["CpuUsage", "CpuUsageRate", "MemoryUsage", "MemoryUsageRate", "SyscallRead", "SyscallWrite",
                  "NetworkReceiveBytes", "NetworkTransmitBytes", "PodClientLatencyP90", "PodClientLatencyP95",
                  "PodClientLatencyP99", "PodServerLatencyP90", "PodServerLatencyP95", "PodServerLatencyP99",
@@ -76,12 +77,10 @@ def load_nezha_system(fold: int = 0) -> SystemSeries:
     if fold not in (0, 1):
         raise ValueError(f"nezha has folds 0 and 1, not {fold}")
     train_day, test_day = NEZHA_DAYS if fold == 0 else NEZHA_DAYS[::-1]
-    root = _unpack("nezha-ob", "nezha-ob/") / "nezha-ob"
-    with open(root / "derived" / "entities.csv") as f:
-        files = {(r["day"], r["service"]): root / r["metric_file"] for r in csv.DictReader(f)}
+    root, files = nezha_files()
     nodes = sorted(service for day, service in files if day == test_day)
-    train = np.stack([_nezha_metrics(files[(train_day, s)]) for s in nodes], axis=1)
-    test = np.stack([_nezha_metrics(files[(test_day, s)]) for s in nodes], axis=1)
+    train = np.stack([nezha_metrics(files[(train_day, s)]) for s in nodes], axis=1)
+    test = np.stack([nezha_metrics(files[(test_day, s)]) for s in nodes], axis=1)
     node_labels = np.zeros((len(test), len(nodes)), dtype=np.int8)
     row_of_time: dict[tuple[str, str], int] = {}  # (service, its row's time) -> row
     with open(root / "derived" / f"labels_{test_day}.csv") as f:

@@ -14,9 +14,9 @@ from omnistream.topology.graph import TopologyFileError, adjacency, read_edge_li
 
 
 def _nezha_dependency(tmp_path):
-    from omnistream.offline.datasets import _unpack
+    from omnistream.offline.datasets import nezha_files
 
-    return _unpack("nezha-ob", "nezha-ob/") / "nezha-ob" / "rca_data" / "2022-08-22" / "metric" / "dependency.csv"
+    return nezha_files()[0] / "rca_data" / "2022-08-22" / "metric" / "dependency.csv"
 
 
 def test_nezha_dependency_csv_gives_calls_and_hosts(tmp_path):
