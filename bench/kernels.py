@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -27,16 +25,7 @@ from threadpoolctl import threadpool_limits
 from omnistream import _core
 from omnistream.kernels import numba_twin as kernels_numba
 from omnistream.kernels.reference import FASTEST_NUMPY, streaming_pass
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up (numba compilation, caches)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from timing import best_of
 
 
 def peak_gflops(threads: int, dtype: np.dtype, fma_units: int) -> tuple[float, str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from omnistream.offline.systems import Fault, SystemSeries
 from omnistream.stream.decide import related_entities
 from omnistream.stream.records import Topology
 from omnistream.stream.scorer import ModelStore, score_batch
+from timing import best_of
 
 CONFIGS = {"topomad": dict(window=30, hidden=16, epochs=1), "stdrift": dict(window=12, dim=32, epochs=1)}
 ENTITY = ("usad", dict(window=12, epochs=1))
@@ -47,19 +47,6 @@ def synthetic_system(nodes: int, metrics: int, length: int, seed: int = 0) -> Sy
                         [Fault(0, 1, names[0], "")])
 
 
-def best_of(fn, repeat: int, warm_up: int = 3) -> float:
-    """Best time of ``repeat`` calls after ``warm_up`` untimed ones (TorchScript's profiling
-    executor optimises a module over its first calls)."""
-    for _ in range(warm_up):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", default="10,100")
@@ -69,6 +56,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+
+    def timed(fn) -> float:  # TorchScript optimises a module over its first calls: three go untimed
+        return best_of(fn, args.repeat, warm_up=3)
+
     print(f"torch {torch.__version__}, {args.threads} threads, batches of {args.batch} windows, "
           f"{args.metrics} metrics per service")
     for nodes in [int(n) for n in args.nodes.split(",")]:
@@ -85,17 +76,17 @@ def main() -> None:
                 model = store.get(system.system)
                 windows = np.random.default_rng(1).standard_normal(
                     (args.batch, model.info.window, nodes * args.metrics)).astype(np.float32)
-                seconds = best_of(lambda m=model, w=windows: score_batch(m, w, [1] * len(w)), args.repeat)
+                seconds = timed(lambda m=model, w=windows: score_batch(m, w, [1] * len(w)))
                 entity_store = ModelStore(Path(folder))
                 entity_store.refresh()
                 one = entity_store.get("one-entity")
                 per_entity = windows[:, -one.info.window:].reshape(args.batch, one.info.window, nodes,
                                                                    args.metrics).transpose(0, 2, 1, 3).reshape(
                     args.batch * nodes, one.info.window, args.metrics).copy()
-                reference = best_of(lambda m=one, w=per_entity: score_batch(m, w, [1] * len(w)), args.repeat)
+                reference = timed(lambda m=one, w=per_entity: score_batch(m, w, [1] * len(w)))
                 per_metric = np.abs(np.random.default_rng(2).standard_normal(nodes * args.metrics))
-                ranking = best_of(lambda z=per_metric, info=model.info: [related_entities(z, info, 3)
-                                                                         for _ in range(100)], args.repeat) / 100
+                ranking = timed(lambda z=per_metric, info=model.info: [related_entities(z, info, 3)
+                                                                       for _ in range(100)]) / 100
                 rate = args.batch / seconds
                 print(f"{nodes:4d} services, {name:8s}: {rate:9.1f} system windows/s "
                       f"({rate * nodes:9.0f} service-windows/s); per-entity {entity_name} scoring the same "
