@@ -53,6 +53,7 @@ ENTITY_BASELINES = ["zscore", "pca"]  # per-entity detectors every system run is
 AFTER_ROWS = 5  # rows from a fault's onset that the onset-given rankings read
 BEFORE_ROWS = 60  # rows before the onset BARO fits its median and IQR on
 RESOLVE_AFTER = 3  # normal rows that close an incident (the worker's decide step)
+DETECTION = ("best", "best_pa", "deployed")  # of evaluate's figures, those a system run reports
 
 
 @dataclass
@@ -203,20 +204,14 @@ def run(dataset: str, folds: list[SystemSeries], detectors: list[str], configs: 
 
 
 def _detection(runs: list[SystemRun], folds: list[SystemSeries]) -> dict:
-    """Pooled-over-folds detection figures of one detector and seed."""
-    out = {}
-    kinds = {"best": lambda r, y: r.scores >= metrics.best_f1(r.scores, y).threshold,
-             "best_pa": lambda r, y: metrics.point_adjust_scores(r.scores, y) >= metrics.best_f1(
-                 r.scores, y, point_adjust=True).threshold,
-             "deployed": lambda r, y: r.flags}
-    for kind, decide in kinds.items():
-        if kind == "deployed" and any(r.flags is None for r in runs):
-            continue
-        pooled = sum((metrics.counts(decide(r, folds[r.fold].labels), folds[r.fold].labels) for r in runs),
-                     metrics.Counts())
-        out[kind] = {"f1": pooled.f1, "precision": pooled.precision, "recall": pooled.recall,
-                     "flagged_share": pooled.flagged_share}
-    return out
+    """Pooled-over-folds detection figures of one detector and seed: evaluate's own per-entity
+    counts, each fold's system taken as one entity."""
+    per_fold = {str(r.fold): evaluate.entity_metrics(evaluate.EntityRun(r.detector, r.seed, str(r.fold), r.scores,
+                                                                         r.flags, None, r.train_seconds),
+                                                     folds[r.fold].labels) for r in runs}
+    pooled = evaluate.summarise(per_fold)
+    return {kind: {"f1": v["pooled_f1"], "precision": v["pooled_precision"], "recall": v["pooled_recall"],
+                   "flagged_share": v["flagged_share"]} for kind, v in pooled.items() if kind in DETECTION}
 
 
 def _report(dataset: str, folds: list[SystemSeries], names: list[str], runs: list[SystemRun]) -> dict:
