@@ -38,7 +38,8 @@ from omnistream.stream.progress import ProgressWatch
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.restart import RESTARTS_ENV
 from omnistream.stream.scorer import Allowlist, ModelStore, pick_device
-from omnistream.stream.systems import SystemProcessor, pack_system_points, unpack_system_points
+from omnistream.stream.fleet import fleet_scores
+from omnistream.stream.systems import SystemProcessor, pack_fleet_scores, pack_system_points, unpack_system_points
 from omnistream.stream.topics import POINTS, SYSTEM_POINTS, BrokerProbe, client_config, metric_topics
 from omnistream.stream.topologies import TopologyListener
 from omnistream.topology.registry import TopologyRegistry
@@ -369,8 +370,9 @@ def create_app(settings: Settings) -> faust.App:
             # In a thread (torch releases the GIL) so that ingestion goes on meanwhile; batches
             # are still processed one at a time, in order.
             outcome = await app.loop.run_in_executor(None, processor.process, batch)
-            for event in outcome.anomalies:
-                event.system = event.system or next(iter(members.get(event.entity, ())), None)  # its system's
+            for event in outcome.anomalies:  # an entity's event names its system, whose incident it is part of
+                event.system = event.system or next(iter(members.get(event.entity, ())), None) \
+                    or next(iter(topologies.systems_of(event.entity)), None)
             sent = await send_decisions(outcome)
             for request in outcome.transfers:
                 sent.append(await transfers.send(key=request.entity.encode(), value=dumps(request)))
@@ -381,6 +383,13 @@ def create_app(settings: Settings) -> faust.App:
                     by_system[system].append((point.entity, point.ts, point.metrics))
             for system, points_of in by_system.items():
                 for value in pack_system_points(system, points_of):
+                    sent.append(await system_points.send(key=system.encode(), value=value))
+            by_fleet: dict[str, list] = defaultdict(list)  # systems without a model: their entities' scores
+            for record in outcome.scores if topologies.systems else ():
+                for system in systems.fleets_of(record.entity):
+                    by_fleet[system].append(record)
+            for system, records in by_fleet.items():
+                for value in pack_fleet_scores(system, fleet_scores(records)):
                     sent.append(await system_points.send(key=system.encode(), value=value))
             # Outputs first, state after: a crash between the two repeats the outputs (the same
             # ids), whereas state written first could mark points done whose outputs were lost.

@@ -77,22 +77,9 @@ class Decider:
                 state["threshold"] = {"model": f"{info.name}:{info.version}", **pot.to_dict()}
         record = ScoreRecord(entity=entity, ts=float(point_ts[-1]), score=score, threshold=threshold,
                              calibrated_score=calibrated)
-        incident = state.get("incident")
-        new_state = None
-        if incident is None:
-            if anomalous:
-                incident = state["incident"] = {"opened": ts, "anomalous": 1, "normal_run": 0}
-                new_state = "open"
-        elif anomalous:
-            incident["anomalous"] += 1
-            incident["normal_run"] = 0
-            if incident["anomalous"] % self.settings.ongoing_every == 0:
-                new_state = "ongoing"
-        else:
-            incident["normal_run"] += 1
-            if incident["normal_run"] >= self.settings.resolve_after:
-                new_state = "resolved"
-                state["incident"] = None
+        if anomalous:  # what a system incident over per-entity models names for this entity
+            record.top_metrics = top_contributions(scores.per_metric[i], info.metrics, self.settings.top_metrics)
+        new_state, incident = self.advance(state, anomalous, ts)
         if new_state is None:
             return None, record
         event_ts = ts if new_state != "resolved" else float(point_ts[-1])
@@ -101,12 +88,32 @@ class Decider:
             entity=entity, state=new_state, ts=event_ts, window=window_span, score=score, threshold=threshold,
             calibrated_score=calibrated,
             model=ModelRef(name=info.name, version=info.version, cluster=info.cluster, strategy=info.strategy),
-            top_metrics=top_contributions(scores.per_metric[i], info.metrics, self.settings.top_metrics),
+            top_metrics=record.top_metrics or top_contributions(scores.per_metric[i], info.metrics,
+                                                                self.settings.top_metrics),
         )
         if info.input_kind == "system":
             event.system = entity
             event.related_entities = related_entities(scores.per_metric[i], info, self.settings.top_metrics)
         return event, record
+
+    def advance(self, state: dict, anomalous: bool, ts: float) -> tuple[str | None, dict]:
+        """One point on the incident in ``state``: the state change it makes (open, ongoing,
+        resolved, or None) and the incident it belongs to."""
+        incident = state.get("incident")
+        if incident is None:
+            if not anomalous:
+                return None, {}
+            state["incident"] = {"opened": ts, "anomalous": 1, "normal_run": 0}
+            return "open", state["incident"]
+        if anomalous:
+            incident["anomalous"] += 1
+            incident["normal_run"] = 0
+            return ("ongoing" if incident["anomalous"] % self.settings.ongoing_every == 0 else None), incident
+        incident["normal_run"] += 1
+        if incident["normal_run"] >= self.settings.resolve_after:
+            state["incident"] = None
+            return "resolved", incident
+        return None, incident
 
     @staticmethod
     def _pot(state: dict, info: ModelInfo) -> Pot | None:

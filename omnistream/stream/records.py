@@ -106,6 +106,7 @@ class ScoreRecord(BaseModel):
     score: float
     threshold: float
     calibrated_score: float  # (score - typical) / (threshold - typical): > 1 is anomalous
+    top_metrics: list[MetricContribution] = []  # of a flagged window only
 
 
 class DataRange(BaseModel):

@@ -1,7 +1,8 @@
 """A system on the real broker: its topology published, a system model in the model folder,
 Nezha Online Boutique's second day replayed: system events arrive on `anomalies` with the system
 named and its entities ranked, entity points of all ten services are aligned into system rows,
-and a topology change (a call added, a service gone) reaches the running worker's model."""
+and a topology change (a call added, a service gone) reaches the running worker's model. And a
+system with a topology and only per-entity models (two ASD servers): its incidents rank them."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import time
 import orjson
 import pytest
 from streams import consume, start_worker
+from test_pipeline import asd_records
 
 from omnistream.cli.replay import replay
 from omnistream.offline.fit_system import export_system, fit_system
 from omnistream.offline.systems import load_nezha_system
+from omnistream.stream.fleet import FLEET_MODEL
 from omnistream.stream.records import AnomalyEvent, Topology
 from omnistream.topology.graph import publish
 
@@ -82,5 +85,35 @@ def test_system_events_rank_the_entities_and_follow_the_topology(kafka_bootstrap
         log = worker.log_path.read_text()
         assert "system online-boutique follows topology version v2" in log, worker.tail()
         assert "gone from the topology (no calls, still scored): emailservice" in log
+    finally:
+        worker.stop()
+
+
+def test_a_fleet_of_entity_models_gets_ranked_system_incidents(kafka_bootstrap, topic_prefix, trained_models,
+                                                              asd_series, tmp_path):
+    config = {"bootstrap.servers": kafka_bootstrap}
+    topology = Topology(system="asd-pair", version="1", valid_from=0, ts=0, nodes=["omi-1", "omi-2"],
+                        edges=[("omi-1", "omi-2", 1.0)])
+    publish(topology, config, f"{topic_prefix}topology")
+    worker = start_worker(kafka_bootstrap, topic_prefix, trained_models[0], tmp_path).start()
+    try:
+        deadline = time.monotonic() + 120  # the worker has read the topology before the records come
+        while b"topology of asd-pair" not in worker.log_path.read_bytes() and time.monotonic() < deadline:
+            time.sleep(1.0)
+        replay(asd_records(asd_series), config, topic_prefix)
+        messages = consume(kafka_bootstrap, f"{topic_prefix}anomalies",
+                           lambda m: any(e.state == "open" for e in _system_events(m)), 180)
+        events = _system_events(messages)
+        assert any(e.state == "open" for e in events), worker.tail()
+        for event in events:
+            assert event.entity == event.system == "asd-pair" and event.model.name == FLEET_MODEL
+            scores = [r.calibrated_score for r in event.related_entities]
+            assert scores == sorted(scores, reverse=True) and {r.entity for r in event.related_entities} <= {
+                "omi-1", "omi-2"}
+        opened = [e for e in events if e.state == "open"]
+        assert all(e.related_entities[0].calibrated_score >= 1 and e.related_entities[0].top_metrics for e in opened)
+        entity_events = [AnomalyEvent.model_validate_json(m.value()) for m in messages
+                         if orjson.loads(m.value())["entity"] != "asd-pair"]
+        assert entity_events and all(e.system == "asd-pair" for e in entity_events)  # linked to the system's
     finally:
         worker.stop()
