@@ -408,10 +408,11 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
              seeds: Annotated[int, typer.Option(help="seeds per deep detector (mean ± std)")] = 3,
              detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, drift_depth: DriftOpt = 0,
              jobs: JobsOpt = 1,
-             system: Annotated[bool, typer.Option("--system", help="evaluate the dataset as one system (nezha, or a "
-                                                                  "folder with topology.csv): system detectors "
-                                                                  "such as topomad against the per-entity ones, "
-                                                                  "and root-cause figures")] = False,
+             system: Annotated[bool, typer.Option("--system", help="evaluate the dataset as one system (nezha, a "
+                                                                  "folder with topology.csv, or an entity dataset "
+                                                                  "such as smd: its entities the nodes, no call "
+                                                                  "graph): system detectors such as topomad against "
+                                                                  "the per-entity ones, and root-cause figures")] = False,
              out: Annotated[Path, typer.Option(
                  help="folder for report.json, report.md and plots")] = Path("reports/evaluate")) -> None:
     """Every detector on every entity: F1 without and with point-adjust, F1 and flagged share at the

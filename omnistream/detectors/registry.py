@@ -15,6 +15,7 @@ from omnistream.detectors.base import Detector
 DETECTORS: dict[str, str] = {
     "zscore": "omnistream.detectors.zscore:ZScore",
     "mad": "omnistream.detectors.zscore:RobustZScore",
+    "zscore_centred": "omnistream.detectors.zscore:CentredZScore",
     "pca": "omnistream.detectors.pca:PCA",
     "dcvae": "omnistream.detectors.dcvae:DCVAE",
     "usad": "omnistream.detectors.usad:USAD",

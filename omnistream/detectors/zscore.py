@@ -3,12 +3,16 @@
 ``zscore``: |x - mean| / std with the mean and standard deviation of the training data.
 ``mad``: the robust variant, |x - median| / (1.4826 MAD), insensitive to the anomalies a
 training history usually contains (Rousseeuw & Croux, JASA 1993). Both score each point on
-its own (window 1); a point's score is the mean of its squared z-scores (reduction ``mean_sq``).
+its own (window 1). ``zscore_centred``: the last point of a window less the window's median,
+over the standard deviation of that difference in training: a level that moved is normal again
+after half a window (the floor for detectors that centre their windows, such as the system
+models with ``centre``). A point's score is the mean of its squared z-scores (``mean_sq``).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -84,3 +88,48 @@ class RobustZScore(ZScore):
         mad = 1.4826 * np.nanmedian(np.abs(points - median), axis=0)
         # A metric constant for over half the time has MAD 0: fall back to its std.
         return median, np.where(mad > 0, mad, np.nanstd(points, axis=0))
+
+
+class CentredZScoreConfig(ZScoreConfig):
+    window: int = Field(12, ge=2, description="points per window: the last is scored against the window's median")
+
+
+class CentredAbsZ(nn.Module):
+    """|x_last - median(window)| / scale per metric (missing values are left out of the median;
+    a missing last point scores 0)."""
+
+    def __init__(self, scale: np.ndarray):
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        median = torch.nanmedian(x, dim=1, keepdim=True).values
+        return torch.nan_to_num((x[:, -1:] - median) / self.scale, nan=0.0).abs()
+
+
+class CentredZScore(ZScore):
+    """Per-metric z-score of the last point against its window's median."""
+
+    name = "zscore_centred"
+    config_class = CentredZScoreConfig
+    paper = "the k-sigma rule on a rolling median's residual"
+
+    def fit(self, windows: np.ndarray, trainable: Trainable | None = None,
+            progress: EpochCallback | None = None) -> CentredZScore:
+        start = time.perf_counter()
+        windows = self._check_windows(windows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a metric missing throughout a window
+            residual = windows[:, -1] - np.nanmedian(windows, axis=1)
+            scale = np.nanstd(residual, axis=0)
+        self.metrics = windows.shape[2]
+        self.center = np.zeros(self.metrics, dtype=np.float32)
+        self.scale = np.where(np.isfinite(residual).any(axis=0), np.maximum(np.nan_to_num(scale),
+                                                                             self.config.min_scale),
+                              np.inf).astype(np.float32)
+        self.train_seconds += time.perf_counter() - start
+        return self
+
+    def scoring_module(self) -> CentredAbsZ:
+        self._require_fitted()
+        return CentredAbsZ(self.scale)

@@ -49,7 +49,7 @@ from omnistream.offline.systems import SystemSeries
 from omnistream.topology.rootcause import accuracy_at, average_at, baro_scores, rank_entities
 
 SCORE_FREE = ("random", "flag_all")
-ENTITY_BASELINES = ["zscore", "pca"]  # per-entity detectors every system run is measured against
+ENTITY_BASELINES = ["zscore", "zscore_centred", "pca"]  # per-entity detectors every system run is measured against
 AFTER_ROWS = 5  # rows from a fault's onset that the onset-given rankings read
 BEFORE_ROWS = 60  # rows before the onset BARO fits its median and IQR on
 RESOLVE_AFTER = 3  # normal rows that close an incident (the worker's decide step)

@@ -1,11 +1,13 @@
 """Labelled systems: many entities scored together over their call graph, with the faults that
 were injected into them (for detection and root-cause figures).
 
-A system dataset is either ``nezha`` (Nezha Online Boutique, two folds, below) or the user's
-folder: the entity folders of ``datasets.load_folder`` (one per service, the same metrics in
-each) plus ``topology.csv`` (a CSV edge list, ``topology.graph``) and, optionally, ``faults.csv``
-with the columns ``start,end,entity,kind`` (test rows, end exclusive; the entity is the root
-cause). Without ``faults.csv``, every maximal run of rows where one entity alone is labelled is
+A system dataset is ``nezha`` (Nezha Online Boutique, two folds, below), the user's folder:
+the entity folders of ``datasets.load_folder`` (one per service, the same metrics in each) plus
+``topology.csv`` (a CSV edge list, ``topology.graph``) and, optionally, ``faults.csv`` with the
+columns ``start,end,entity,kind`` (test rows, end exclusive; the entity is the root cause), or
+an entity dataset without a call graph (asd, smd, a folder without ``topology.csv``): its
+entities as the nodes of one system, whose system detectors then have only the graph they
+learn. Without ``faults.csv``, every maximal run of rows where one entity alone is labelled is
 taken as a fault of that entity. The system's label of a test row is 1 when any entity's is.
 """
 
@@ -17,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from omnistream.offline.datasets import (NEZHA_TEST_DAY, NEZHA_TRAIN_DAY, DataError, EntitySeries, load_folder,
-                                         metric_names, nezha_files, nezha_metrics)
+from omnistream.offline.datasets import (NEZHA_TEST_DAY, NEZHA_TRAIN_DAY, DataError, EntitySeries, load_dataset,
+                                         load_folder, metric_names, nezha_files, nezha_metrics)
 from omnistream.stream.records import Topology
 from omnistream.topology.graph import read_edge_list
 
@@ -122,14 +124,40 @@ def load_system_folder(root: Path) -> SystemSeries:
                         node_labels.max(axis=1), node_labels, topology, faults)
 
 
+def load_fleet_system(name: str) -> SystemSeries:
+    """An entity dataset (``datasets.load_dataset``) as one system of its entities, without a
+    call graph. Such datasets carry no timestamps, so entities are aligned by position at the
+    boundary of their splits: the newest train rows and the oldest test rows that all have (an
+    assumption to state with any figure: the same position is taken as the same time)."""
+    entities = load_dataset(name)
+    widths = {e.train.shape[1] for e in entities}
+    if len(widths) > 1:
+        raise DataError(f"{name}: its entities have {sorted(widths)} metrics; one system needs the same in each")
+    train_rows, test_rows = min(len(e.train) for e in entities), min(len(e.test) for e in entities)
+    nodes = [e.entity for e in entities]
+    node_labels = np.stack([e.labels[:test_rows] for e in entities], axis=1)
+    system = Path(name).name or name
+    return SystemSeries(system, nodes, entities[0].names or metric_names(widths.pop()),
+                        np.stack([e.train[len(e.train) - train_rows:] for e in entities], axis=1),
+                        np.stack([e.test[:test_rows] for e in entities], axis=1), node_labels.max(axis=1),
+                        node_labels, Topology(system=system, version="none", valid_from=0.0, ts=0.0, nodes=nodes),
+                        _faults_from_labels(node_labels, nodes))
+
+
 def load_system_dataset(name: str) -> list[SystemSeries]:
-    """The folds of a system dataset: ``nezha`` (two) or the user's system folder (one)."""
+    """The folds of a system dataset: ``nezha`` (two), the user's system folder (one), or an
+    entity dataset as one system without a call graph (one)."""
     if name == "nezha":
         return [load_nezha_system(fold) for fold in (0, 1)]
-    if Path(name).is_dir():
+    if Path(name).is_dir() and (Path(name) / "topology.csv").exists():
         return [load_system_folder(Path(name))]
-    raise ValueError(f"unknown system dataset {name!r}: give nezha or a system folder (entity folders and "
-                     "topology.csv)")
+    try:
+        return [load_fleet_system(name)]
+    except DataError:
+        raise
+    except ValueError as exc:
+        raise ValueError(f"{exc}; a system dataset is nezha, a system folder (entity folders and topology.csv) or "
+                         "an entity dataset (its entities one system, no call graph)") from None
 
 
 def _read_faults(path: Path, nodes: list[str], rows: int) -> list[Fault]:

@@ -53,3 +53,21 @@ def test_system_evaluation_reports_detection_and_root_cause_against_baselines(tm
     assert "deployed" not in report["detectors"]["random"]["summary"]["detection"]
     text = (tmp_path / "report.md").read_text()
     assert "BARO" in text and "| topomad (system) |" in text and "cpu (2)" in text
+
+
+def test_an_entity_dataset_is_one_system_of_its_entities_without_a_call_graph():
+    from omnistream.offline.systems import load_system_dataset
+    from omnistream.offline.datasets import load_asd
+
+    (system,) = load_system_dataset("asd")
+    entities = load_asd()
+    assert system.nodes == [e.entity for e in entities] and system.topology.edges == []
+    rows = min(len(e.train) for e in entities)
+    assert system.train.shape == (rows, len(entities), 19) and system.test.shape == (4320, len(entities), 19)
+    for i, e in enumerate(entities):  # aligned at the split: each entity's newest train rows, then its test rows
+        np.testing.assert_array_equal(system.train[:, i], e.train[len(e.train) - rows:])
+        np.testing.assert_array_equal(system.test[:, i], e.test[:4320])
+    assert system.labels.max() == 1 and system.faults
+    for f in system.faults:  # a fault: a run of rows where its entity alone is labelled
+        i = system.nodes.index(f.entity)
+        assert system.node_labels[f.start:f.end, i].all() and system.node_labels[f.start:f.end].sum() == f.end - f.start

@@ -3,6 +3,7 @@ calibrated scores go to the system path as the score agent sends them, and the s
 rank the servers that have a score; a restart from the snapshot changes nothing."""
 
 import itertools
+import logging
 
 import pytest
 from test_processor import interleaved, make_processor
@@ -74,3 +75,22 @@ def test_a_restarted_fleet_system_gives_the_same_events(entity_scores, tmp_path)
     blobs = {system: blob for system, (_, blob) in snapshots.items()}
     second, _ = run(system_processor(tmp_path, lambda system: blobs.get(system), clock), entity_scores[half:])
     assert [e.event_id for e in first + second] == [e.event_id for e in whole] and whole
+
+
+def test_a_topology_change_and_a_shared_entity_keep_the_fleet_scored(entity_scores, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    proc = system_processor(tmp_path)
+    proc.registry.apply(Topology(system="omi-1-alone", version="1", valid_from=0, ts=0, nodes=["omi-1"]))
+    assert proc.fleets_of("omi-1") == ["asd", "omi-1-alone"] and proc.fleets_of("omi-2") == ["asd"]
+    half = len(entity_scores) // 2
+    alone = [r for r in entity_scores if r.entity == "omi-1"]
+    assert run(proc, entity_scores[:half])[0]
+    # mid-stream: omi-1 leaves, omi-3 (never heard of) comes
+    proc.registry.apply(Topology(system="asd", version="2", valid_from=0, ts=0, nodes=["omi-2", "omi-3"]))
+    after, _ = run(proc, [r for r in entity_scores[half:] if r.entity == "omi-2"])
+    assert "system asd (per-entity models) follows topology version 2" in caplog.text
+    assert all({r.entity for r in e.related_entities} == {"omi-2"} for e in after) and after
+    assert all(e.model.version == "2" for e in after)
+    values = [(v, 0) for v in pack_fleet_scores("omi-1-alone", fleet_scores(alone))]
+    shared = proc.process(unpack_system_points(values)).anomalies
+    assert shared and all(e.system == "omi-1-alone" for e in shared)
