@@ -412,7 +412,7 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
                                                                   "folder with topology.csv, or an entity dataset "
                                                                   "such as smd: its entities the nodes, no call "
                                                                   "graph): system detectors such as topomad against "
-                                                                  "the per-entity ones, and root-cause figures")] = False,
+                                                                  "the per-entity ones, and root cause")] = False,
              out: Annotated[Path, typer.Option(
                  help="folder for report.json, report.md and plots")] = Path("reports/evaluate")) -> None:
     """Every detector on every entity: F1 without and with point-adjust, F1 and flagged share at the
