@@ -49,6 +49,7 @@ RESUBSCRIBE_AFTER = 2.0  # seconds between a new metric topic's discovery and it
 STALLED_EXIT = 4  # the process ends with this code when consumption stalls (stream.progress); the command restarts it
 SKIPPED_EXIT = 5  # ... and with this one when the consumer skipped records (stream.gaps)
 DLQ_COPY_BYTES = 65_536  # the dead-letter copy of a record (or key) is cut to this: it must fit the broker's limit
+TOPOLOGY_WAIT = 30  # seconds scoring waits at start for the topology topic to be read
 
 
 def tls_context(security: dict[str, str]) -> ssl.SSLContext:
@@ -361,8 +362,16 @@ def create_app(settings: Settings) -> faust.App:
             sent.append(table.send_changelog(partition, key, blob))
         return sent
 
+    async def know_topologies() -> None:
+        """Wait (up to TOPOLOGY_WAIT seconds) until the topologies the topic held at start are read:
+        scores of a system's entities made before would not reach their system."""
+        if not await app.loop.run_in_executor(None, topology_listener.caught_up.wait, TOPOLOGY_WAIT):
+            log.warning("the topology topic was not read to its end within %d s: scoring starts without it; "
+                        "systems learn their topology when it arrives", TOPOLOGY_WAIT)
+
     @app.agent(points)
     async def score(stream: faust.StreamT) -> None:
+        await know_topologies()
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
             await check_gaps(events, "score")
             started = time.perf_counter()

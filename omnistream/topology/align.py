@@ -8,9 +8,11 @@ entities. A row is released once every entity of the system has a point at or af
 when every entity sends every row, which rows come out and their values do not depend on how
 the points interleave (entities on other partitions run ahead of each other by whole batches),
 and a replay scores the same system windows.
-An entity that stopped sending must not block the others: it counts as stopped once it is
-``wait_rows`` behind the newest row and has sent nothing for ``stop_after`` seconds of wall
-clock (a stall, not a batch running ahead), or when ``max_pending`` rows wait. A released row
+An entity that stopped sending must not block the others: it counts as stopped once it has
+held the rows back, ``wait_rows`` or more behind the newest row and sending nothing, for
+``stop_after`` seconds of wall clock (a stall, not a batch of another partition running ahead;
+the clock starts when it falls behind, so an outage in which nobody sends stops nobody), or
+when ``max_pending`` rows wait. A released row
 carries a stopped entity's last value forward for up to ``fill_rows`` rows, then has it missing
 (NaN). Released rows come out in time order, each once.
 """
@@ -39,14 +41,13 @@ class SystemAligner:
     fill_rows: int = 2
     stop_after: float = 120.0
     max_pending: int = 1000
-    started: float | None = None  # wall clock of the system's first point
     next_row: int | None = None  # the first row not yet released (None: not known yet)
     pending: dict[int, dict[int, list[float]]] = field(default_factory=dict)  # row -> node -> values
     first: list[int] = field(default_factory=list)  # per node: the first row it sent (-1: none yet)
     newest: list[int] = field(default_factory=list)  # per node: the newest row it sent (-1: none yet)
     last_values: list[list[float] | None] = field(default_factory=list)
     last_row: list[int] = field(default_factory=list)
-    heard: list[float] = field(default_factory=list)  # per node: wall clock of its last point
+    behind_since: list[float | None] = field(default_factory=list)  # per node: wall clock it began holding rows back
     dropped: int = 0  # points off the grid or for rows already released
 
     def __post_init__(self) -> None:
@@ -55,7 +56,7 @@ class SystemAligner:
         self.newest = self.newest or [-1] * n
         self.last_values = self.last_values or [None] * n
         self.last_row = self.last_row or [-1] * n
-        self.heard = self.heard or [-math.inf] * n
+        self.behind_since = self.behind_since or [None] * n
         self._node = {name: i for i, name in enumerate(self.nodes)}
         self._metric = {name: j for j, name in enumerate(self.metrics)}
 
@@ -65,9 +66,7 @@ class SystemAligner:
         i = self._node.get(entity)
         if i is None:
             return
-        if self.started is None:  # the others' silence counts from the system's first point
-            self.started, self.heard = now, [now] * len(self.nodes)
-        self.heard[i] = now
+        self.behind_since[i] = None  # it speaks
         k = round(ts / self.step)
         if (self.next_row is not None and k < self.next_row) or abs(ts - k * self.step) > self.tolerance:
             self.dropped += 1
@@ -112,14 +111,21 @@ class SystemAligner:
 
     def _stopped(self, nodes: list[int], newest: int, now: float) -> bool:
         """Whether every one of ``nodes`` counts as stopped (see the module's docstring)."""
-        return all(newest - self.newest[i] >= self.wait_rows and now - self.heard[i] >= self.stop_after
-                   for i in nodes) or len(self.pending) > self.max_pending
+        stopped = True
+        for i in nodes:
+            if newest - self.newest[i] < self.wait_rows:
+                stopped = False
+                continue
+            if self.behind_since[i] is None:
+                self.behind_since[i] = now
+            stopped = stopped and now - self.behind_since[i] >= self.stop_after
+        return stopped or len(self.pending) > self.max_pending
 
     def to_dict(self) -> dict:
         """JSON-able state, for the changelog."""
         return {"nodes": self.nodes, "metrics": self.metrics, "step": self.step, "tolerance": self.tolerance,
                 "wait_rows": self.wait_rows, "fill_rows": self.fill_rows, "stop_after": self.stop_after,
-                "max_pending": self.max_pending, "started": self.started, "heard": self.heard, "first": self.first,
+                "max_pending": self.max_pending, "behind_since": self.behind_since, "first": self.first,
                 "next_row": self.next_row, "dropped": self.dropped, "newest": self.newest,
                 "last_values": [_json_floats(v) for v in self.last_values], "last_row": self.last_row,
                 "pending": {str(k): {str(i): _json_floats(v) for i, v in got.items()}
@@ -127,7 +133,7 @@ class SystemAligner:
 
     @classmethod
     def from_dict(cls, data: dict) -> SystemAligner:
-        data = dict(data)
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # fields of older versions go
         data["pending"] = {int(k): {int(i): _floats(v) for i, v in got.items()} for k, got in data["pending"].items()}
         data["last_values"] = [None if v is None else _floats(v) for v in data["last_values"]]
         return cls(**data)

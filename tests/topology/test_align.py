@@ -32,7 +32,7 @@ def test_a_silent_entity_is_carried_forward_then_missing_and_blocks_nobody():
     for k in range(6):
         a.add("api", 1000.0 + 60 * k, {"cpu": float(k), "lat": 1.0}, now=10.0)
     assert len(a.release(now=10.0)) == 1  # db may only be behind by a batch: wait
-    rows = a.release(now=40.0)  # silent for 40 s of wall clock and 5 rows behind: stopped
+    rows = a.release(now=40.0)  # 5 rows behind and silent since 10 s, 30 s ago: stopped
     assert [r.ts for r in rows] == [1080.0, 1140.0, 1200.0, 1260.0, 1320.0]
     db = [r.values[1, 0] for r in rows]
     assert db[0] == 5.0 and np.isnan(db[1:]).all()  # carried one row, then missing
@@ -56,3 +56,18 @@ def test_off_grid_and_late_points_are_dropped_and_the_state_survives_a_round_tri
     b.add("db", 1262.0, {"cpu": 5.0})
     (row,) = b.release()
     assert row.ts == 1260.0 and row.values[:, 0].tolist() == [4.0, 5.0] and b.dropped == 2
+
+
+def test_an_outage_in_which_nobody_sends_stops_nobody():
+    a = aligner(wait_rows=2, stop_after=30.0)
+    for k in range(3):
+        a.add("api", 1000.0 + 60 * k, {"cpu": 1.0}, now=0.0)
+        a.add("db", 1000.0 + 60 * k, {"cpu": 2.0}, now=0.0)
+    assert len(a.release(now=0.0)) == 3
+    for k in range(3, 8):  # 10 minutes later api's partition comes back first, db's a batch after
+        a.add("api", 1000.0 + 60 * k, {"cpu": 1.0}, now=600.0)
+    assert a.release(now=600.0) == [] and a.release(now=610.0) == []  # db held rows back only 10 s
+    for k in range(3, 8):
+        a.add("db", 1000.0 + 60 * k, {"cpu": 2.0}, now=612.0)
+    rows = a.release(now=612.0)
+    assert len(rows) == 5 and not np.isnan(np.stack([r.values[:, 0] for r in rows])).any()
