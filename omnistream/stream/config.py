@@ -94,10 +94,10 @@ class SystemSettings(BaseModel):
     step_seconds: float = Field(60.0, gt=0, description="one system row per step, on the epoch's grid")
     tolerance_seconds: float | None = Field(None, gt=0, description="a point further than this from its row is "
                                                                     "dropped; default: half a step (none is)")
-    wait_rows: int = Field(3, ge=1, description="an entity this many rows behind (and silent, see stop_after) no "
-                                                "longer holds its system's rows back")
-    stop_after: float = Field(120.0, ge=0, description="seconds of silence after which a lagging entity counts as "
-                                                      "stopped")
+    wait_rows: int = Field(3, ge=1, description="an entity this many rows behind (for stop_after) no longer holds "
+                                                "its system's rows back")
+    stop_after: float = Field(120.0, ge=0, description="seconds an entity may hold its system's rows back (wait_rows "
+                                                      "behind, sending nothing) before it counts as stopped")
     fill_rows: int = Field(2, ge=0, description="rows a stopped entity's last values are carried forward")
     max_nodes: int = Field(1000, ge=1, description="larger topologies are refused (a dense graph is N x N)")
 

@@ -1,6 +1,7 @@
-"""The fault-injection suite's yardstick: a fleet of entities on real models, the outputs the
-processor gives in-process for its records, and a score-by-score comparison of what the
-worker published through the broker with them."""
+"""The fault-injection suite's yardstick: a fleet of entities on real models, one system of them
+all (its topology published, no system model: its incidents come from the entities' scores),
+the outputs the processors give in-process for its records, and a score-by-score comparison of
+what the worker published through the broker with them."""
 
 from __future__ import annotations
 
@@ -17,14 +18,26 @@ from streams import consume
 
 from omnistream.offline.datasets import metric_names
 from omnistream.stream.config import Settings
+from omnistream.stream.fleet import fleet_scores
 from omnistream.stream.points import Point, unpack_points
+from omnistream.stream.records import Topology
+from omnistream.stream.systems import SystemBatch, SystemProcessor
 from omnistream.stream.topics import POINTS
 from omnistream.stream.processor import Processor
 from omnistream.stream.scorer import ModelStore
+from omnistream.topology.graph import publish
+from omnistream.topology.registry import TopologyRegistry
 
 START_TS = 1_700_000_000.0
 ENTITIES = [f"svc-{i:02d}" for i in range(8)]  # over the 8 partitions, so that two workers share them
 RTOL = 1e-4  # batches of other sizes change float32 sums in the last digits, far below any decision
+SYSTEM = Topology(system="fleet", version="1", valid_from=0, ts=0, nodes=ENTITIES,
+                  edges=[(a, b, 1.0) for a, b in zip(ENTITIES, ENTITIES[1:])])
+
+
+def publish_system(bootstrap: str, prefix: str) -> None:
+    """The fleet's topology on the topology topic, before any worker starts."""
+    publish(SYSTEM, {"bootstrap.servers": bootstrap}, f"{prefix}topology")
 
 
 def fleet_models(trained_models, folder: Path) -> Path:
@@ -62,8 +75,18 @@ def reference(model_dir: Path, records: list[dict]) -> Expected:
     settings = Settings.model_validate({"decide": {"publish_scores": True}})
     points = [Point(r["entity"], r["ts"], r["metrics"], "", 0) for r in records]
     outcome = Processor(settings, store).process(points)
-    return Expected({e.event_id: e.model_dump(mode="json") for e in outcome.anomalies},
-                    {(s.entity, s.ts): s.model_dump(mode="json") for s in outcome.scores})
+    for event in outcome.anomalies:
+        event.system = SYSTEM.system
+    systems = ModelStore(model_dir, kind="system")
+    systems.refresh()
+    registry = TopologyRegistry()
+    registry.apply(SYSTEM)
+    scores = sorted(outcome.scores, key=lambda s: (s.ts, s.entity))
+    system = SystemProcessor(settings, systems, registry).process([SystemBatch(SYSTEM.system, 0, [],
+                                                                               fleet_scores(scores))])
+    assert system.anomalies, "the fleet's system should have incidents of its own"
+    return Expected({e.event_id: e.model_dump(mode="json") for e in outcome.anomalies + system.anomalies},
+                    {(s.entity, s.ts): s.model_dump(mode="json") for s in outcome.scores + system.scores})
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Faults injected on a real broker, each compared score by score with the in-process
 reference: a killed worker, a broker outage, a second worker joining and dying (its partitions
-move back), and poisoned records among good ones. 0 missing, 0 extra, 0 changed.
+move back), and poisoned records among good ones. 0 missing, 0 extra, 0 changed, for the
+entities' events and scores and for those of the system they form.
 
 The longer outages (60 s, 5 min) run with ``make test-faults``."""
 
@@ -18,8 +19,8 @@ import orjson
 import pytest
 from conftest import BROKER, broker_env
 from confluent_kafka import Producer
-from faults import (ENTITIES, START_TS, assert_exact, collect, fleet_models, fleet_records, read_all, reference,
-                    report, score_key)
+from faults import (ENTITIES, START_TS, assert_exact, collect, fleet_models, fleet_records, publish_system, read_all,
+                    reference, report, score_key)
 from streams import consume, start_worker
 
 from omnistream.cli.replay import replay
@@ -60,6 +61,7 @@ def fleet(trained_models, tmp_path):
 
 @pytest.fixture
 def workers(kafka_bootstrap, topic_prefix, fleet, tmp_path):
+    publish_system(kafka_bootstrap, topic_prefix)
     started = []
 
     def make(name: str = "a", metrics_port: int = 0, **env: str):
