@@ -85,7 +85,7 @@ def main() -> None:
                     args.batch * nodes, one.info.window, args.metrics).copy()
                 reference = timed(lambda m=one, w=per_entity: score_batch(m, w, [1] * len(w)))
                 per_metric = np.abs(np.random.default_rng(2).standard_normal(nodes * args.metrics))
-                ranking = timed(lambda z=per_metric, info=model.info: [related_entities(z, info, 3)
+                ranking = timed(lambda z=per_metric, info=model.info: [related_entities(z, info, 3, 10)
                                                                        for _ in range(100)]) / 100
                 rate = args.batch / seconds
                 print(f"{nodes:4d} services, {name:8s}: {rate:9.1f} system windows/s "

@@ -285,8 +285,10 @@ def markdown(report: dict) -> str:
              "the fault, and the share of faults that had one. Mean ± std over seeds.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
-    lines += ["", "Root cause with the onset given, by fault kind (AC@1 / AC@3 / Avg@5):", ""]
     kinds = [k for k in report["baro"] if k != "all"]
+    if not kinds:  # faults without kinds (taken from the labels)
+        return "\n".join(lines) + "\n"
+    lines += ["", "Root cause with the onset given, by fault kind (AC@1 / AC@3 / Avg@5):", ""]
     lines += ["| detector | " + " | ".join(f"{k} ({report['baro'][k]['faults']})" for k in kinds) + " |",
               "|---|" + "---|" * len(kinds)]
     for name, d in list(report["detectors"].items()) + [("BARO", None)]:

@@ -73,6 +73,8 @@ class DecideSettings(BaseModel):
     resolve_after: int = Field(3, ge=1, description="normal windows in a row that resolve an incident")
     ongoing_every: int = Field(12, ge=1, description="anomalous windows between 'ongoing' reminders")
     top_metrics: int = Field(3, ge=1)
+    related_entities: int = Field(10, ge=1, description="a system event lists this many of its entities, most "
+                                                        "anomalous first")
     publish_scores: bool = False
     adapt_threshold: bool = Field(True, description="SPOT: the threshold follows each entity's scores (else fixed)")
 

@@ -31,10 +31,11 @@ def top_contributions(per_metric: np.ndarray, names: list[str], k: int) -> list[
     return [MetricContribution(metric=names[j], contribution=round(float(energy[j] / total), 4)) for j in order]
 
 
-def related_entities(per_metric: np.ndarray, info: ModelInfo, top_metrics: int) -> list[RelatedEntity]:
+def related_entities(per_metric: np.ndarray, info: ModelInfo, top_metrics: int, limit: int) -> list[RelatedEntity]:
     """A system model's point, entity by entity: each node's score (its metrics reduced as the
     model reduces a point) calibrated against the node's own centre and threshold from the model
-    file, most anomalous first, with the node's own top metrics."""
+    file; the ``limit`` most anomalous, first to last, each with its own top metrics. All nodes
+    at once in NumPy: only the entities listed become objects."""
     nodes = info.nodes
     if not nodes:
         return []
@@ -45,13 +46,17 @@ def related_entities(per_metric: np.ndarray, info: ModelInfo, top_metrics: int) 
         raw = (raw - centre) / np.maximum(threshold - centre, 1e-12)
     width = len(info.metrics) // len(nodes)
     names = [m.split("/", 1)[-1] for m in info.metrics[:width]]
+    energy = np.nan_to_num(per_metric.astype(np.float64).reshape(len(nodes), width) ** 2)
+    share = energy / np.maximum(energy.sum(axis=1, keepdims=True), 1e-300)
+    top = np.argsort(-energy, axis=1, kind="stable")[:, :top_metrics]
     index = {name: i for i, name in enumerate(nodes)}
     out = []
-    for name, score in rank_entities(raw, nodes):
+    for name, score in rank_entities(raw, nodes)[:limit]:
         i = index[name]
+        contributions = [MetricContribution(metric=names[j], contribution=round(float(share[i, j]), 4))
+                         for j in top[i]] if energy[i].any() else []
         out.append(RelatedEntity(entity=name, calibrated_score=round(score, 4) if np.isfinite(score) else 0.0,
-                                 top_metrics=top_contributions(per_metric[i * width:(i + 1) * width], names,
-                                                               top_metrics)))
+                                 top_metrics=contributions))
     return out
 
 
@@ -93,7 +98,8 @@ class Decider:
         )
         if info.input_kind == "system":
             event.system = entity
-            event.related_entities = related_entities(scores.per_metric[i], info, self.settings.top_metrics)
+            event.related_entities = related_entities(scores.per_metric[i], info, self.settings.top_metrics,
+                                                      self.settings.related_entities)
         return event, record
 
     def advance(self, state: dict, anomalous: bool, ts: float) -> tuple[str | None, dict]:

@@ -6,9 +6,10 @@ top metrics) keyed by system, like the points a system model reads. They are ali
 system's clock (topology.align, one column: the calibrated score). A row is anomalous when any
 entity is above its own deployed threshold (calibrated score >= 1); the incident opens, goes on
 and resolves by the entity rules (stream.decide), and its events rank the entities that have a
-score in that row by it (topology.rootcause.rank_entities), each with its flagged window's top
-metrics. The state (aligner, top metrics of pending rows, incident) is one plain dict in the
-system's changelogged snapshot, so a restart continues it and a replay gives the same ids.
+score in that row by it (topology.rootcause.rank_entities; the ``decide.related_entities``
+first), each with its flagged window's top metrics. The state (aligner, top metrics of pending
+rows, incident) is one plain dict in the system's changelogged snapshot, so a restart continues
+it and a replay gives the same ids.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class FleetIncidents:
             if change is None:
                 continue
             ranked = rank_entities(calibrated[held], [n for n, h in zip(aligner.nodes, held) if h])
+            ranked = ranked[:self.decider.settings.related_entities]
             related = [RelatedEntity(entity=name, calibrated_score=round(score, 4),
                                      top_metrics=[MetricContribution(metric=m, contribution=c)
                                                   for m, c in named.get(name, [])]) for name, score in ranked]

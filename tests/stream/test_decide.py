@@ -66,9 +66,10 @@ def test_a_system_incident_ranks_its_entities_by_their_own_calibrated_scores():
                      threshold=1.0, input_kind="system", reduction="mean", nodes=["api", "db"],
                      node_calibration=[{"center": 0.0, "threshold": 10.0}, {"center": 1.0, "threshold": 2.0}])
     per_metric = np.array([6.0, 4.0, 1.0, 3.0])  # api raw 5 (calibrated 0.5), db raw 2 (calibrated 1.0)
-    ranked = related_entities(per_metric, info, 1)
+    ranked = related_entities(per_metric, info, 1, 10)
     assert [(r.entity, r.calibrated_score) for r in ranked] == [("db", 1.0), ("api", 0.5)]
-    assert [m.metric for m in ranked[0].top_metrics] == ["lat"]  # the node's own metric names
+    assert [(m.metric, m.contribution) for m in ranked[0].top_metrics] == [("lat", 0.9)]  # its own names, 9 / 10
+    assert [r.entity for r in related_entities(per_metric, info, 1, 1)] == ["db"]  # the most anomalous only
     decider, state = Decider(DecideSettings()), {}
     event, _ = decider.decide("shop", state, WindowScores(np.array([5.0]), per_metric[None]), np.array([1.0]),
                               (0.0, 1.0), info)
