@@ -32,6 +32,7 @@ class EntitySeries:
     test: np.ndarray
     labels: np.ndarray
     names: list[str] | None = None  # metric names where the source has them, else m00, m01, ...
+    step_seconds: float | None = None  # between points, where the source says
 
     @property
     def metrics(self) -> list[str]:
@@ -115,7 +116,7 @@ def load_asd(entities: list[str] | None = None) -> list[EntitySeries]:
             raise KeyError(f"unknown ASD entity {name!r}; known: {asd_entities()}")
         labels = _load_csv(root / "test_label" / f"{name}.csv")[:, 0].astype(np.int8)
         out.append(EntitySeries(name, _load_csv(root / "train" / f"{name}.csv"),
-                                _load_csv(root / "test" / f"{name}.csv"), labels))
+                                _load_csv(root / "test" / f"{name}.csv"), labels, step_seconds=300.0))
     return out
 
 
@@ -135,7 +136,7 @@ def load_smd(entities: list[str] | None = None) -> list[EntitySeries]:
             raise KeyError(f"unknown or incomplete SMD entity {name!r}; known: {available}")
         labels = _load_csv(root / "test_label" / f"{name}.txt")[:, 0].astype(np.int8)
         out.append(EntitySeries(name, _load_csv(root / "train" / f"{name}.txt"),
-                                _load_csv(root / "test" / f"{name}.txt"), labels))
+                                _load_csv(root / "test" / f"{name}.txt"), labels, step_seconds=60.0))
     return out
 
 
@@ -160,7 +161,7 @@ def load_nezha(entities: list[str] | None = None) -> list[EntitySeries]:
         labels = np.array([label for _, label in mine], dtype=np.int8)
         if len(labels) != len(test):
             raise ValueError(f"nezha {service}: {len(labels)} labels for {len(test)} test rows")
-        out.append(EntitySeries(service, train, test, labels))
+        out.append(EntitySeries(service, train, test, labels, step_seconds=60.0))
     return out
 
 

@@ -11,6 +11,10 @@ z-score, PCA):
   anomaly rate;
 - the F1 at a threshold chosen with the labels of the first half of the test split
   (OmniTransfer's protocol), labelled as such;
+- at the deployed threshold, what an operator reads (offline.incidents): incidents opened per
+  entity-day, the share that overlap a labelled segment, the share of segments found within a
+  few points and the median delay, and the share of entities flagging at most twice their true
+  anomaly rate;
 each pooled over entities (TP/FP/FN summed, each entity at its own threshold) and as a mean
 over entities; deep detectors as mean ± std over seeds. Writes report.json, report.md and
 plots to the output folder.
@@ -25,7 +29,7 @@ import json
 import platform
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,7 @@ from omnistream.offline import metrics
 from omnistream.offline.checks import screen
 from omnistream.offline.datasets import DataError, EntitySeries, LeftOut
 from omnistream.offline.fit import Calibration, fit_entity
+from omnistream.offline.incidents import WITHIN, IncidentCounts, incident_counts
 from omnistream.offline.parallel import run_all, threads_per_job
 
 BASELINES = ["random", "flag_all", "zscore", "pca"]  # always in the run
@@ -114,7 +119,7 @@ def run_one(detector: str, seed: int, series: EntitySeries, config: dict, calibr
                      "; ".join(notes) or None, fitted.pot.center)
 
 
-def entity_metrics(run: EntityRun, labels: np.ndarray) -> dict:
+def entity_metrics(run: EntityRun, labels: np.ndarray, step_seconds: float | None = None) -> dict:
     best = metrics.best_f1(run.scores, labels)
     best_pa = metrics.best_f1(run.scores, labels, point_adjust=True)
     out = {
@@ -128,6 +133,7 @@ def entity_metrics(run: EntityRun, labels: np.ndarray) -> dict:
     if run.flags is not None:
         out["deployed"] = metrics.counts(run.flags, labels).as_dict()
         out["deployed_pa"] = metrics.counts(run.flags, labels, point_adjust=True).as_dict()
+        out["incidents"] = asdict(incident_counts(run.flags, labels, step_seconds))
     return out
 
 
@@ -146,6 +152,11 @@ def summarise(per_entity: dict[str, dict]) -> dict:
         summary[kind] = {"pooled_f1": pooled.f1, "pooled_precision": pooled.precision,
                          "pooled_recall": pooled.recall, "mean_f1": float(np.mean([r["f1"] for r in rows])),
                          "flagged_share": pooled.flagged_share}
+        if kind == "deployed":  # entities flagging at most twice their true anomaly rate
+            summary[kind]["within_2x"] = float(np.mean([r["flagged"] <= 2 * (r["tp"] + r["fn"]) for r in rows]))
+    incidents = [e["incidents"] for e in per_entity.values() if "incidents" in e]
+    if incidents:
+        summary["incidents"] = sum((IncidentCounts(**i) for i in incidents), IncidentCounts()).as_dict()
     summary["test_label_threshold"] = {"mean_f1": float(np.mean([e["test_label_threshold"]["f1"]
                                                                  for e in per_entity.values()]))}
     return summary
@@ -234,11 +245,12 @@ def run(dataset: str, data: list[EntitySeries], detectors: list[str], configs: d
 def _report(dataset: str, data: list[EntitySeries], names: list[str], runs: list[EntityRun],
             configs: dict[str, dict], calibration: Calibration, seeds: int) -> dict:
     labels = {s.entity: s.labels for s in data}
+    steps = {s.entity: s.step_seconds for s in data}
     detectors: dict = {}
     for name in names:
         per_seed, entities = [], {}
         for seed in sorted({r.seed for r in runs if r.detector == name}):
-            per_entity = {r.entity: entity_metrics(r, labels[r.entity]) for r in runs
+            per_entity = {r.entity: entity_metrics(r, labels[r.entity], steps[r.entity]) for r in runs
                           if r.detector == name and r.seed == seed}
             per_seed.append(summarise(per_entity))
             entities[str(seed)] = per_entity
@@ -272,7 +284,11 @@ def _cell(summary: dict, kind: str, key: str) -> str:
 COLUMNS = [("best F1", "best", "pooled_f1"), ("best F1, mean", "best", "mean_f1"),
            ("best F1 PA", "best_pa", "pooled_f1"), ("deployed F1", "deployed", "pooled_f1"),
            ("deployed F1, mean", "deployed", "mean_f1"), ("flagged", "deployed", "flagged_share"),
-           ("deployed F1 PA", "deployed_pa", "pooled_f1"),
+           ("deployed F1 PA", "deployed_pa", "pooled_f1"), ("entities flagging ≤ 2x true", "deployed", "within_2x"),
+           ("incidents / entity-day", "incidents", "per_entity_day"),
+           ("incident precision", "incidents", "incident_precision"),
+           (f"segments found ≤ {WITHIN} points", "incidents", "segment_recall"),
+           ("median delay (points)", "incidents", "median_delay"),
            ("test-label-thr F1, mean", "test_label_threshold", "mean_f1")]
 
 

@@ -44,6 +44,7 @@ from omnistream.offline import metrics
 from omnistream.offline import evaluate
 from omnistream.offline.fit import Calibration
 from omnistream.offline.fit_system import fit_system
+from omnistream.offline.incidents import RESOLVE_AFTER, incident_spans
 from omnistream.offline.parallel import run_all, threads_per_job
 from omnistream.offline.systems import SystemSeries
 from omnistream.topology.rootcause import accuracy_at, average_at, baro_scores, rank_entities
@@ -52,7 +53,6 @@ SCORE_FREE = ("random", "flag_all")
 ENTITY_BASELINES = ["zscore", "zscore_centred", "pca"]  # per-entity detectors every system run is measured against
 AFTER_ROWS = 5  # rows from a fault's onset that the onset-given rankings read
 BEFORE_ROWS = 60  # rows before the onset BARO fits its median and IQR on
-RESOLVE_AFTER = 3  # normal rows that close an incident (the worker's decide step)
 DETECTION = ("best", "best_pa", "deployed")  # of evaluate's figures, those a system run reports
 
 
@@ -111,20 +111,9 @@ def _fleet_run(detector: str, seed: int, fold: int, system: SystemSeries, config
                      sum(r.train_seconds for r in runs))
 
 
-def incident_opens(flags: np.ndarray, resolve_after: int = RESOLVE_AFTER) -> np.ndarray:
-    """Rows where an incident opens: a flagged row while none is open; one closes after
-    ``resolve_after`` normal rows in a row."""
-    opens, is_open, normal = [], False, 0
-    for i, flagged in enumerate(flags.tolist()):
-        if flagged:
-            if not is_open:
-                opens.append(i)
-            is_open, normal = True, 0
-        elif is_open:
-            normal += 1
-            if normal >= resolve_after:
-                is_open = False
-    return np.array(opens, dtype=int)
+def incident_opens(flags: np.ndarray) -> np.ndarray:
+    """Rows where an incident opens (offline.incidents: the worker's decide rule)."""
+    return np.array([start for start, _ in incident_spans(flags)], dtype=int)
 
 
 @dataclass
@@ -208,7 +197,7 @@ def _detection(runs: list[SystemRun], folds: list[SystemSeries]) -> dict:
     counts, each fold's system taken as one entity."""
     per_fold = {str(r.fold): evaluate.entity_metrics(evaluate.EntityRun(r.detector, r.seed, str(r.fold), r.scores,
                                                                          r.flags, None, r.train_seconds),
-                                                     folds[r.fold].labels) for r in runs}
+                                                     folds[r.fold].labels, folds[r.fold].step_seconds) for r in runs}
     pooled = evaluate.summarise(per_fold)
     return {kind: {"f1": v["pooled_f1"], "precision": v["pooled_precision"], "recall": v["pooled_recall"],
                    "flagged_share": v["flagged_share"]} for kind, v in pooled.items() if kind in DETECTION}

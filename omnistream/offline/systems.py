@@ -61,7 +61,7 @@ class SystemSeries:
     def entities(self) -> list[EntitySeries]:
         """Each node as an entity of its own (what per-entity detectors see), with its own labels."""
         return [EntitySeries(node, self.train[:, i], self.test[:, i], self.node_labels[:, i].astype(np.int8),
-                             self.metrics) for i, node in enumerate(self.nodes)]
+                             self.metrics, self.step_seconds) for i, node in enumerate(self.nodes)]
 
     def flat(self) -> EntitySeries:
         """The system as one entity of N x M metrics (node-major: node i's metrics are columns
@@ -69,7 +69,8 @@ class SystemSeries:
         n, m = len(self.nodes), len(self.metrics)
         names = [f"{node}/{metric}" for node in self.nodes for metric in self.metrics]
         return EntitySeries(self.system, self.train.reshape(len(self.train), n * m),
-                            self.test.reshape(len(self.test), n * m), self.labels.astype(np.int8), names)
+                            self.test.reshape(len(self.test), n * m), self.labels.astype(np.int8), names,
+                            self.step_seconds)
 
 
 def load_nezha_system(fold: int = 0) -> SystemSeries:
@@ -141,7 +142,7 @@ def load_fleet_system(name: str) -> SystemSeries:
                         np.stack([e.train[len(e.train) - train_rows:] for e in entities], axis=1),
                         np.stack([e.test[:test_rows] for e in entities], axis=1), node_labels.max(axis=1),
                         node_labels, Topology(system=system, version="none", valid_from=0.0, ts=0.0, nodes=nodes),
-                        _faults_from_labels(node_labels, nodes))
+                        _faults_from_labels(node_labels, nodes), entities[0].step_seconds or 60.0)
 
 
 def load_system_dataset(name: str) -> list[SystemSeries]:

@@ -40,7 +40,7 @@ def test_system_evaluation_reports_detection_and_root_cause_against_baselines(tm
     configs = {"topomad": dict(window=8, hidden=8, epochs=3, batch_size=64)}
     report = run("shop", [small_system()], ["topomad"], configs, seeds=1, out_dir=tmp_path)
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["detectors"].keys() == {"topomad", "zscore", "pca", "random", "flag_all"}
+    assert saved["detectors"].keys() == {"topomad", "zscore", "zscore_centred", "pca", "random", "flag_all"}
     assert saved["detectors"]["topomad"]["system"] and not saved["detectors"]["zscore"]["system"]
     for name in ("topomad", "zscore"):
         summary = report["detectors"][name]["summary"]
