@@ -408,6 +408,12 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
              seeds: Annotated[int, typer.Option(help="seeds per deep detector (mean ± std)")] = 3,
              detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, drift_depth: DriftOpt = 0,
              jobs: JobsOpt = 1,
+             shift_hours: Annotated[float, typer.Option(min=0.0,
+                 help="level shifts, as the worker's shift.persist_seconds: a block of this many hours of an "
+                      "entity's data with 80 % flagged re-baselines it (0 = off)")] = 4.0,
+             refits: Annotated[bool, typer.Option(help="serve the refit a level shift asks for, as a deployment "
+                                                       "with the transfer service does (trained on the 1,440 "
+                                                       "points from the shifted block)")] = True,
              system: Annotated[bool, typer.Option("--system", help="evaluate the dataset as one system (nezha, a "
                                                                   "folder with topology.csv, or an entity dataset "
                                                                   "such as smd: its entities the nodes, no call "
@@ -421,7 +427,10 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
     from omnistream.offline.datasets import DataError, LeftOut
     from omnistream.offline.evaluate import run
     from omnistream.offline.fit import Calibration
+    from omnistream.stream.config import ShiftSettings
 
+    calibration = Calibration(risk=risk, depth=drift_depth, refits=refits,
+                              shift=ShiftSettings(persist_seconds=shift_hours * 3600))
     if system:
         from omnistream.offline import evaluate_system
         from omnistream.offline.systems import load_system_dataset
@@ -429,7 +438,7 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
         try:
             folds = load_system_dataset(dataset)
             evaluate_system.run(dataset, folds, _split(detector) or [], _detector_configs(detector_config), seeds,
-                                Calibration(risk=risk, depth=drift_depth), out, jobs, Console())
+                                calibration, out, jobs, Console())
         except DetectorError as exc:
             raise typer.BadParameter(str(exc)) from None
         except (OSError, ValueError) as exc:
@@ -440,7 +449,7 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
     data = _load_data(dataset, entities, left_out)
     try:
         report = run(dataset, data, _split(detector) or [], _detector_configs(detector_config), seeds,
-                     Calibration(risk=risk, depth=drift_depth), out, jobs, Console(), left_out)
+                     calibration, out, jobs, Console(), left_out)
     except DetectorError as exc:
         raise typer.BadParameter(str(exc)) from None
     except DataError as exc:

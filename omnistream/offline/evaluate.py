@@ -37,14 +37,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from omnistream.detectors.base import point_scores
-from omnistream.detectors.calibration import spot_decisions
-from omnistream.detectors.reduce import reduce_scores
+from omnistream.detectors.base import Detector
+from omnistream.detectors.calibration import Pot
 from omnistream.detectors.registry import create, detector_class
 from omnistream.offline import metrics
 from omnistream.offline.checks import screen
 from omnistream.offline.datasets import DataError, EntitySeries, LeftOut
 from omnistream.offline.fit import Calibration, fit_entity
+from omnistream.offline.deployed import deployed_decisions
 from omnistream.offline.incidents import WITHIN, IncidentCounts, incident_counts
 from omnistream.offline.parallel import run_all, threads_per_job
 
@@ -65,6 +65,9 @@ class EntityRun:
     train_seconds: float
     note: str | None = None  # what the fit reported (a fallback), or that its scores rank nothing
     center: float | None = None  # the typical score (calibrated score 0); None where there is no threshold
+    shifts: int = 0  # level shifts recognised at the deployed threshold (each re-baselines and asks a refit)
+    refits: int = 0  # refitted models that scored (offline.deployed)
+    refit_seconds: float = 0.0
 
     def calibrated(self) -> np.ndarray:
         """(score - typical) / (threshold in force - typical) per point: > 1 is anomalous."""
@@ -108,15 +111,24 @@ def run_one(detector: str, seed: int, series: EntitySeries, config: dict, calibr
         return EntityRun(detector, seed, series.entity, np.ones(n), np.ones(n, dtype=bool), np.ones(n), 0.0)
     fitted = fit_entity(detector, series.train, {**config, "seed": seed}, calibration)
     d = fitted.detector
-    scores = reduce_scores(point_scores(d, series.test, history=series.train), d.reduction)
-    flags, threshold = spot_decisions(fitted.pot, scores) if calibration.adapt else \
-        (scores >= fitted.pot.threshold, np.full(n, fitted.pot.threshold))
+    def refit(data: np.ndarray) -> tuple[Detector, Pot] | None:
+        try:
+            again = fit_entity(detector, data, {**config, "seed": seed}, calibration)
+        except DataError:  # the service would fail the request: the entity keeps its model
+            return None
+        return again.detector, again.pot
+
+    decided = deployed_decisions(d, fitted.pot, series.train, series.test, series.step_seconds or 60.0,
+                                 calibration.shift, calibration.adapt, refit=refit if calibration.refits else None,
+                                 triggers=calibration.triggers)
+    scores = decided.scores
     notes = [d.note] if d.note else []
     finite = scores[np.isfinite(scores)]
     if len(finite) and np.ptp(finite) == 0:
         notes.append("its test scores are all equal: they rank nothing (best F1 = flag every point)")
-    return EntityRun(detector, seed, series.entity, scores, flags, threshold, d.train_seconds,
-                     "; ".join(notes) or None, fitted.pot.center)
+    return EntityRun(detector, seed, series.entity, scores, decided.flags, decided.thresholds, d.train_seconds,
+                     "; ".join(notes) or None, fitted.pot.center, len(decided.shifts), len(decided.refits),
+                     decided.refit_seconds)
 
 
 def entity_metrics(run: EntityRun, labels: np.ndarray, step_seconds: float | None = None) -> dict:
@@ -134,6 +146,7 @@ def entity_metrics(run: EntityRun, labels: np.ndarray, step_seconds: float | Non
         out["deployed"] = metrics.counts(run.flags, labels).as_dict()
         out["deployed_pa"] = metrics.counts(run.flags, labels, point_adjust=True).as_dict()
         out["incidents"] = asdict(incident_counts(run.flags, labels, step_seconds))
+        out["deployed"].update(shifts=run.shifts, refits=run.refits, refit_seconds=round(run.refit_seconds, 2))
     return out
 
 
@@ -152,8 +165,10 @@ def summarise(per_entity: dict[str, dict]) -> dict:
         summary[kind] = {"pooled_f1": pooled.f1, "pooled_precision": pooled.precision,
                          "pooled_recall": pooled.recall, "mean_f1": float(np.mean([r["f1"] for r in rows])),
                          "flagged_share": pooled.flagged_share}
-        if kind == "deployed":  # entities flagging at most twice their true anomaly rate
+        if kind == "deployed":  # entities flagging at most twice their true anomaly rate; level shifts
             summary[kind]["within_2x"] = float(np.mean([r["flagged"] <= 2 * (r["tp"] + r["fn"]) for r in rows]))
+            for key in ("shifts", "refits", "refit_seconds"):
+                summary[kind][f"{key}_per_entity"] = float(np.mean([r.get(key, 0) for r in rows]))
     incidents = [e["incidents"] for e in per_entity.values() if "incidents" in e]
     if incidents:
         summary["incidents"] = sum((IncidentCounts(**i) for i in incidents), IncidentCounts()).as_dict()
@@ -260,7 +275,7 @@ def _report(dataset: str, data: list[EntitySeries], names: list[str], runs: list
     all_labels = np.concatenate([s.labels for s in data])
     return {
         "dataset": dataset, "entities": [s.entity for s in data], "anomaly_rate": float(all_labels.mean()),
-        "points": int(len(all_labels)), "seeds": seeds, "calibration": calibration.__dict__, "configs": configs,
+        "points": int(len(all_labels)), "seeds": seeds, "calibration": calibration.as_dict(), "configs": configs,
         "labels_used_for": "best F1 (with and without point-adjust) and test-label-threshold F1 only; "
                            "the deployed threshold is fitted on the train split's newest 20 % without labels",
         "detectors": detectors,
@@ -285,6 +300,9 @@ COLUMNS = [("best F1", "best", "pooled_f1"), ("best F1, mean", "best", "mean_f1"
            ("best F1 PA", "best_pa", "pooled_f1"), ("deployed F1", "deployed", "pooled_f1"),
            ("deployed F1, mean", "deployed", "mean_f1"), ("flagged", "deployed", "flagged_share"),
            ("deployed F1 PA", "deployed_pa", "pooled_f1"), ("entities flagging ≤ 2x true", "deployed", "within_2x"),
+           ("level shifts / entity", "deployed", "shifts_per_entity"),
+           ("refits / entity", "deployed", "refits_per_entity"),
+           ("refit s / entity", "deployed", "refit_seconds_per_entity"),
            ("incidents / entity-day", "incidents", "per_entity_day"),
            ("incident precision", "incidents", "incident_precision"),
            (f"segments found ≤ {WITHIN} points", "incidents", "segment_recall"),

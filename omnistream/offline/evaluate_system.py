@@ -36,13 +36,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from omnistream.detectors.base import point_scores
-from omnistream.detectors.calibration import spot_decisions
-from omnistream.detectors.reduce import node_scores, reduce_scores
+from omnistream.detectors.reduce import node_scores
 from omnistream.detectors.registry import detector_class
 from omnistream.offline import metrics
 from omnistream.offline import evaluate
 from omnistream.offline.fit import Calibration
+from omnistream.offline.deployed import deployed_decisions
 from omnistream.offline.fit_system import fit_system
 from omnistream.offline.incidents import RESOLVE_AFTER, incident_spans
 from omnistream.offline.parallel import run_all, threads_per_job
@@ -92,12 +91,12 @@ def _system_run(detector: str, seed: int, fold: int, system: SystemSeries, confi
     fit = fit_system(detector, system, {**config, "seed": seed}, calibration)
     d = fit.fitted.detector
     flat = system.flat()
-    per_metric = point_scores(d, flat.test, history=flat.train)
-    scores = reduce_scores(per_metric, d.reduction)
-    flags, _ = spot_decisions(fit.fitted.pot, scores)
-    nodes = node_scores(per_metric, len(system.nodes), d.reduction)
+    decided = deployed_decisions(d, fit.fitted.pot, flat.train, flat.test, system.step_seconds,
+                                 calibration.shift, calibration.adapt,
+                                 per_metric=True)
+    nodes = node_scores(decided.per_metric, len(system.nodes), d.reduction)
     calibrated = np.stack([pot.calibrated(nodes[:, i]) for i, pot in enumerate(fit.node_pots)], axis=1)
-    return SystemRun(detector, seed, fold, scores, flags, calibrated, d.train_seconds)
+    return SystemRun(detector, seed, fold, decided.scores, decided.flags, calibrated, d.train_seconds)
 
 
 def _fleet_run(detector: str, seed: int, fold: int, system: SystemSeries, config: dict,

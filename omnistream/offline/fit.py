@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from omnistream.detectors.registry import create
 from omnistream.offline.checks import history_split, screen
 from omnistream.offline.datasets import DataError, EntitySeries, LeftOut
 from omnistream.offline.parallel import run_all, threads_per_job
+from omnistream.stream.config import ShiftSettings, TriggerSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,12 @@ class Calibration:
     fraction: float = 0.2  # newest share of the history held out to calibrate on
     depth: int = 0  # DSPOT's moving-mean length (0 = SPOT)
     adapt: bool = True  # SPOT updates the threshold online, as the worker's decide.adapt_threshold
+    shift: ShiftSettings = field(default_factory=ShiftSettings)  # the worker's level shifts
+    triggers: TriggerSettings = field(default_factory=TriggerSettings)  # when the worker asks for a refit
+    refits: bool = True  # the refits it asks for are served (offline.deployed), as the transfer service does
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "shift": self.shift.model_dump(), "triggers": self.triggers.model_dump()}
 
 
 @dataclass

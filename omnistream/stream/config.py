@@ -79,6 +79,17 @@ class DecideSettings(BaseModel):
     adapt_threshold: bool = Field(True, description="SPOT: the threshold follows each entity's scores (else fixed)")
 
 
+class ShiftSettings(BaseModel):
+    """When an entity's level counts as moved for good (detectors.shift): one ``shift`` event,
+    its inputs offset to the model's level, its threshold from the model file, a refit asked."""
+
+    model_config = ConfigDict(extra="forbid")
+    persist_seconds: float = Field(14400.0, ge=0, description="length of the blocks of the entity's data a shift "
+                                                              "is judged over; 0 = off")
+    share: float = Field(0.8, gt=0, le=1, description="a block with at least this share of flagged points is a "
+                                                     "level shift")
+
+
 class TriggerSettings(BaseModel):
     """When the worker asks for a new model for an entity that has one (besides new entities)."""
 
@@ -112,6 +123,7 @@ class Settings(BaseModel):
     records: RecordSettings = RecordSettings()
     decide: DecideSettings = DecideSettings()
     triggers: TriggerSettings = TriggerSettings()
+    shift: ShiftSettings = ShiftSettings()
     transfer: TransferSettings = TransferSettings()
     systems: SystemSettings = SystemSettings()
     model_dir: Path = Path("models-store")

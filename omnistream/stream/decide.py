@@ -14,7 +14,8 @@ import numpy as np
 from omnistream.detectors.calibration import Pot
 from omnistream.detectors.export import ModelInfo
 from omnistream.detectors.reduce import node_scores
-from omnistream.stream.config import DecideSettings
+from omnistream.detectors.shift import ShiftWatch
+from omnistream.stream.config import DecideSettings, ShiftSettings
 from omnistream.stream.records import (AnomalyEvent, MetricContribution, ModelRef, RelatedEntity, ScoreRecord,
                                        stable_id)
 from omnistream.stream.scorer import WindowScores
@@ -63,8 +64,10 @@ def related_entities(per_metric: np.ndarray, info: ModelInfo, top_metrics: int, 
 class Decider:
     """Turns each scored chunk of an entity into zero or one anomaly event."""
 
-    def __init__(self, settings: DecideSettings):
+    def __init__(self, settings: DecideSettings, shift: ShiftSettings | None = None):
         self.settings = settings
+        shift = shift or ShiftSettings(persist_seconds=0)
+        self.shift = ShiftWatch(shift.persist_seconds, shift.share)
 
     def decide(self, entity: str, state: dict, scores: WindowScores, point_ts: np.ndarray,
                window_span: tuple[float, float], info: ModelInfo) -> tuple[AnomalyEvent | None, ScoreRecord]:
@@ -84,7 +87,13 @@ class Decider:
                              calibrated_score=calibrated)
         if anomalous:  # what a system incident over per-entity models names for this entity
             record.top_metrics = top_contributions(scores.per_metric[i], info.metrics, self.settings.top_metrics)
-        new_state, incident = self.advance(state, anomalous, ts)
+        if self.shift.observe(state.setdefault("shift", {}), ts, anomalous):
+            # The new normal: the incident ends, the threshold starts again from the model file's.
+            incident = state.get("incident") or {"opened": ts}
+            new_state, state["incident"] = "shift", None
+            state.pop("threshold", None)
+        else:
+            new_state, incident = self.advance(state, anomalous, ts)
         if new_state is None:
             return None, record
         event_ts = ts if new_state != "resolved" else float(point_ts[-1])

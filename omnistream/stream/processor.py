@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from omnistream.detectors.shift import level_offset
 from omnistream.stream.config import Settings
 from omnistream.stream.decide import Decider
 from omnistream.stream.points import Point
@@ -63,7 +64,7 @@ class Processor:
         self.settings = settings
         self.request_transfers = request_transfers
         self.models = models
-        self.decider = Decider(settings.decide)
+        self.decider = Decider(settings.decide, settings.shift)
         self.windows: dict[str, EntityWindow] = {}
         self.restore = restore
         self.newest_ts = 0.0  # the newest point seen, the clock of idle expiry (data time: replays agree)
@@ -171,6 +172,13 @@ class Processor:
         return jobs
 
     def _score(self, jobs: list[_Job], out: Outcome) -> None:
+        """Score and decide ``jobs``; an entity's jobs after a level shift in the same batch are
+        scored again with its new offset, so that batching never changes a score."""
+        while jobs:
+            results = self._run_models(jobs, out)
+            jobs = self._decide([job for job in jobs if id(job) in results], results, out)
+
+    def _run_models(self, jobs: list[_Job], out: Outcome) -> dict[int, WindowScores]:
         groups: dict[str, list[_Job]] = defaultdict(list)
         for job in jobs:
             groups[job.model.sha256].append(job)
@@ -181,7 +189,7 @@ class Processor:
             try:
                 for i in range(0, len(group), STACK_LIMIT):  # bounded memory, however large the batch
                     part = group[i:i + STACK_LIMIT]
-                    stacked = fill_missing(np.stack([j.values for j in part]), model.center)
+                    stacked = fill_missing(np.stack([j.values - _offset(j) for j in part]), model.center)
                     for job, scores in zip(part, score_batch(model, stacked, [1] * len(part))):
                         results[id(job)] = scores
             except Exception as exc:  # a model that cannot score must not stop the others
@@ -189,17 +197,48 @@ class Processor:
                 continue
             out.batch_sizes.append(len(group))
         out.score_seconds += time.perf_counter() - started
-        jobs = [job for job in jobs if id(job) in results]
-        out.scored += len(jobs)
-        for job in jobs:  # jobs are in time order per entity
+        return results
+
+    def _decide(self, jobs: list[_Job], results: dict[int, WindowScores], out: Outcome) -> list[_Job]:
+        """Decide jobs in time order per entity; those of an entity after its level shift are
+        returned, to be scored again."""
+        shifted: set[str] = set()
+        again = []
+        for job in jobs:
+            if job.entity in shifted:
+                again.append(job)
+                continue
+            out.scored += 1
             event, record = self.decider.decide(job.entity, job.window.state, results[id(job)], job.ts[-1:],
                                                 (float(job.ts[0]), float(job.ts[-1])), job.model.info)
             out.scores.append(record)
             if event is not None:
                 out.anomalies.append(event)
+            if event is not None and event.state == "shift":
+                shifted.add(job.entity)
+                request = self._rebaseline(job)
+                if request is not None and self.request_transfers:
+                    out.transfers.append(request)
+                continue
             request = self._trigger(job, record.calibrated_score >= 1.0) if self.request_transfers else None
             if request is not None:
                 out.transfers.append(request)
+        return again
+
+    def _rebaseline(self, job: _Job) -> TransferRequest | None:
+        """After a level shift: the entity's inputs offset to the model's level (when the model
+        says what its level is), and a refit asked for on the data of the shifted block, unless
+        one is already asked for this model version (by a shift or the drift trigger)."""
+        info, center, state = job.model.info, job.model.center, job.window.state
+        version = f"{info.name}:{info.version}"
+        if center is not None:
+            state["offset"] = {"model": version, "values": level_offset(job.values, center).tolist()}
+        if state.get("drift_requested") == version:
+            return None
+        state["drift_requested"] = version
+        ts = float(job.ts[-1])
+        return self._transfer_request(job.entity, "drift", state.get("source", ""),
+                                      ts - self.settings.shift.persist_seconds, ts)
 
     def _trigger(self, job: _Job, flagged: bool) -> TransferRequest | None:
         """A drift or schedule request for an entity that has a model (``settings.triggers``):
@@ -233,3 +272,13 @@ class Processor:
 
     def open_incidents(self) -> int:
         return sum(1 for w in self.windows.values() if w.state.get("incident"))
+
+
+def _offset(job: _Job) -> np.ndarray | float:
+    """What to subtract from the job's values: the entity's offset since its last level shift,
+    while it is scored by the model it was found with."""
+    held = job.window.state.get("offset")
+    info = job.model.info
+    if held and held["model"] == f"{info.name}:{info.version}":
+        return np.asarray(held["values"], dtype=np.float32)
+    return 0.0

@@ -87,7 +87,7 @@ class AnomalyEvent(BaseModel):
     event_id: str
     entity: str
     system: str | None = None
-    state: Literal["open", "ongoing", "resolved"]
+    state: Literal["open", "ongoing", "resolved", "shift"]  # shift: the level moved for good (ends an incident)
     ts: float
     window: tuple[float, float]
     score: float

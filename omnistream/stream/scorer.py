@@ -252,7 +252,7 @@ class ModelStore:
         if info.input_kind != self.kind:
             raise OtherKind(f"{info.name} reads {info.input_kind} windows; this store serves {self.kind} models")
         fast = optimise_for_inference(module) if self.kind == "entity" else module
-        return LoadedModel(fast, info, sha, path, self.device, _center(module))
+        return LoadedModel(fast, info, sha, path, self.device, module_center(module))
 
     def get(self, entity: str) -> LoadedModel | None:
         return self.models.get(entity)
@@ -265,7 +265,7 @@ def _read(path: Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _center(module: torch.jit.ScriptModule) -> np.ndarray | None:
+def module_center(module: torch.nn.Module) -> np.ndarray | None:
     """The per-metric centre the model standardises with (``center``, or ``standardise.center``
     of the detectors' scoring modules): the value of a metric missing from a whole window."""
     for owner in (module, getattr(module, "standardise", None)):

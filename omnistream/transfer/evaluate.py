@@ -30,10 +30,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from omnistream.detectors.base import point_scores
-from omnistream.detectors.calibration import spot_decisions
-from omnistream.detectors.reduce import reduce_scores
 from omnistream.offline.datasets import EntitySeries
+from omnistream.offline.deployed import deployed_decisions
 from omnistream.offline.evaluate import EntityRun, entity_metrics, summarise
 from omnistream.offline.fit import Calibration, Fitted, fit_entity
 from omnistream.transfer.adapt import transfer
@@ -76,11 +74,13 @@ def split_entities(data: list[EntitySeries], protocol: Protocol) -> tuple[list[E
 
 
 def test_run(name: str, fitted: Fitted, given: np.ndarray, series: EntitySeries, cpu: float) -> EntityRun:
-    """Score the test split after the data the model was given, decide with SPOT as the worker."""
-    d = fitted.detector
-    scores = reduce_scores(point_scores(d, series.test, history=given), d.reduction)
-    flags, threshold = spot_decisions(fitted.pot, scores)
-    return EntityRun(name, 0, series.entity, scores, flags, threshold, cpu)
+    """Score the test split after the data the model was given, decide as the worker (SPOT and
+    level shifts, offline.deployed)."""
+    calibration = Calibration()
+    decided = deployed_decisions(fitted.detector, fitted.pot, given, series.test, series.step_seconds or 60.0,
+                                 calibration.shift)
+    return EntityRun(name, 0, series.entity, decided.scores, decided.flags, decided.thresholds, cpu,
+                     shifts=len(decided.shifts))
 
 
 def _timed(fn, *args, **kwargs):
