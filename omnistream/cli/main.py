@@ -402,8 +402,8 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
 
 
 @app.command()
-def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registered detectors; the baselines "
-                                                        "random, flag_all, zscore and pca always run")] = "dcvae",
+def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registered detectors; the baselines random, "
+                                                        "flag_all, zscore, pca and seasonal always run")] = "dcvae",
              dataset: DatasetOpt = "asd", entities: EntitiesOpt = None,
              seeds: Annotated[int, typer.Option(help="seeds per deep detector (mean ± std)")] = 3,
              detector_config: DetectorConfigOpt = None, risk: RiskOpt = 1e-2, drift_depth: DriftOpt = 0,

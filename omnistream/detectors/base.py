@@ -68,6 +68,11 @@ class Detector(ABC):
     def window(self) -> int:
         return self.config.window
 
+    @classmethod
+    def stochastic(cls, config: dict) -> bool:
+        """Whether a fit with ``config`` depends on the seed (then evaluations run several)."""
+        return False
+
     @abstractmethod
     def fit(self, windows: np.ndarray, trainable: Trainable | None = None,
             progress: EpochCallback | None = None) -> Detector:

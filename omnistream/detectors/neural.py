@@ -83,6 +83,10 @@ class NeuralDetector(Detector):
     # rest of the network (the head) retrains.
     shared_layers: ClassVar[tuple[str, ...]] = ("encoder.",)
 
+    @classmethod
+    def stochastic(cls, config: dict) -> bool:
+        return True  # initial weights and shuffling
+
     def __init__(self, config: NeuralConfig | None = None, **overrides: object):
         super().__init__(config, **overrides)
         self.net: nn.Module | None = None

@@ -16,6 +16,7 @@ DETECTORS: dict[str, str] = {
     "zscore": "omnistream.detectors.zscore:ZScore",
     "mad": "omnistream.detectors.zscore:RobustZScore",
     "zscore_centred": "omnistream.detectors.zscore:CentredZScore",
+    "seasonal": "omnistream.detectors.seasonal:Seasonal",
     "pca": "omnistream.detectors.pca:PCA",
     "dcvae": "omnistream.detectors.dcvae:DCVAE",
     "usad": "omnistream.detectors.usad:USAD",
@@ -23,6 +24,7 @@ DETECTORS: dict[str, str] = {
     "omnianomaly": "omnistream.detectors.omnianomaly:OmniAnomaly",
     "topomad": "omnistream.detectors.topomad:TopoMAD",
     "stdrift": "omnistream.detectors.stdrift:STDrift",
+    "ensemble": "omnistream.detectors.ensemble:Ensemble",
 }
 
 

@@ -48,7 +48,7 @@ from omnistream.offline.deployed import deployed_decisions
 from omnistream.offline.incidents import WITHIN, IncidentCounts, incident_counts
 from omnistream.offline.parallel import run_all, threads_per_job
 
-BASELINES = ["random", "flag_all", "zscore", "pca"]  # always in the run
+BASELINES = ["random", "flag_all", "zscore", "pca", "seasonal"]  # always in the run
 SCORE_FREE = {"random", "flag_all"}  # baselines that are not registry detectors
 
 
@@ -188,15 +188,14 @@ def over_seeds(per_seed: list[dict]) -> dict:
     return out
 
 
-def seeds_of(detector: str, seeds: int) -> list[int]:
-    """Deep detectors run with every seed; deterministic ones (and flag-all) once."""
+def seeds_of(detector: str, seeds: int, config: dict | None = None) -> list[int]:
+    """Detectors whose fit depends on the seed (and random scores) run with every seed;
+    deterministic ones (and flag-all) once."""
     if detector == "flag_all":
         return [0]
     if detector == "random":
         return list(range(seeds))
-    from omnistream.detectors.neural import NeuralDetector
-
-    return list(range(seeds)) if issubclass(detector_class(detector), NeuralDetector) else [0]
+    return list(range(seeds)) if detector_class(detector).stochastic(config or {}) else [0]
 
 
 def run(dataset: str, data: list[EntitySeries], detectors: list[str], configs: dict[str, dict] | None = None,
@@ -217,7 +216,7 @@ def run(dataset: str, data: list[EntitySeries], detectors: list[str], configs: d
     if not data:
         raise DataError("no entity can be evaluated: " + "; ".join(f"{e.entity}: {e.reason}" for e in left_out))
     by_entity = {s.entity: s for s in data}
-    tasks = [(d, seed, s) for d in names for seed in seeds_of(d, seeds) for s in data]
+    tasks = [(d, seed, s) for d in names for seed in seeds_of(d, seeds, configs.get(d)) for s in data]
     out_dir.mkdir(parents=True, exist_ok=True)
     runs: list[EntityRun] = []
     failed: list[FailedRun] = []

@@ -171,7 +171,8 @@ def run(dataset: str, folds: list[SystemSeries], detectors: list[str], configs: 
     for name in names:
         if name not in SCORE_FREE:
             detector_class(name)  # an unknown name fails before any training
-    tasks = [(d, seed, k) for d in names for seed in evaluate.seeds_of(d, seeds) for k in range(len(folds))]
+    tasks = [(d, seed, k) for d in names for seed in evaluate.seeds_of(d, seeds, configs.get(d))
+             for k in range(len(folds))]
     calls = [(d, seed, k, folds[k], configs.get(d, {}), calibration, threads_per_job(jobs)) for d, seed, k in tasks]
     started = time.perf_counter()
     runs: list[SystemRun] = []

@@ -16,6 +16,8 @@ SMALL = {
     # a system of 3 nodes (a chain of calls), 2 metrics each
     "topomad": dict(metrics=6, nodes=3, adjacency=[[0, 1, 0], [0, 0, 1], [0, 0, 0]], window=8, hidden=8, epochs=3,
                     batch_size=64),
+    "ensemble": dict(members=["seasonal", "pca", "usad"],
+                     member_configs={"usad": dict(window=5, latent=8, epochs=5, batch_size=64)}),
     "stdrift": dict(metrics=6, nodes=3, adjacency=[[0, 1, 0], [0, 0, 1], [0, 0, 0]], window=8, dim=8, epochs=5,
                     batch_size=64),
 }
