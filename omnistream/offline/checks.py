@@ -12,6 +12,19 @@ from omnistream.offline.datasets import DataError, EntitySeries, LeftOut
 MIN_CALIBRATION_POINTS = 50  # fewest held-out scores POT may set a threshold from
 
 
+def cumulative_counters(train: np.ndarray, min_steps: int = 50) -> np.ndarray:
+    """Metrics (M,) bool of a training series (T, M) that look like cumulative counters: at
+    least ``min_steps`` observed steps, none of them down and most of them up. Their level only
+    grows, so every later point lies beyond anything training saw; they are scored as missing,
+    and the fit says so (send their rate instead)."""
+    steps = np.diff(train, axis=0)
+    observed = np.isfinite(steps)
+    count = observed.sum(axis=0)
+    down = (observed & (steps < 0)).sum(axis=0)
+    up = (observed & (steps > 0)).sum(axis=0)
+    return (count >= min_steps) & (down == 0) & (up >= count / 2)
+
+
 def history_split(points: int, window: int, fraction: float) -> int:
     """Where a history of ``points`` splits into training and its newest ``fraction`` held out
     to calibrate on; DataError when either part is too short (the rule training applies)."""

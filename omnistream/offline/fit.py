@@ -22,7 +22,7 @@ from omnistream.detectors.calibration import Pot, fit_pot
 from omnistream.detectors.export import ModelInfo, export
 from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
-from omnistream.offline.checks import history_split, screen
+from omnistream.offline.checks import cumulative_counters, history_split, screen
 from omnistream.offline.datasets import DataError, EntitySeries, LeftOut
 from omnistream.offline.parallel import run_all, threads_per_job
 from omnistream.stream.config import ShiftSettings, TriggerSettings
@@ -71,8 +71,15 @@ def fit_entity(detector_name: str, history: np.ndarray, config: dict | None = No
     """Train ``detector_name`` on the older part of ``history`` (T, M), calibrate on the newest."""
     calibration = calibration or Calibration()
     detector = create(detector_name, **(config or {}))
+    counters = cumulative_counters(history)
+    if counters.any():
+        history = np.where(counters, np.nan, history).astype(np.float32)
     train, held_out = split_history(history, detector.window, calibration)
     detector.fit_series(train, progress=progress)
+    if counters.any():
+        said = (f"metrics {', '.join(map(str, np.flatnonzero(counters)))} never decrease in training (cumulative "
+                "counters): not scored, send their rate")
+        detector.note = "; ".join(filter(None, [detector.note, said]))
     return calibrate(detector, train, held_out, calibration)
 
 
