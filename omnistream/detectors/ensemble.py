@@ -21,7 +21,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from omnistream.detectors.base import Detector, DetectorConfig, EpochCallback, Trainable
+from omnistream.detectors.base import Detector, DetectorConfig, EpochCallback, Trainable, point_scores
 from omnistream.detectors.reduce import reduce_scores
 
 REDUCTION_CODES = {"mean": 0, "mean_sq": 1, "max": 2}
@@ -130,8 +130,6 @@ class Ensemble(Detector):
         return self._calibrate(series, start)
 
     def _calibrate(self, series: np.ndarray, start: float) -> Ensemble:
-        from omnistream.detectors.base import point_scores
-
         scales = []
         for member in self.members:
             scores = reduce_scores(point_scores(member, series), member.reduction)[member.window - 1:]

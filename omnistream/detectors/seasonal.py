@@ -28,6 +28,7 @@ from torch import nn
 
 from omnistream import kernels
 from omnistream.detectors.base import Detector, DetectorConfig, EpochCallback, Trainable, sliding_windows
+from omnistream.detectors.zscore import observed_scale
 
 # Window x metrics values above which the longest periods are dropped: a ring buffer of
 # float32 snapshots must stay well under Kafka's 1 MB message limit in the changelog.
@@ -145,10 +146,7 @@ class Seasonal(Detector):
             scale = np.nanstd(residual, axis=0)
         self.metrics = metrics
         self.center = center.astype(np.float32)
-        # A metric never observed in training scores 0 (infinite scale): nothing says what is normal for it.
-        self.scale = np.where(np.isfinite(residual).any(axis=0), np.maximum(np.nan_to_num(scale),
-                                                                             self.config.min_scale),
-                              np.inf).astype(np.float32)
+        self.scale = observed_scale(last, scale, self.config.min_scale)
         self.train_seconds += time.perf_counter() - start
         return self
 

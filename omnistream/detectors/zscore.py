@@ -43,6 +43,13 @@ class AbsZ(nn.Module):
         return self.forward(x[:, -1:])
 
 
+def observed_scale(points: np.ndarray, scale: np.ndarray, floor: float) -> np.ndarray:
+    """Per-metric scales (M,) of training ``points`` (N, M), floored at ``floor``; infinite for a
+    metric never observed in training, so that it scores 0: nothing says what is normal for it."""
+    return np.where(np.isfinite(points).any(axis=0), np.maximum(np.nan_to_num(scale), floor),
+                    np.inf).astype(np.float32)
+
+
 class ZScore(Detector):
     """Per-metric z-score from the training mean and standard deviation."""
 
@@ -66,9 +73,7 @@ class ZScore(Detector):
         center, scale = self._location_scale(points)
         self.metrics = windows.shape[2]
         self.center = np.nan_to_num(center).astype(np.float32)
-        # A metric never observed in training scores 0 (infinite scale): nothing says what is normal for it.
-        self.scale = np.where(np.isfinite(points).any(axis=0), np.maximum(np.nan_to_num(scale), self.config.min_scale),
-                              np.inf).astype(np.float32)
+        self.scale = observed_scale(points, scale, self.config.min_scale)
         self.train_seconds += time.perf_counter() - start
         return self
 
