@@ -124,3 +124,17 @@ def spot_decisions(pot: Pot, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray
         thresholds[i] = pot.threshold
         flags[i] = pot.update(score)
     return flags, thresholds
+
+
+def held_out_alarm_rate(scores: np.ndarray, q: float, level: float = 0.98, depth: int = 0) -> float | None:
+    """What the risk ``q`` promises, checked without labels: POT fitted on the first half of
+    held-out scores of normal operation, then SPOT run over the second half as the worker runs
+    it; the share of that half flagged (q where the tail model holds). None where either half
+    is too short for a tail (fewer than ``2 / (1 - level)`` scores)."""
+    s = np.asarray(scores, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    half = len(s) // 2
+    if half < 2 / (1 - level):
+        return None
+    flags, _ = spot_decisions(fit_pot(s[:half], q, level, depth), s[half:])
+    return float(flags.mean())

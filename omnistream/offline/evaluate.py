@@ -38,7 +38,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from omnistream.detectors.base import Detector
-from omnistream.detectors.calibration import Pot
+from omnistream.detectors.calibration import Pot, held_out_alarm_rate
 from omnistream.detectors.registry import create, detector_class
 from omnistream.offline import metrics
 from omnistream.offline.checks import screen
@@ -68,6 +68,7 @@ class EntityRun:
     shifts: int = 0  # level shifts recognised at the deployed threshold (each re-baselines and asks a refit)
     refits: int = 0  # refitted models that scored (offline.deployed)
     refit_seconds: float = 0.0
+    held_out_alarms: float | None = None  # detectors.calibration.held_out_alarm_rate of its calibration scores
 
     def calibrated(self) -> np.ndarray:
         """(score - typical) / (threshold in force - typical) per point: > 1 is anomalous."""
@@ -128,7 +129,8 @@ def run_one(detector: str, seed: int, series: EntitySeries, config: dict, calibr
         notes.append("its test scores are all equal: they rank nothing (best F1 = flag every point)")
     return EntityRun(detector, seed, series.entity, scores, decided.flags, decided.thresholds, d.train_seconds,
                      "; ".join(notes) or None, fitted.pot.center, len(decided.shifts), len(decided.refits),
-                     decided.refit_seconds)
+                     decided.refit_seconds, held_out_alarm_rate(fitted.calibration_scores, calibration.risk,
+                                                                calibration.level, calibration.depth))
 
 
 def entity_metrics(run: EntityRun, labels: np.ndarray, step_seconds: float | None = None) -> dict:
@@ -146,7 +148,8 @@ def entity_metrics(run: EntityRun, labels: np.ndarray, step_seconds: float | Non
         out["deployed"] = metrics.counts(run.flags, labels).as_dict()
         out["deployed_pa"] = metrics.counts(run.flags, labels, point_adjust=True).as_dict()
         out["incidents"] = asdict(incident_counts(run.flags, labels, step_seconds))
-        out["deployed"].update(shifts=run.shifts, refits=run.refits, refit_seconds=round(run.refit_seconds, 2))
+        out["deployed"].update(shifts=run.shifts, refits=run.refits, refit_seconds=round(run.refit_seconds, 2),
+                               held_out_alarms=run.held_out_alarms)
     return out
 
 
@@ -169,6 +172,9 @@ def summarise(per_entity: dict[str, dict]) -> dict:
             summary[kind]["within_2x"] = float(np.mean([r["flagged"] <= 2 * (r["tp"] + r["fn"]) for r in rows]))
             for key in ("shifts", "refits", "refit_seconds"):
                 summary[kind][f"{key}_per_entity"] = float(np.mean([r.get(key, 0) for r in rows]))
+            alarms = [r["held_out_alarms"] for r in rows if r.get("held_out_alarms") is not None]
+            if alarms:  # what q promises, on normal data no fit saw (mean over entities)
+                summary[kind]["held_out_alarms"] = float(np.mean(alarms))
     incidents = [e["incidents"] for e in per_entity.values() if "incidents" in e]
     if incidents:
         summary["incidents"] = sum((IncidentCounts(**i) for i in incidents), IncidentCounts()).as_dict()
@@ -182,7 +188,7 @@ def over_seeds(per_seed: list[dict]) -> dict:
     out: dict = {}
     for kind in per_seed[0]:
         out[kind] = {}
-        for key in per_seed[0][kind]:
+        for key in [k for k in per_seed[0][kind] if all(k in s.get(kind, {}) for s in per_seed)]:
             values = np.array([s[kind][key] for s in per_seed], dtype=float)
             out[kind][key] = {"mean": float(values.mean()), "std": float(values.std())}
     return out
@@ -287,7 +293,7 @@ def _best_detector(report: dict) -> str:
 
 
 def _cell(summary: dict, kind: str, key: str) -> str:
-    if kind not in summary:
+    if key not in summary.get(kind, {}):
         return "—"
     value = summary[kind][key]
     if value["std"] > 0:
@@ -299,6 +305,7 @@ COLUMNS = [("best F1", "best", "pooled_f1"), ("best F1, mean", "best", "mean_f1"
            ("best F1 PA", "best_pa", "pooled_f1"), ("deployed F1", "deployed", "pooled_f1"),
            ("deployed F1, mean", "deployed", "mean_f1"), ("flagged", "deployed", "flagged_share"),
            ("deployed F1 PA", "deployed_pa", "pooled_f1"), ("entities flagging ≤ 2x true", "deployed", "within_2x"),
+           ("held-out false alarms (q)", "deployed", "held_out_alarms"),
            ("level shifts / entity", "deployed", "shifts_per_entity"),
            ("refits / entity", "deployed", "refits_per_entity"),
            ("refit s / entity", "deployed", "refit_seconds_per_entity"),

@@ -18,8 +18,8 @@ Root cause, per fault (its root-cause entity and kind from the dataset), two pro
   fault's first labelled row; BARO's rule on the raw metrics (topology.rootcause) and a random
   ranking in the same run;
 - end to end (as the worker does): the ranking at the row where the first incident opens
-  within the fault's rows (an incident opens on a flagged row after ``resolve_after`` normal
-  rows, as the worker's decide step), and the share of faults that got one.
+  within the fault's rows (``open_after`` flagged rows in a row open one, ``resolve_after``
+  normal rows close it, as the worker's decide step), and the share of faults that got one.
 AC@1, AC@3 and Avg@5 per fault kind and over all faults. Labels choose nothing: they only score.
 """
 
@@ -43,7 +43,7 @@ from omnistream.offline import evaluate
 from omnistream.offline.fit import Calibration
 from omnistream.offline.deployed import deployed_decisions
 from omnistream.offline.fit_system import fit_system
-from omnistream.offline.incidents import RESOLVE_AFTER, incident_spans
+from omnistream.offline.incidents import OPEN_AFTER, RESOLVE_AFTER, incident_spans
 from omnistream.offline.parallel import run_all, threads_per_job
 from omnistream.offline.systems import SystemSeries
 from omnistream.topology.rootcause import accuracy_at, average_at, baro_scores, rank_entities
@@ -111,8 +111,8 @@ def _fleet_run(detector: str, seed: int, fold: int, system: SystemSeries, config
 
 
 def incident_opens(flags: np.ndarray) -> np.ndarray:
-    """Rows where an incident opens (offline.incidents: the worker's decide rule)."""
-    return np.array([start for start, _ in incident_spans(flags)], dtype=int)
+    """Rows where an incident's open event is sent (offline.incidents: the worker's decide rule)."""
+    return np.array([s.alert for s in incident_spans(flags)], dtype=int)
 
 
 @dataclass
@@ -223,7 +223,8 @@ def _report(dataset: str, folds: list[SystemSeries], names: list[str], runs: lis
     labels = np.concatenate([s.labels for s in folds])
     return {"dataset": dataset, "folds": len(folds), "nodes": folds[0].nodes, "faults": len(causes),
             "anomaly_rate": float(labels.mean()), "points": int(len(labels)),
-            "protocol": {"after_rows": AFTER_ROWS, "before_rows": BEFORE_ROWS, "resolve_after": RESOLVE_AFTER},
+            "protocol": {"after_rows": AFTER_ROWS, "before_rows": BEFORE_ROWS, "open_after": OPEN_AFTER,
+                         "resolve_after": RESOLVE_AFTER},
             "labels_used_for": "scoring only: best F1 thresholds (an upper bound) and the root causes of the faults; "
                                "deployed thresholds are label-free POT/SPOT on the train split's newest 20 %",
             "detectors": detectors, "baro": root_cause_figures(baro, causes, kinds)}

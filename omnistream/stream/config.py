@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from omnistream.transfer.config import TransferSettings
 
 ENV_PREFIX = "OMNISTREAM_"
+OPEN_AFTER = 2  # decide.open_after, also the offline incident rule (offline.incidents)
 
 
 class KafkaSettings(BaseModel):
@@ -70,6 +71,8 @@ class RecordSettings(BaseModel):
 
 class DecideSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    open_after: int = Field(OPEN_AFTER, ge=1, description="anomalous windows in a row that open an incident (as "
+                                                          "an alert rule's `for:`; 1 = the first one)")
     resolve_after: int = Field(3, ge=1, description="normal windows in a row that resolve an incident")
     ongoing_every: int = Field(12, ge=1, description="anomalous windows between 'ongoing' reminders")
     top_metrics: int = Field(3, ge=1)

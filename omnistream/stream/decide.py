@@ -91,6 +91,7 @@ class Decider:
             # The new normal: the incident ends, the threshold starts again from the model file's.
             incident = state.get("incident") or {"opened": ts}
             new_state, state["incident"] = "shift", None
+            state.pop("pending", None)
             state.pop("threshold", None)
         else:
             new_state, incident = self.advance(state, anomalous, ts)
@@ -115,10 +116,16 @@ class Decider:
         """One point on the incident in ``state``: the state change it makes (open, ongoing,
         resolved, or None) and the incident it belongs to."""
         incident = state.get("incident")
-        if incident is None:
+        if incident is None:  # ``open_after`` anomalous points in a row open one, dated from the first
             if not anomalous:
+                state.pop("pending", None)
                 return None, {}
-            state["incident"] = {"opened": ts, "anomalous": 1, "normal_run": 0}
+            pending = state.setdefault("pending", {"since": ts, "anomalous": 0})
+            pending["anomalous"] += 1
+            if pending["anomalous"] < self.settings.open_after:
+                return None, {}
+            state["incident"] = {"opened": pending["since"], "anomalous": pending["anomalous"], "normal_run": 0}
+            del state["pending"]
             return "open", state["incident"]
         if anomalous:
             incident["anomalous"] += 1

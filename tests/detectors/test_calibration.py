@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from omnistream.detectors.calibration import Pot, fit_pot, spot_decisions
+from omnistream.detectors.calibration import Pot, fit_pot, held_out_alarm_rate, spot_decisions
 
 
 @pytest.mark.parametrize("q", [1e-3, 1e-4])
@@ -48,3 +48,12 @@ def test_calibrated_score_is_one_at_the_threshold_and_zero_at_the_median():
 def test_bad_risk_is_refused():
     with pytest.raises(ValueError, match="risk q"):
         fit_pot(np.arange(100.0), q=0.5)
+
+
+def test_held_out_alarm_rate_checks_the_promise_on_the_second_half():
+    rng = np.random.default_rng(3)
+    normal = rng.exponential(1.0, 20000)
+    assert 0.005 < held_out_alarm_rate(normal, 1e-2) < 0.02  # the tail model holds: about q
+    moved = np.concatenate([normal[:10000], 3.0 * normal[10000:]])  # the second half's level tripled
+    assert held_out_alarm_rate(moved, 1e-2) > 0.1
+    assert held_out_alarm_rate(normal[:150], 1e-2) is None  # 75 per half: too few for a 2 % tail

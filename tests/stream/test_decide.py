@@ -9,7 +9,7 @@ from omnistream.stream.scorer import WindowScores
 INFO = ModelInfo(name="dcvae", version="v1", metrics=["cpu", "mem"], window=4, threshold=1.0)
 
 
-def run(scores, settings=DecideSettings(resolve_after=2, ongoing_every=2)):
+def run(scores, settings=DecideSettings(open_after=1, resolve_after=2, ongoing_every=2)):
     decider, state, events = Decider(settings), {}, []
     for t, s in enumerate(scores):
         per_metric = np.array([[s, 0.1]])
@@ -25,6 +25,20 @@ def test_incident_lifecycle():
     assert [e.state for e in events] == ["open", "ongoing", "resolved", "open"]
     assert events[0].ts == 1.0 and events[2].ts == 5.0
     assert events[0].top_metrics[0].metric == "cpu"
+
+
+def test_an_incident_opens_after_open_after_anomalous_points_in_a_row_dated_from_the_first():
+    settings = DecideSettings(open_after=2, resolve_after=2, ongoing_every=100)
+    events = run([2.0, 0.1, 3.0, 0.2, 0.1, 2.0, 2.5, 0.1, 0.1], settings)  # lone flags at 0 and 2 alert nobody
+    assert [(e.state, e.ts) for e in events] == [("open", 6.0), ("resolved", 8.0)]
+    assert events[0].event_id == run([2.0, 0.1, 3.0, 0.2, 0.1, 2.0, 2.5, 0.1, 0.1], settings)[0].event_id
+    decider, state = Decider(settings), {}  # the pending run lives in the entity's state
+    decider.decide("e1", state, WindowScores(np.array([2.0]), np.array([[2.0, 0.1]])), np.array([5.0]),
+                   (2.0, 5.0), INFO)
+    assert state["pending"] == {"since": 5.0, "anomalous": 1}
+    event, _ = Decider(settings).decide("e1", dict(state), WindowScores(np.array([2.0]), np.array([[2.0, 0.1]])),
+                                        np.array([6.0]), (3.0, 6.0), INFO)
+    assert event.state == "open" and event.event_id == events[0].event_id
 
 
 def test_event_ids_are_deterministic_and_distinct():
@@ -70,7 +84,7 @@ def test_a_system_incident_ranks_its_entities_by_their_own_calibrated_scores():
     assert [(r.entity, r.calibrated_score) for r in ranked] == [("db", 1.0), ("api", 0.5)]
     assert [(m.metric, m.contribution) for m in ranked[0].top_metrics] == [("lat", 0.9)]  # its own names, 9 / 10
     assert [r.entity for r in related_entities(per_metric, info, 1, 1)] == ["db"]  # the most anomalous only
-    decider, state = Decider(DecideSettings()), {}
+    decider, state = Decider(DecideSettings(open_after=1)), {}
     event, _ = decider.decide("shop", state, WindowScores(np.array([5.0]), per_metric[None]), np.array([1.0]),
                               (0.0, 1.0), info)
     assert event.state == "open" and event.system == "shop" and event.related_entities[0].entity == "db"
