@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from omnistream.cli.checkout import checkout_file
+from omnistream.stream.config import OPEN_AFTER
 
 app = typer.Typer(help="Streaming anomaly detection for many cloud entities on Kafka.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_show_locals=False)
@@ -414,6 +415,8 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
              refits: Annotated[bool, typer.Option(help="serve the refit a level shift asks for, as a deployment "
                                                        "with the transfer service does (trained on the 1,440 "
                                                        "points from the shifted block)")] = True,
+             open_after: Annotated[int, typer.Option(min=1, help="incidents: flagged points in a row that open one, "
+                                                                 "as the worker's decide.open_after")] = OPEN_AFTER,
              system: Annotated[bool, typer.Option("--system", help="evaluate the dataset as one system (nezha, a "
                                                                   "folder with topology.csv, or an entity dataset "
                                                                   "such as smd: its entities the nodes, no call "
@@ -429,7 +432,7 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
     from omnistream.offline.fit import Calibration
     from omnistream.stream.config import ShiftSettings
 
-    calibration = Calibration(risk=risk, depth=drift_depth, refits=refits,
+    calibration = Calibration(risk=risk, depth=drift_depth, refits=refits, open_after=open_after,
                               shift=ShiftSettings(persist_seconds=shift_hours * 3600))
     if system:
         from omnistream.offline import evaluate_system

@@ -6,12 +6,15 @@ AE2 = D2(E(W)) minimises 1/n |W - AE2|^2 - (1 - 1/n) |W - D2(E(AE1))|^2: AE2 lea
 real windows from AE1's reconstructions while AE1 learns to fool it; each has its own
 optimiser, as in the paper. Score (eq. 8): alpha |W - AE1(W)|^2 + beta |W - AE2(AE1(W))|^2
 per point and metric, returned as its square root (a residual in units of the metric's
-standard deviation) and reduced by the mean over metrics. The paper sums the squares; sums of
-squares are heavy-tailed, which makes an extreme-value threshold overshoot (README, Evaluation). Inputs are
+standard deviation) and reduced by the mean over metrics; ``residual: square`` keeps the
+paper's squares. Squares are heavy-tailed, so an extreme-value threshold fitted on them keeps
+its promise less well on held-out normal data (README, Evaluation). Inputs are
 standardised per metric (the paper min-max scales), so the decoders end without a sigmoid.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -27,6 +30,8 @@ class USADConfig(NeuralConfig):
     latent: int = Field(40, ge=1, description="size of the latent code (the paper's m)")
     alpha: float = Field(0.5, ge=0, description="weight of AE1's error in the score (eq. 8)")
     beta: float = Field(0.5, ge=0, description="weight of AE2(AE1)'s error in the score (eq. 8)")
+    residual: Literal["root", "square"] = Field("root", description="score per point and metric: the root of "
+                                                                   "eq. 8 (units of the metric's std) or eq. 8")
     epochs: int = 50
     patience: int = 8
 
@@ -62,16 +67,17 @@ class USADNet(nn.Module):
 
 
 class ScoringModule(nn.Module):
-    def __init__(self, net: USADNet, standardise: Standardise, alpha: float, beta: float):
+    def __init__(self, net: USADNet, standardise: Standardise, alpha: float, beta: float, root: bool):
         super().__init__()
         self.net = net
         self.standardise = standardise
-        self.alpha, self.beta = alpha, beta
+        self.alpha, self.beta, self.root = alpha, beta, root
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xn = self.standardise(x)
         ae1, _, ae2ae1 = self.net(xn)
-        return torch.sqrt(self.alpha * (xn - ae1) ** 2 + self.beta * (xn - ae2ae1) ** 2)
+        squares = self.alpha * (xn - ae1) ** 2 + self.beta * (xn - ae2ae1) ** 2
+        return torch.sqrt(squares) if self.root else squares
 
 
 class USAD(NeuralDetector):
@@ -120,4 +126,4 @@ class USAD(NeuralDetector):
 
     def scoring_module(self) -> ScoringModule:
         net, standardise = self.frozen_copy()
-        return ScoringModule(net, standardise, self.config.alpha, self.config.beta)
+        return ScoringModule(net, standardise, self.config.alpha, self.config.beta, self.config.residual == "root")

@@ -45,7 +45,7 @@ from omnistream.offline.checks import screen
 from omnistream.offline.datasets import DataError, EntitySeries, LeftOut
 from omnistream.offline.fit import Calibration, fit_entity
 from omnistream.offline.deployed import deployed_decisions
-from omnistream.offline.incidents import WITHIN, IncidentCounts, incident_counts
+from omnistream.offline.incidents import OPEN_AFTER, WITHIN, IncidentCounts, incident_counts
 from omnistream.offline.parallel import run_all, threads_per_job
 
 BASELINES = ["random", "flag_all", "zscore", "pca", "seasonal"]  # always in the run
@@ -133,7 +133,8 @@ def run_one(detector: str, seed: int, series: EntitySeries, config: dict, calibr
                                                                 calibration.level, calibration.depth))
 
 
-def entity_metrics(run: EntityRun, labels: np.ndarray, step_seconds: float | None = None) -> dict:
+def entity_metrics(run: EntityRun, labels: np.ndarray, step_seconds: float | None = None,
+                   open_after: int = OPEN_AFTER) -> dict:
     best = metrics.best_f1(run.scores, labels)
     best_pa = metrics.best_f1(run.scores, labels, point_adjust=True)
     out = {
@@ -147,7 +148,7 @@ def entity_metrics(run: EntityRun, labels: np.ndarray, step_seconds: float | Non
     if run.flags is not None:
         out["deployed"] = metrics.counts(run.flags, labels).as_dict()
         out["deployed_pa"] = metrics.counts(run.flags, labels, point_adjust=True).as_dict()
-        out["incidents"] = asdict(incident_counts(run.flags, labels, step_seconds))
+        out["incidents"] = asdict(incident_counts(run.flags, labels, step_seconds, open_after=open_after))
         out["deployed"].update(shifts=run.shifts, refits=run.refits, refit_seconds=round(run.refit_seconds, 2),
                                held_out_alarms=run.held_out_alarms)
     return out
@@ -270,7 +271,8 @@ def _report(dataset: str, data: list[EntitySeries], names: list[str], runs: list
     for name in names:
         per_seed, entities = [], {}
         for seed in sorted({r.seed for r in runs if r.detector == name}):
-            per_entity = {r.entity: entity_metrics(r, labels[r.entity], steps[r.entity]) for r in runs
+            per_entity = {r.entity: entity_metrics(r, labels[r.entity], steps[r.entity], calibration.open_after)
+                          for r in runs
                           if r.detector == name and r.seed == seed}
             per_seed.append(summarise(per_entity))
             entities[str(seed)] = per_entity

@@ -110,9 +110,9 @@ def _fleet_run(detector: str, seed: int, fold: int, system: SystemSeries, config
                      sum(r.train_seconds for r in runs))
 
 
-def incident_opens(flags: np.ndarray) -> np.ndarray:
+def incident_opens(flags: np.ndarray, open_after: int = OPEN_AFTER) -> np.ndarray:
     """Rows where an incident's open event is sent (offline.incidents: the worker's decide rule)."""
-    return np.array([s.alert for s in incident_spans(flags)], dtype=int)
+    return np.array([s.alert for s in incident_spans(flags, open_after)], dtype=int)
 
 
 @dataclass
@@ -123,9 +123,9 @@ class Rankings:
     end_to_end: list[list[str] | None] = field(default_factory=list)
 
 
-def rankings(run: SystemRun, system: SystemSeries, after: int = AFTER_ROWS) -> Rankings:
+def rankings(run: SystemRun, system: SystemSeries, after: int = AFTER_ROWS, open_after: int = OPEN_AFTER) -> Rankings:
     out = Rankings()
-    opens = incident_opens(run.flags) if run.flags is not None else np.array([], dtype=int)
+    opens = incident_opens(run.flags, open_after) if run.flags is not None else np.array([], dtype=int)
     for fault in system.faults:
         rows = run.node_scores[fault.start:fault.start + after]
         out.onset.append([name for name, _ in rank_entities(np.nanmax(rows, axis=0), system.nodes)])
@@ -181,7 +181,7 @@ def run(dataset: str, folds: list[SystemSeries], detectors: list[str], configs: 
         best = metrics.best_f1(r.scores, folds[r.fold].labels).f1
         console.print(f"{r.detector} seed {r.seed} fold {r.fold}: best F1 {best:.3f}"
                       + (f", trained in {r.train_seconds:.1f} s" if r.train_seconds else ""))
-    report = _report(dataset, folds, names, runs)
+    report = _report(dataset, folds, names, runs, calibration.open_after)
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["host"] = platform.node()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +203,8 @@ def _detection(runs: list[SystemRun], folds: list[SystemSeries]) -> dict:
                    "flagged_share": v["flagged_share"]} for kind, v in pooled.items() if kind in DETECTION}
 
 
-def _report(dataset: str, folds: list[SystemSeries], names: list[str], runs: list[SystemRun]) -> dict:
+def _report(dataset: str, folds: list[SystemSeries], names: list[str], runs: list[SystemRun],
+            open_after: int = OPEN_AFTER) -> dict:
     causes = [f.entity for s in folds for f in s.faults]
     kinds = [f.kind for s in folds for f in s.faults]
     detectors = {}
@@ -211,7 +212,7 @@ def _report(dataset: str, folds: list[SystemSeries], names: list[str], runs: lis
         per_seed = []
         for seed in sorted({r.seed for r in runs if r.detector == name}):
             mine = sorted((r for r in runs if r.detector == name and r.seed == seed), key=lambda r: r.fold)
-            ranked = [rankings(r, folds[r.fold]) for r in mine]
+            ranked = [rankings(r, folds[r.fold], open_after=open_after) for r in mine]
             per_seed.append({"detection": _detection(mine, folds),
                              "onset": root_cause_figures([x for rk in ranked for x in rk.onset], causes, kinds),
                              "end_to_end": root_cause_figures([x for rk in ranked for x in rk.end_to_end], causes,
@@ -223,7 +224,7 @@ def _report(dataset: str, folds: list[SystemSeries], names: list[str], runs: lis
     labels = np.concatenate([s.labels for s in folds])
     return {"dataset": dataset, "folds": len(folds), "nodes": folds[0].nodes, "faults": len(causes),
             "anomaly_rate": float(labels.mean()), "points": int(len(labels)),
-            "protocol": {"after_rows": AFTER_ROWS, "before_rows": BEFORE_ROWS, "open_after": OPEN_AFTER,
+            "protocol": {"after_rows": AFTER_ROWS, "before_rows": BEFORE_ROWS, "open_after": open_after,
                          "resolve_after": RESOLVE_AFTER},
             "labels_used_for": "scoring only: best F1 thresholds (an upper bound) and the root causes of the faults; "
                                "deployed thresholds are label-free POT/SPOT on the train split's newest 20 %",

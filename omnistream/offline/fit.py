@@ -25,7 +25,7 @@ from omnistream.detectors.registry import create
 from omnistream.offline.checks import cumulative_counters, history_split, screen
 from omnistream.offline.datasets import DataError, EntitySeries, LeftOut
 from omnistream.offline.parallel import run_all, threads_per_job
-from omnistream.stream.config import ShiftSettings, TriggerSettings
+from omnistream.stream.config import OPEN_AFTER, ShiftSettings, TriggerSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Calibration:
     shift: ShiftSettings = field(default_factory=ShiftSettings)  # the worker's level shifts
     triggers: TriggerSettings = field(default_factory=TriggerSettings)  # when the worker asks for a refit
     refits: bool = True  # the refits it asks for are served (offline.deployed), as the transfer service does
+    open_after: int = OPEN_AFTER  # flagged points in a row that open an incident (the worker's decide.open_after)
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "shift": self.shift.model_dump(), "triggers": self.triggers.model_dump()}

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from omnistream.transfer.config import TransferSettings
 
 ENV_PREFIX = "OMNISTREAM_"
-OPEN_AFTER = 2  # decide.open_after, also the offline incident rule (offline.incidents)
+OPEN_AFTER = 1  # decide.open_after, also the offline incident rule (offline.incidents)
 
 
 class KafkaSettings(BaseModel):

@@ -30,3 +30,18 @@ def test_every_detector_is_covered():
 @pytest.mark.parametrize("name", names())
 def test_detector_conforms(name):
     check_detector(name, **SMALL.get(name, {}))
+
+
+def test_usad_with_the_papers_squared_residual_conforms_and_squares_the_root():
+    import numpy as np
+
+    from omnistream.detectors.base import point_scores
+    from omnistream.detectors.registry import create
+
+    check_detector("usad", residual="square", **SMALL["usad"])
+    series = np.random.default_rng(0).normal(size=(400, 3)).astype(np.float32)
+    root, square = (create("usad", residual=r, seed=1, **SMALL["usad"]) for r in ("root", "square"))
+    for d in (root, square):
+        d.fit_series(series[:300])
+    assert np.allclose(point_scores(root, series[300:], history=series[:300]) ** 2,
+                       point_scores(square, series[300:], history=series[:300]), rtol=1e-4, atol=1e-6)

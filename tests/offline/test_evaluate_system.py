@@ -31,9 +31,10 @@ def small_system(seed=0) -> SystemSeries:
                         topology, faults)
 
 
-def test_incidents_alert_on_the_second_flagged_row_in_a_row():
+def test_incidents_open_after_three_normal_rows():
     flags = np.array([0, 1, 1, 0, 1, 0, 0, 0, 1, 0], bool)
-    assert incident_opens(flags).tolist() == [2]  # the lone flagged row 8 opens nothing
+    assert incident_opens(flags).tolist() == [1, 8]
+    assert incident_opens(flags, open_after=2).tolist() == [2]  # the lone flagged row 8 opens nothing
 
 
 def test_system_evaluation_reports_detection_and_root_cause_against_baselines(tmp_path):

@@ -10,15 +10,15 @@ def test_incidents_open_on_a_flag_and_close_after_three_normal_points():
     assert incident_spans(flags, open_after=1) == [(1, 1, 8), (8, 8, 10)]  # the last one still open at the end
 
 
-def test_by_default_two_flags_in_a_row_send_the_alert_dated_from_the_first():
+def test_with_open_after_two_flags_in_a_row_send_the_alert_dated_from_the_first():
     flags = np.array([0, 1, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 1, 1], bool)
-    got = incident_spans(flags)
+    got = incident_spans(flags, open_after=2)
     assert got == [(1, 2, 8), (12, 13, 15)]  # the lone flags at 8 and 10 open nothing
     assert incident_spans(flags, open_after=3) == [(12, 14, 15)]
     labels = np.zeros(15, np.int8)
     labels[8:10] = 1  # only a lone flag falls in it: missed
     labels[11:15] = 1  # found: its alert at 13 is 2 points after its start
-    counts = incident_counts(flags, labels)
+    counts = incident_counts(flags, labels, open_after=2)
     assert (counts.incidents, counts.true_incidents, counts.found, counts.delays) == (2, 1, 1, [2])
 
 
