@@ -7,8 +7,7 @@ real windows from AE1's reconstructions while AE1 learns to fool it; each has it
 optimiser, as in the paper. Score (eq. 8): alpha |W - AE1(W)|^2 + beta |W - AE2(AE1(W))|^2
 per point and metric, returned as its square root (a residual in units of the metric's
 standard deviation) and reduced by the mean over metrics; ``residual: square`` keeps the
-paper's squares. Squares are heavy-tailed, so an extreme-value threshold fitted on them keeps
-its promise less well on held-out normal data (README, Evaluation). Inputs are
+paper's squares (README, Evaluation: how the two compare, with and without labels). Inputs are
 standardised per metric (the paper min-max scales), so the decoders end without a sigmoid.
 """
 

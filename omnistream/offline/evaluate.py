@@ -8,7 +8,8 @@ z-score, PCA):
 - best F1 without point-adjust, then with point-adjust (thresholds chosen with test labels:
   an upper bound, not a deployable figure);
 - F1 and the share of points flagged at the deployed label-free threshold, next to the true
-  anomaly rate;
+  anomaly rate, and what the risk q promises checked without labels: the share flagged on the
+  calibration split's second half by POT fitted on its first half (held-out false alarms);
 - the F1 at a threshold chosen with the labels of the first half of the test split
   (OmniTransfer's protocol), labelled as such;
 - at the deployed threshold, what an operator reads (offline.incidents): incidents opened per

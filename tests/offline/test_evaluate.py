@@ -24,6 +24,9 @@ def test_evaluate_reports_every_figure_with_baselines(tmp_path):
         assert 0.0 <= summary[kind]["pooled_f1"]["mean"] <= 1.0
     assert summary["best_pa"]["pooled_f1"]["mean"] >= summary["best"]["pooled_f1"]["mean"]
     assert 0.0 < summary["deployed"]["flagged_share"]["mean"] < 1.0
+    # what q = 1e-2 promises, on the calibration split's second half: about 1 %, far from a flood
+    assert 0.0 <= saved["detectors"]["zscore"]["summary"]["deployed"]["held_out_alarms"]["mean"] < 0.05
+    assert "held-out false alarms (q)" in (tmp_path / "report.md").read_text()
     # pooled counts are the sums of the entities' counts
     seed0 = usad["entities"]["0"]
     tp = sum(e["deployed"]["tp"] for e in seed0.values())
