@@ -18,7 +18,7 @@ import numpy as np
 from rich.console import Console
 
 from omnistream.detectors.base import Detector, EpochCallback, point_scores, sliding_windows
-from omnistream.detectors.calibration import Pot, fit_pot
+from omnistream.detectors.calibration import Pot, fit_pot, held_out_alarm_rate
 from omnistream.detectors.export import ModelInfo, export
 from omnistream.detectors.reduce import reduce_scores
 from omnistream.detectors.registry import create
@@ -92,7 +92,9 @@ def model_info(fitted: Fitted, metric_names: list[str], entity: str | None = Non
         threshold=fitted.pot.threshold, entity=entity, cluster=cluster, strategy=strategy, reduction=d.reduction,
         input_kind=d.input_kind, calibration=fitted.pot.to_dict(), config=d.config.model_dump(),
         training={"seconds": round(d.train_seconds, 2), "epochs": len(d.history["val_loss"]),
-                  "threshold_rule": f"POT, risk {fitted.pot.q:g}, on the newest held-out history", **training},
+                  "threshold_rule": f"POT, risk {fitted.pot.q:g}, on the newest held-out history",
+                  "held_out_alarms": held_out_alarm_rate(fitted.calibration_scores, fitted.pot.q, fitted.pot.level,
+                                                         fitted.pot.depth), **training},
     )
 
 
@@ -112,7 +114,8 @@ def _fit_and_export(detector_name: str, series: EntitySeries, config: dict, cali
     path = out_dir / f"{series.entity}.pt"
     sha = export_fitted(fitted, path, info, series.test if len(series.test) else series.train)
     return {"entity": series.entity, "path": str(path), "sha256": sha, "threshold": info.threshold,
-            "seconds": info.training["seconds"], "epochs": info.training["epochs"]}
+            "seconds": info.training["seconds"], "epochs": info.training["epochs"],
+            "held_out_alarms": info.training["held_out_alarms"], "risk": calibration.risk}
 
 
 def fit_dataset(detector_name: str, data: list[EntitySeries], out_dir: Path, config: dict | None = None,
@@ -138,7 +141,10 @@ def fit_dataset(detector_name: str, data: list[EntitySeries], out_dir: Path, con
             console.print(f"[yellow]{result.entity}: left out[/]: {result.reason}")
             continue
         results.append(result)
-        console.print(f"{result['entity']}: threshold {result['threshold']:.4g}, {result['epochs']} epochs in "
+        alarms = result["held_out_alarms"]
+        check = (f", held-out false alarms {alarms:.1%} (q {result['risk']:.1%})" if alarms is not None else
+                 ", held-out history too short to check the threshold")
+        console.print(f"{result['entity']}: threshold {result['threshold']:.4g}{check}, {result['epochs']} epochs in "
                       f"{result['seconds']:.1f} s -> {result['path']}")
     return results, left_out
 

@@ -145,6 +145,7 @@ def test_evaluate_and_fit_leave_a_bad_entity_out_and_go_on(tmp_path):
     assert fitted.returncode == 0, out
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["web-1.pt", "web-2.pt"]
     assert "Traceback" not in out and "3 entities left out (2 models written" in out
+    assert out.count("held-out history too short to check the threshold") == 2  # 60 points a half: no tail to fit
 
 
 def test_evaluate_with_no_usable_entity_is_a_clear_error(tmp_path):
