@@ -26,8 +26,9 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
                                                 help="YAML/TOML config file (else $OMNISTREAM_CONFIG)")]
 BootstrapOpt = Annotated[str | None, typer.Option(help="Kafka bootstrap servers [default: 127.0.0.1:9092]")]
 PrefixOpt = Annotated[str | None, typer.Option(help="topic name prefix [default: none]")]
-# The default of `fit` and `evaluate`: the detector whose worst ratio to the z-score over ASD, SMD and nezha
-# is highest (ties within 0.05 go to the higher mean deployed F1, then to the cheaper); README, Evaluation.
+# The default of `fit` and `evaluate`: the detector whose worst best-F1 ratio to the z-score over ASD, SMD and
+# nezha is highest (within 0.05 a tie, broken by the mean deployed F1, within 0.01 a tie again, broken by the
+# cost); README, Evaluation.
 DEFAULT_DETECTOR = "seasonal"
 EntitiesOpt = Annotated[str | None, typer.Option(help="comma-separated entity ids [default: all]")]
 
