@@ -148,6 +148,20 @@ def test_evaluate_and_fit_leave_a_bad_entity_out_and_go_on(tmp_path):
     assert out.count("held-out history too short to check the threshold") == 2  # 60 points a half: no tail to fit
 
 
+def test_evaluate_open_after_counts_incidents_by_the_rule_asked_for(tmp_path):
+    data = _user_folder(tmp_path / "data", [("web-1", 600, 2), ("web-2", 600, 2)])
+    reports = {}
+    for n in ("1", "2"):
+        result = omnistream("evaluate", "--detector", "zscore", "--dataset", str(data), "--open-after", n,
+                            "--out", str(tmp_path / n))
+        assert result.returncode == 0, result.stdout + result.stderr
+        reports[n] = json.loads((tmp_path / n / "report.json").read_text())
+    assert reports["2"]["calibration"]["open_after"] == 2
+    one, two = (reports[n]["detectors"]["zscore"]["summary"] for n in ("1", "2"))
+    assert one["deployed"] == two["deployed"]  # the same decisions: only the incidents differ
+    assert two["incidents"]["incidents"]["mean"] < one["incidents"]["incidents"]["mean"]
+
+
 def test_evaluate_with_no_usable_entity_is_a_clear_error(tmp_path):
     data = _user_folder(tmp_path / "data", [("short", 186, 2), ("flat", -600, 2)])
     result = omnistream("evaluate", "--detector", "zscore", "--dataset", str(data), "--out", str(tmp_path / "r"))
