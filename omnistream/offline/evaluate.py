@@ -39,7 +39,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from omnistream.detectors.base import Detector
-from omnistream.detectors.calibration import Pot, held_out_alarm_rate
+from omnistream.detectors.calibration import Pot
 from omnistream.detectors.registry import create, detector_class
 from omnistream.offline import metrics
 from omnistream.offline.checks import screen
@@ -69,7 +69,7 @@ class EntityRun:
     shifts: int = 0  # level shifts recognised at the deployed threshold (each re-baselines and asks a refit)
     refits: int = 0  # refitted models that scored (offline.deployed)
     refit_seconds: float = 0.0
-    held_out_alarms: float | None = None  # detectors.calibration.held_out_alarm_rate of its calibration scores
+    held_out_alarms: float | None = None  # offline.fit.Fitted.held_out_alarms: its threshold on held-out history
 
     def calibrated(self) -> np.ndarray:
         """(score - typical) / (threshold in force - typical) per point: > 1 is anomalous."""
@@ -130,8 +130,7 @@ def run_one(detector: str, seed: int, series: EntitySeries, config: dict, calibr
         notes.append("its test scores are all equal: they rank nothing (best F1 = flag every point)")
     return EntityRun(detector, seed, series.entity, scores, decided.flags, decided.thresholds, d.train_seconds,
                      "; ".join(notes) or None, fitted.pot.center, len(decided.shifts), len(decided.refits),
-                     decided.refit_seconds, held_out_alarm_rate(fitted.calibration_scores, calibration.risk,
-                                                                calibration.level, calibration.depth))
+                     decided.refit_seconds, fitted.held_out_alarms())
 
 
 def entity_metrics(run: EntityRun, labels: np.ndarray, step_seconds: float | None = None,

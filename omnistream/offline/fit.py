@@ -54,6 +54,11 @@ class Fitted:
     pot: Pot
     calibration_scores: np.ndarray  # point scores of the held-out newest history
 
+    def held_out_alarms(self) -> float | None:
+        """How often its threshold fires on the second half of the held-out history when fitted
+        on the first (detectors.calibration.held_out_alarm_rate); None where that is too short."""
+        return held_out_alarm_rate(self.calibration_scores, self.pot.q, self.pot.level, self.pot.depth)
+
 
 def split_history(history: np.ndarray, window: int, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
     """(older part to train on, newest ``calibration.fraction`` to calibrate on) of (T, M)."""
@@ -93,8 +98,7 @@ def model_info(fitted: Fitted, metric_names: list[str], entity: str | None = Non
         input_kind=d.input_kind, calibration=fitted.pot.to_dict(), config=d.config.model_dump(),
         training={"seconds": round(d.train_seconds, 2), "epochs": len(d.history["val_loss"]),
                   "threshold_rule": f"POT, risk {fitted.pot.q:g}, on the newest held-out history",
-                  "held_out_alarms": held_out_alarm_rate(fitted.calibration_scores, fitted.pot.q, fitted.pot.level,
-                                                         fitted.pot.depth), **training},
+                  "held_out_alarms": fitted.held_out_alarms(), **training},
     )
 
 

@@ -22,10 +22,9 @@ from typing import NamedTuple
 import numpy as np
 
 from omnistream.offline.metrics import anomaly_segments
-from omnistream.stream.config import DecideSettings
+from omnistream.stream.config import OPEN_AFTER, DecideSettings
 
-OPEN_AFTER = DecideSettings().open_after  # the worker's defaults
-RESOLVE_AFTER = DecideSettings().resolve_after
+RESOLVE_AFTER = DecideSettings().resolve_after  # the worker's default
 WITHIN = 5  # points after a segment's start within which an alert counts as finding it
 
 
