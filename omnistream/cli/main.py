@@ -470,36 +470,43 @@ def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registe
 
 @app.command("evaluate-transfer")
 def evaluate_transfer(detector: Annotated[str, typer.Option(
-                          help="registered detector (see `omnistream detectors`)")] = "dcvae",
+                          help="registered detector (see `omnistream detectors`); TranAD is the strongest "
+                               "transferable one of the detection work")] = "tranad",
                       dataset: DatasetOpt = "smd", entities: EntitiesOpt = None,
-                      holdout: Annotated[int, typer.Option(help="entities held out (a seeded choice)")] = 5,
-                      holdout_entities: Annotated[str | None, typer.Option(
-                          help="comma-separated held-out entities instead")] = None,
+                      folds: Annotated[int, typer.Option(
+                          help="folds of held-out entities (every entity held out once)")] = 4,
+                      seeds: Annotated[int, typer.Option(help="seeds of the models (0, 1, ...); every fold "
+                                                              "runs under every seed")] = 3,
                       days: Annotated[str, typer.Option(
-                          help="comma-separated days of data a held-out entity is given")] = "1,2,3",
-                      points_per_day: Annotated[int, typer.Option(
-                          help="points per day: SMD 1440 (1 min), ASD 288 (5 min)")] = 1440,
+                          help="comma-separated days of data a held-out entity is given")] = "1,2,4",
+                      points_per_day: Annotated[int | None, typer.Option(
+                          help="points per day [default: from the data's step: SMD 1440, ASD 288]")] = None,
                       detector_config: DetectorConfigOpt = None,
                       beta: Annotated[float | None, typer.Option(
                           help="DiffScore threshold of the adaptive strategy "
                                "[default: the base models' label-free beta]")] = None,
                       ablations: Annotated[bool, typer.Option(
                           help="also uniform weights and no alignment (first day count)")] = True,
-                      seed: Annotated[int, typer.Option(help="seed of the held-out choice")] = 0,
-                      out: Annotated[Path, typer.Option(help="folder for report.json, report.md, "
-                                                             "beta_sweep.png")] = Path("reports/transfer")) -> None:
-    """OmniTransfer's evidence (RO2/RO3): held-out entities given 1, 2, ... days, transferred from
-    cluster base models vs trained from scratch vs one model per entity on the full train split."""
+                      jobs: Annotated[int, typer.Option(help="(seed, fold) units run in parallel processes")] = 1,
+                      out: Annotated[Path, typer.Option(help="folder for report.json, report.md, beta_sweep.png "
+                                                             "and the saved units (a rerun resumes them)")] =
+                      Path("reports/transfer")) -> None:
+    """OmniTransfer's evidence (RO2/RO3) over folds and seeds: held-out entities given 1, 2, ...
+    days, transferred from cluster base models vs trained from scratch vs one model per entity on
+    the full train split, judged at the deployed label-free threshold."""
     from omnistream.detectors.registry import DetectorError
-    from omnistream.transfer.evaluate import Protocol, run_protocol
+    from omnistream.transfer.evaluate import Protocol
+    from omnistream.transfer.evidence import run
 
     data = _load_data(dataset, entities)
+    step = data[0].step_seconds if data else None
+    per_day = points_per_day or (round(86400 / step) if step else 1440)
     try:
         protocol = Protocol(detector=detector, config=_detector_configs(detector_config).get(detector, {}),
-                            days=[int(d) for d in days.split(",")], points_per_day=points_per_day, holdout=holdout,
-                            holdout_entities=_split(holdout_entities), seed=seed, ablations=ablations,
+                            days=[int(d) for d in days.split(",")], points_per_day=per_day, folds=folds,
+                            seeds=list(range(seeds)), ablations=ablations,
                             transfer={} if beta is None else {"beta": beta})
-        run_protocol(data, protocol, out, Console())
+        run(data, protocol, out, dataset, jobs, Console())
     except (DetectorError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
 

@@ -1,84 +1,81 @@
-"""`omnistream evaluate-transfer`: OmniTransfer's RO2/RO3 (sections 5.3-5.5) on a labelled
-dataset, every figure from the same run.
+"""One fold of `omnistream evaluate-transfer` under one seed: OmniTransfer's RO2/RO3 (sections
+5.3-5.5) on the entities the fold holds out, every figure from the same run.
 
-Protocol: hold out entities (a seeded choice, or named ones); cluster the others' train
-splits and fit a base model per cluster; give each held-out entity only the first 1, 2, ...
-days of its train split. Compared, per held-out entity and number of days:
-- ``scratch``: one model per entity trained from scratch on the same short data;
-- ``full`` / ``partial``: transfer from the nearest cluster's base model, one strategy always;
-- ``adaptive``: OmniTransfer, full when DiffScore <= beta, else partial. The transfers are
-  deterministic, so adaptive at any beta is read off the full and partial runs: the beta
-  sweep (paper Fig. 9) costs no extra training;
-- ``entity_full_train``: one model per entity on its whole train split (the reference),
-  and the baselines random, flag-all, z-score and PCA fitted on the same whole split.
-All models calibrate their threshold on the newest 20 % of what they were given (no labels)
-and score the test split as the worker does. Reported: best F1 without and with
-point-adjust, F1 and flagged share at the deployed threshold (SPOT), pooled over entities
-and as a mean; CPU seconds of every fit, clustering and base models included; initialisation
-time = the fewest days at which an approach's pooled best F1 (no point-adjust) comes within
-0.01 of the full-train reference. Ablations: uniform weights (alpha = 0), no NCC alignment.
+The other entities' train splits are clustered (W-HAC, and the ablations: uniform weights,
+no NCC alignment) and get a base model per cluster; each held-out entity is then given only
+the first 1, 2, ... days of its train split. Per held-out entity and number of days:
+- ``scratch``: the detector trained from scratch on the same short data;
+- ``whac:full`` / ``whac:partial``: transfer from the nearest cluster's base model, one
+  strategy always. The transfers are deterministic under the seed, so adaptive transfer at
+  any beta is read off these two (the beta sweep, paper Fig. 9, costs no training);
+- ``whac:base``: the base model served as it is (the cold start a new entity gets before
+  its transfer), z-scored with the given days' statistics, with the base model's threshold;
+- ``<ablation>:adaptive``: at the first day count, the transfer adaptive would choose with
+  the ablation's clusters, base models and label-free beta;
+- ``zscore`` / ``pca`` / ``seasonal`` at the same days: detectors that need no transfer;
+- ``entity_full_train``: one model per entity on its whole train split (the reference), and
+  random, flag-all, z-score, PCA and seasonal on the same split.
+Every model calibrates its threshold on the newest 20 % of what it was given (no labels) and
+decides on the test split as the worker does (SPOT, level shifts). CPU seconds are those of
+every fit: clustering and base models apart, DiffScore included in a transfer's.
+
+A base model must carry detection skill to be worth transferring: ``base_check`` scores the
+test splits of (up to ``BASE_CHECK_MEMBERS``) source entities of each cluster with their
+cluster's base model, z-scored with each entity's own train statistics, beside a z-score
+fitted on the same train split (best F1, test labels: a check, not a choice).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
+from omnistream.detectors.export import load as load_model
 from omnistream.offline.datasets import EntitySeries
 from omnistream.offline.deployed import deployed_decisions
 from omnistream.offline.evaluate import EntityRun, entity_metrics, summarise
 from omnistream.offline.fit import Calibration, Fitted, fit_entity
-from omnistream.transfer.adapt import transfer
+from omnistream.transfer.adapt import cold_start, transfer
 from omnistream.transfer.base_models import base_folder, fit_per_cluster, load_detector, load_index
 from omnistream.transfer.config import TransferConfig
 from omnistream.transfer.registry import ClusterRegistry
 from omnistream.transfer.whac import ClusterConfig, cluster_entities
 
-TOLERANCE = 0.01  # F1 within this of the full-train reference counts as reached
-BETAS = [0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0]
+ABLATIONS = {"uniform_weights": {"alpha": 0.0}, "no_alignment": {"align": False}}
+NO_TRANSFER = ("zscore", "pca", "seasonal")  # detectors a new entity can simply fit on its own days
+BASE_CHECK_MEMBERS = 5  # source entities per cluster whose test split checks the base model
 
 
 @dataclass
 class Protocol:
-    detector: str = "dcvae"
+    detector: str = "tranad"
     config: dict = field(default_factory=dict)
-    days: list[int] = field(default_factory=lambda: [1, 2, 3])
+    days: list[int] = field(default_factory=lambda: [1, 2, 4])
     points_per_day: int = 1440
-    holdout: int = 5
-    holdout_entities: list[str] | None = None
-    seed: int = 0
+    folds: int = 4
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     ablations: bool = True
     cluster: dict = field(default_factory=dict)  # ClusterConfig overrides
     transfer: dict = field(default_factory=dict)  # TransferConfig overrides
 
 
-def split_entities(data: list[EntitySeries], protocol: Protocol) -> tuple[list[EntitySeries], list[EntitySeries]]:
-    """(held out, source): named entities, or a seeded choice of ``holdout``."""
-    names = [s.entity for s in data]
-    if protocol.holdout_entities:
-        unknown = set(protocol.holdout_entities) - set(names)
-        if unknown:
-            raise ValueError(f"held-out entities not in the dataset: {sorted(unknown)}")
-        held = set(protocol.holdout_entities)
-    else:
-        if protocol.holdout >= len(names):
-            raise ValueError(f"cannot hold out {protocol.holdout} of {len(names)} entities")
-        held = set(np.random.default_rng(protocol.seed).choice(names, size=protocol.holdout, replace=False).tolist())
-    return [s for s in data if s.entity in held], [s for s in data if s.entity not in held]
+def fold_entities(names: list[str], folds: int) -> list[list[str]]:
+    """Every entity held out exactly once: a fixed shuffle of the sorted names dealt into
+    ``folds`` folds (the same folds under every seed, so that seeds vary the models only)."""
+    if not 2 <= folds <= len(names):
+        raise ValueError(f"folds must be between 2 and the {len(names)} entities; got {folds}")
+    order = np.random.default_rng(0).permutation(sorted(names))
+    return [sorted(order[k::folds].tolist()) for k in range(folds)]
 
 
 def test_run(name: str, fitted: Fitted, given: np.ndarray, series: EntitySeries, cpu: float) -> EntityRun:
     """Score the test split after the data the model was given, decide as the worker (SPOT and
     level shifts, offline.deployed)."""
-    calibration = Calibration()
     decided = deployed_decisions(fitted.detector, fitted.pot, given, series.test, series.step_seconds or 60.0,
-                                 calibration.shift)
+                                 Calibration().shift)
     return EntityRun(name, 0, series.entity, decided.scores, decided.flags, decided.thresholds, cpu,
                      shifts=len(decided.shifts))
 
@@ -89,230 +86,140 @@ def _timed(fn, *args, **kwargs):
     return out, time.process_time() - started
 
 
-class Evidence:
-    """Runs the protocol and keeps every per-entity result for the tables and the beta sweep."""
+@dataclass
+class Clusters:
+    """One clustering of the fold's source entities with its base models."""
 
-    def __init__(self, data: list[EntitySeries], protocol: Protocol, out_dir: Path, console: Console):
-        self.protocol, self.out_dir, self.console = protocol, Path(out_dir), console
-        self.held, self.source = split_entities(data, protocol)
+    folder: Path
+    registry: ClusterRegistry
+    beta: float
+    cpu_clustering: float
+    cpu_base_models: float
+
+
+class Fold:
+    """Runs the protocol on one fold under one seed; ``run`` returns a JSON-able dict."""
+
+    def __init__(self, data: list[EntitySeries], held_out: list[str], protocol: Protocol, seed: int, out_dir: Path):
+        self.protocol, self.seed, self.out_dir = protocol, seed, Path(out_dir)
+        self.held = [s for s in data if s.entity in held_out]
+        self.source = [s for s in data if s.entity not in held_out]
+        self.config = {**protocol.config, "seed": seed}
         self.calibration = Calibration()
         self.transfer_config = TransferConfig(**protocol.transfer)
-        self.results: dict[str, dict] = {}  # approach key -> {entity: metrics}
+        self.results: dict[str, dict] = {}  # row key -> {entity: entity_metrics}
         self.cpu: dict[str, float] = {}
-        self.diff: dict[str, dict[str, float]] = {}  # day key -> entity -> DiffScore
-        self.betas: dict[str, float] = {}  # clustering tag -> the base models' label-free beta
+        self.diff: dict[str, dict[str, float]] = {}  # "<tag>:<days>" -> entity -> DiffScore
+        self.chosen: dict[str, dict[str, str]] = {}  # "<ablation>:<days>" -> entity -> strategy adaptive chose
 
     def record(self, key: str, run: EntityRun, labels: np.ndarray) -> None:
         self.results.setdefault(key, {})[run.entity] = entity_metrics(run, labels)
         self.cpu[key] = self.cpu.get(key, 0.0) + run.train_seconds
 
-    def prepare_clusters(self, tag: str, overrides: dict) -> tuple[Path, float]:
-        folder = self.out_dir / f"clusters-{tag}"
-        metrics_names = self.source[0].metrics
-        config = ClusterConfig(**{**self.protocol.cluster, **overrides})
-        registry, cpu_cluster = _timed(cluster_entities, {s.entity: s.train for s in self.source}, metrics_names,
-                                       config)
-        registry.save(folder)
-        entries, cpu_base = _timed(fit_per_cluster, self.protocol.detector, folder,
-                                   {s.entity: s.train for s in self.source}, self.protocol.config, self.calibration)
-        self.betas[tag] = load_index(folder).beta
-        self.console.print(f"[{tag}] {registry.count} clusters ({cpu_cluster:.1f} CPU s), {len(entries)} base models "
-                           f"({cpu_base:.1f} CPU s), label-free beta {self.betas[tag]:.3g}")
-        self.cpu[f"clustering:{tag}"] = cpu_cluster
-        self.cpu[f"base_models:{tag}"] = cpu_base
-        return folder, cpu_cluster + cpu_base
+    def given(self, series: EntitySeries, days: int) -> np.ndarray:
+        return series.train[: days * self.protocol.points_per_day]
 
-    def transfer_runs(self, folder: Path, series: EntitySeries, days: int, tag: str) -> None:
-        registry, index = ClusterRegistry.load(folder), load_index(folder)
-        given = series.train[: days * self.protocol.points_per_day]
-        cluster, _ = registry.nearest_cluster(given)
-        base = load_detector(base_folder(folder) / index.models[cluster].checkpoint)
-        reference = index.models[cluster].reference
+    def clusters(self, tag: str, overrides: dict) -> Clusters:
+        folder = self.out_dir / f"clusters-{tag}"
+        train = {s.entity: s.train for s in self.source}
+        config = ClusterConfig(**{**self.protocol.cluster, **overrides})
+        registry, cpu_clustering = _timed(cluster_entities, train, self.source[0].metrics, config)
+        registry.save(folder)
+        _, cpu_base = _timed(fit_per_cluster, self.protocol.detector, folder, train, self.config, self.calibration)
+        return Clusters(folder, registry, load_index(folder).beta, cpu_clustering, cpu_base)
+
+    def base_model(self, clusters: Clusters, given: np.ndarray) -> tuple[int, object, float, dict]:
+        """(cluster, trainable base model, DiffScore reference, base threshold) nearest ``given``."""
+        cluster, _ = clusters.registry.nearest_cluster(given)
+        entry = load_index(clusters.folder).models[cluster]
+        base = load_detector(base_folder(clusters.folder) / entry.checkpoint)
+        _, info = load_model(base_folder(clusters.folder) / entry.model)
+        return cluster, base, entry.reference, info.calibration
+
+    def transfers(self, clusters: Clusters, series: EntitySeries, days: int) -> None:
+        """Full and partial transfer (and, at the first day count, the cold-started base model)."""
+        given = self.given(series, days)
+        _, base, reference, base_pot = self.base_model(clusters, given)
         for strategy in ("full", "partial"):
             config = self.transfer_config.model_copy(update={"strategy": strategy})
             result = transfer(base, reference, given, config, self.calibration)
-            run = test_run(strategy, result.fitted, given, series, result.cpu_seconds)
-            self.record(f"{tag}:{strategy}:{days}", run, series.labels)
+            self.record(f"whac:{strategy}:{days}", test_run(strategy, result.fitted, given, series, result.cpu_seconds),
+                        series.labels)
             if result.diff_score is not None:
-                self.diff.setdefault(f"{tag}:{days}", {})[series.entity] = result.diff_score
+                self.diff.setdefault(f"whac:{days}", {})[series.entity] = result.diff_score
+        if days == self.protocol.days[0]:
+            fitted = cold_start(base, base_pot, given)
+            self.record(f"whac:base:{days}", test_run("base", fitted, given, series, 0.0), series.labels)
+
+    def ablation(self, tag: str, clusters: Clusters, series: EntitySeries, days: int) -> None:
+        """The transfer adaptive chooses with the ablation's clusters and its own label-free beta."""
+        given = self.given(series, days)
+        _, base, reference, _ = self.base_model(clusters, given)
+        beta = self.transfer_config.beta if self.transfer_config.beta is not None else clusters.beta
+        config = self.transfer_config.model_copy(update={"strategy": "adaptive", "beta": beta})
+        result = transfer(base, reference, given, config, self.calibration)
+        self.record(f"{tag}:adaptive:{days}", test_run(tag, result.fitted, given, series, result.cpu_seconds),
+                    series.labels)
+        self.chosen.setdefault(f"{tag}:{days}", {})[series.entity] = result.strategy
+
+    def base_check(self, clusters: Clusters) -> dict:
+        """Per cluster: best F1 on source members' test splits, base model vs z-score."""
+        by_cluster: dict[int, list[EntitySeries]] = {}
+        for s in self.source:
+            c = clusters.registry.entities.get(s.entity)
+            if c is not None:
+                by_cluster.setdefault(c, []).append(s)
+        rng = np.random.default_rng(self.seed)
+        out = {}
+        for c, members in sorted(by_cluster.items()):
+            picked = rng.choice(len(members), size=min(len(members), BASE_CHECK_MEMBERS), replace=False)
+            base_runs, z_runs = {}, {}
+            index = load_index(clusters.folder).models[c]
+            base = load_detector(base_folder(clusters.folder) / index.checkpoint)
+            _, info = load_model(base_folder(clusters.folder) / index.model)
+            for i in sorted(picked):
+                s = members[i]
+                run = test_run("base", cold_start(base, info.calibration, s.train), s.train, s, 0.0)
+                base_runs[s.entity] = entity_metrics(run, s.labels)
+                z = fit_entity("zscore", s.train, {}, self.calibration)
+                z_runs[s.entity] = entity_metrics(test_run("zscore", z, s.train, s, 0.0), s.labels)
+            base_f1, z_f1 = summarise(base_runs)["best"]["pooled_f1"], summarise(z_runs)["best"]["pooled_f1"]
+            out[str(c)] = {"members": sorted(base_runs), "base_best_f1": base_f1, "zscore_best_f1": z_f1,
+                           "beats_zscore": bool(base_f1 > z_f1)}
+        return out
 
     def run(self) -> dict:
         p = self.protocol
-        self.console.print(f"held out: {', '.join(s.entity for s in self.held)}; source: {len(self.source)} entities")
-        folder, _ = self.prepare_clusters("whac", {})
-        ablations = {"uniform_weights": {"alpha": 0.0}, "no_alignment": {"align": False}} if p.ablations else {}
-        ablation_folders = {tag: self.prepare_clusters(tag, o)[0] for tag, o in ablations.items()}
-        config = p.config
+        whac = self.clusters("whac", {})
+        ablations = {tag: self.clusters(tag, o) for tag, o in ABLATIONS.items()} if p.ablations else {}
         for series in self.held:
             labels = series.labels
-            fitted, cpu = _timed(fit_entity, p.detector, series.train, config, self.calibration)
+            fitted, cpu = _timed(fit_entity, p.detector, series.train, self.config, self.calibration)
             self.record("entity_full_train", test_run(p.detector, fitted, series.train, series, cpu), labels)
-            for baseline in ("zscore", "pca"):
-                fitted, cpu = _timed(fit_entity, baseline, series.train, {}, self.calibration)
-                self.record(baseline, test_run(baseline, fitted, series.train, series, cpu), labels)
+            for name in NO_TRANSFER:
+                fitted, cpu = _timed(fit_entity, name, series.train, {}, self.calibration)
+                self.record(name, test_run(name, fitted, series.train, series, cpu), labels)
             n = len(series.test)
-            self.record("random", EntityRun("random", 0, series.entity, np.random.default_rng(p.seed).random(n),
-                                            None, None, 0.0), labels)
+            self.record("random", EntityRun("random", self.seed, series.entity,
+                                            np.random.default_rng(self.seed).random(n), None, None, 0.0), labels)
             self.record("flag_all", EntityRun("flag_all", 0, series.entity, np.ones(n), np.ones(n, dtype=bool),
                                               np.ones(n), 0.0), labels)
             for days in p.days:
-                given = series.train[: days * p.points_per_day]
-                fitted, cpu = _timed(fit_entity, p.detector, given, config, self.calibration)
+                given = self.given(series, days)
+                fitted, cpu = _timed(fit_entity, p.detector, given, self.config, self.calibration)
                 self.record(f"scratch:{days}", test_run("scratch", fitted, given, series, cpu), labels)
-                self.transfer_runs(folder, series, days, "whac")
+                for name in NO_TRANSFER:
+                    fitted, cpu = _timed(fit_entity, name, given, {}, self.calibration)
+                    self.record(f"{name}:{days}", test_run(name, fitted, given, series, cpu), labels)
+                self.transfers(whac, series, days)
                 if days == p.days[0]:
-                    for tag, ablation_folder in ablation_folders.items():
-                        self.transfer_runs(ablation_folder, series, days, tag)
-            self.console.print(f"{series.entity}: done")
-        return self.report()
-
-    # -- figures ------------------------------------------------------------------------------
-    def adaptive(self, tag: str, days: int, beta: float) -> dict[str, dict]:
-        """Per entity, the full run where DiffScore <= beta, else the partial run."""
-        diff = self.diff.get(f"{tag}:{days}", {})
-        full, partial = self.results[f"{tag}:full:{days}"], self.results[f"{tag}:partial:{days}"]
-        return {e: (full[e] if diff.get(e, np.inf) <= beta else partial[e]) for e in full}
-
-    def adaptive_row(self, tag: str, days: int) -> dict:
-        """Figures of adaptive transfer: each entity's chosen run, with that run's own CPU seconds."""
-        chosen = self.adaptive(tag, days, self.beta(tag))
-        return {**summarise(chosen), "cpu_seconds": round(sum(r["train_seconds"] for r in chosen.values()), 2)}
-
-    def beta(self, tag: str) -> float:
-        """The beta given, else the label-free one of the base models clustered as ``tag``."""
-        return self.transfer_config.beta if self.transfer_config.beta is not None else self.betas[tag]
-
-    def report(self) -> dict:
-        p = self.protocol
-        beta = self.beta("whac")
-        rows: dict[str, dict] = {}
-        for key, per_entity in self.results.items():
-            rows[key] = {**summarise(per_entity), "cpu_seconds": round(self.cpu.get(key, 0.0), 2)}
-        for days in p.days:
-            rows[f"whac:adaptive:{days}"] = self.adaptive_row("whac", days)
-        for tag in ("uniform_weights", "no_alignment"):
-            if f"{tag}:full:{p.days[0]}" in self.results:
-                rows[f"{tag}:adaptive:{p.days[0]}"] = self.adaptive_row(tag, p.days[0])
-        reference = rows["entity_full_train"]["best"]["pooled_f1"]
-        overhead = self.cpu["clustering:whac"] + self.cpu["base_models:whac"]
-        fleet, held = len(self.held) + len(self.source), len(self.held)
-        per_entity_full = rows["entity_full_train"]["cpu_seconds"] / held
-        train_days = float(np.mean([len(s.train) for s in self.held])) / p.points_per_day
-        init = {}
-        for approach in ("scratch", "whac:adaptive", "whac:full", "whac:partial"):
-            reached = [d for d in p.days if rows[f"{approach}:{d}"]["best"]["pooled_f1"] >= reference - TOLERANCE]
-            first = min(reached) if reached else None
-            at = first if first is not None else p.days[-1]
-            # Fleet cost: every entity of the dataset gets this approach's model (per-entity CPU
-            # measured on the held-out ones), plus clustering and base models once.
-            fleet_cpu = rows[f"{approach}:{at}"]["cpu_seconds"] / held * fleet + \
-                (overhead if approach.startswith("whac") else 0.0)
-            init[approach] = {"days_to_reference": first, "full_train_days": round(train_days, 2),
-                              "initialisation_change": None if first is None else round(first / train_days - 1, 4),
-                              "cost_at_days": at, "fleet_cpu_seconds": round(fleet_cpu, 2),
-                              "fleet_cpu_change": round(fleet_cpu / (per_entity_full * fleet) - 1, 4)}
-        sweep = {str(b): {str(d): summarise(self.adaptive("whac", d, b))["best"]["pooled_f1"] for d in p.days}
-                 for b in sorted(set(BETAS) | {round(beta, 3)})}
-        report = {"protocol": asdict(p), "held_out": [s.entity for s in self.held],
-                  "source": [s.entity for s in self.source], "beta": beta,
-                  "beta_rule": "given" if self.transfer_config.beta is not None else
-                  "label-free: 75th percentile of the clustered entities' DiffScores", "reference_best_f1": reference,
-                  "rows": rows, "initialisation": init, "beta_sweep": sweep, "diff_scores": self.diff,
-                  "per_entity": self.results,
-                  "overhead_cpu_seconds": {k: round(v, 2) for k, v in self.cpu.items() if ":" in k and
-                                           k.split(":")[0] in ("clustering", "base_models")},
-                  "fleet": {"entities": fleet, "one_model_per_entity_cpu_seconds": round(per_entity_full * fleet, 2)},
-                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "report.json").write_text(json.dumps(report, indent=1))
-        (self.out_dir / "report.md").write_text(markdown(report))
-        plot_sweep(report, self.out_dir / "beta_sweep.png")
-        self.console.print(table(report))
-        return report
-
-
-def _f(row: dict, kind: str, key: str = "pooled_f1") -> str:
-    value = row.get(kind, {}).get(key)
-    return "-" if value is None else f"{value:.3f}"
-
-
-def ordered_rows(report: dict) -> list[str]:
-    days = report["protocol"]["days"]
-    keys = ["entity_full_train", "zscore", "pca", "random", "flag_all"]
-    for d in days:
-        keys += [f"scratch:{d}", f"whac:adaptive:{d}", f"whac:full:{d}", f"whac:partial:{d}"]
-    keys += [k for k in report["rows"] if k.startswith(("uniform_weights:adaptive", "no_alignment:adaptive"))]
-    return [k for k in keys if k in report["rows"]]
-
-
-def table(report: dict) -> Table:
-    t = Table(title=f"OmniTransfer on held-out {', '.join(report['held_out'])} "
-                    f"({report['protocol']['detector']}, beta {report['beta']:.3g})")
-    for column in ("approach:days", "best F1", "mean best F1", "best F1 PA", "deployed F1", "flagged", "CPU s"):
-        t.add_column(column, justify="right", no_wrap=True)
-    for key in ordered_rows(report):
-        row = report["rows"][key]
-        t.add_row(key, _f(row, "best"), _f(row, "best", "mean_f1"), _f(row, "best_pa"), _f(row, "deployed"),
-                  _f(row, "deployed", "flagged_share"), f"{row['cpu_seconds']:.1f}")
-    return t
-
-
-def markdown(report: dict) -> str:
-    lines = [f"# OmniTransfer evidence: {report['protocol']['detector']}", "",
-             f"Held out: {', '.join(report['held_out'])}. Source (clustered, base models): "
-             f"{len(report['source'])} entities. beta = {report['beta']:.3g} ({report['beta_rule']}). "
-             "Pooled over held-out entities; "
-             "best F1 uses test labels to pick the threshold (an upper bound), deployed F1 is the "
-             "label-free SPOT threshold the worker runs.", "",
-             "| approach:days | best F1 | mean best F1 | best F1 PA | deployed F1 | flagged | CPU s |",
-             "|---|---|---|---|---|---|---|"]
-    for key in ordered_rows(report):
-        row = report["rows"][key]
-        lines.append(f"| {key} | {_f(row, 'best')} | {_f(row, 'best', 'mean_f1')} | {_f(row, 'best_pa')} | "
-                     f"{_f(row, 'deployed')} | {_f(row, 'deployed', 'flagged_share')} | {row['cpu_seconds']:.1f} |")
-    fleet = report["fleet"]
-    lines += ["", "Initialisation (days until pooled best F1 >= full-train reference - 0.01) and training cost of "
-              f"the whole fleet of {fleet['entities']} entities (per-entity CPU s measured on the held-out ones; "
-              "OmniTransfer includes clustering and base models; one model per entity on full train: "
-              f"{fleet['one_model_per_entity_cpu_seconds']:.0f} CPU s):", "",
-              "| approach | days | vs full train | fleet CPU s (at days) | vs one model per entity |",
-              "|---|---|---|---|---|"]
-    for approach, v in report["initialisation"].items():
-        change = "not reached" if v["initialisation_change"] is None else f"{v['initialisation_change']:+.1%}"
-        lines.append(f"| {approach} | {v['days_to_reference']} | {change} (of {v['full_train_days']} days) | "
-                     f"{v['fleet_cpu_seconds']:.0f} ({v['cost_at_days']} d) | {v['fleet_cpu_change']:+.1%} |")
-    lines += ["", "beta sweep (pooled best F1 of adaptive transfer):", "",
-              "| beta | " + " | ".join(f"{d} d" for d in report["protocol"]["days"]) + " |",
-              "|---|" + "---|" * len(report["protocol"]["days"])]
-    for beta, by_day in report["beta_sweep"].items():
-        lines.append(f"| {beta} | " + " | ".join(f"{v:.3f}" for v in by_day.values()) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_sweep(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    betas = [float(b) for b in report["beta_sweep"]]
-    for i, d in enumerate(report["protocol"]["days"]):
-        ax.plot(betas, [report["beta_sweep"][b][str(d)] for b in report["beta_sweep"]], "o-", color=f"C{i}",
-                label=f"adaptive, {d} d")
-        ax.axhline(report["rows"][f"whac:full:{d}"]["best"]["pooled_f1"], color=f"C{i}", ls=":", lw=1)
-        ax.axhline(report["rows"][f"whac:partial:{d}"]["best"]["pooled_f1"], color=f"C{i}", ls="-", lw=0.6)
-    ax.axhline(report["reference_best_f1"], color="k", ls="--", lw=1, label="one model per entity, full train")
-    ax.set_xscale("log")
-    ax.set_xlabel("beta (DiffScore relative to the base model's own cluster)")
-    ax.set_ylabel("pooled best F1 (no point-adjust)")
-    ax.set_title("beta sweep: dotted = full only, thin = partial only", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def run_protocol(data: list[EntitySeries], protocol: Protocol, out_dir: Path, console: Console | None = None) -> dict:
-    return Evidence(data, protocol, out_dir, console or Console()).run()
-
+                    for tag, clusters in ablations.items():
+                        self.ablation(tag, clusters, series, days)
+        everything = {"whac": whac, **ablations}
+        return {"seed": self.seed, "held_out": [s.entity for s in self.held],
+                "source": [s.entity for s in self.source], "protocol": asdict(p),
+                "true_rate": float(np.mean(np.concatenate([s.labels for s in self.held]))),
+                "results": self.results, "cpu": self.cpu, "diff_scores": self.diff, "chosen": self.chosen,
+                "clusters": {tag: {"count": c.registry.count, "beta": c.beta, "cpu_clustering": c.cpu_clustering,
+                                   "cpu_base_models": c.cpu_base_models} for tag, c in everything.items()},
+                "base_check": self.base_check(whac)}
