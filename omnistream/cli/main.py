@@ -487,6 +487,9 @@ def evaluate_transfer(detector: Annotated[str, typer.Option(
                                "[default: the base models' label-free beta]")] = None,
                       ablations: Annotated[bool, typer.Option(
                           help="also uniform weights and no alignment (first day count)")] = True,
+                      base_segments: Annotated[int | None, typer.Option(
+                          help="segments nearest each centroid a base model trains on "
+                               "[default: the clustering's, 20]")] = None,
                       jobs: Annotated[int, typer.Option(help="(seed, fold) units run in parallel processes")] = 1,
                       out: Annotated[Path, typer.Option(help="folder for report.json, report.md, beta_sweep.png "
                                                              "and the saved units (a rerun resumes them)")] =
@@ -505,6 +508,7 @@ def evaluate_transfer(detector: Annotated[str, typer.Option(
         protocol = Protocol(detector=detector, config=_detector_configs(detector_config).get(detector, {}),
                             days=[int(d) for d in days.split(",")], points_per_day=per_day, folds=folds,
                             seeds=list(range(seeds)), ablations=ablations,
+                            cluster={} if base_segments is None else {"nearest": base_segments},
                             transfer={} if beta is None else {"beta": beta})
         run(data, protocol, out, dataset, jobs, Console())
     except (DetectorError, ValueError) as exc:

@@ -230,6 +230,8 @@ def report(units: list[dict], protocol: Protocol, data: list[EntitySeries], data
     (out_dir / "report.json").write_text(json.dumps(result, indent=1, default=list))
     (out_dir / "report.md").write_text(markdown(result))
     plot_sweep(result, out_dir / "beta_sweep.png")
+    if not console.is_terminal:
+        console.width = max(console.width, 220)  # a log keeps every column
     console.print(table(result))
     for t in result["targets"]:
         console.print(f"{'met' if t['met'] else 'NOT met'}: {t['target']} ({_num(t['value'])} vs {_num(t['bound'])})")
@@ -317,7 +319,9 @@ def markdown(result: dict) -> str:
              "threshold with the test labels (an upper bound); deployed F1 is the label-free threshold the "
              f"worker runs. True anomaly rate {_pm({'u': {'r': result['true_rate']}}, 'r', 'u', True)} over units. "
              f"Label-free beta {result['beta']['mean']:.3g} ± {result['beta']['std']:.3g}; clusters "
-             f"{result['clusters']['mean']:.1f}; first-day DiffScores {result['diff_scores']}.", "",
+             f"{result['clusters']['mean']:.1f}; held-out entities' DiffScores at {p['days'][0]} d: "
+             + (" / ".join(f"{result['diff_scores'][k]:.2f}" for k in ("min", "median", "max"))
+                + " (min / median / max)." if result["diff_scores"] else "none (no trained layers)."), "",
              "| approach:days | " + " | ".join(name for name, _ in COLUMNS) + " |",
              "|---|" + "---|" * len(COLUMNS)]
     for key in ordered_rows(result):
