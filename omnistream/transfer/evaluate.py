@@ -33,13 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
+from omnistream.detectors.base import Detector
 from omnistream.detectors.export import load as load_model
 from omnistream.offline.datasets import EntitySeries
 from omnistream.offline.deployed import deployed_decisions
 from omnistream.offline.evaluate import EntityRun, entity_metrics, summarise
 from omnistream.offline.fit import Calibration, Fitted, fit_entity
 from omnistream.transfer.adapt import cold_start, transfer
-from omnistream.transfer.base_models import base_folder, fit_per_cluster, load_detector, load_index
+from omnistream.transfer.base_models import BaseIndex, base_folder, fit_per_cluster, load_detector, load_index
 from omnistream.transfer.config import TransferConfig
 from omnistream.transfer.registry import ClusterRegistry
 from omnistream.transfer.whac import ClusterConfig, cluster_entities
@@ -92,9 +93,19 @@ class Clusters:
 
     folder: Path
     registry: ClusterRegistry
-    beta: float
+    index: BaseIndex
     cpu_clustering: float
     cpu_base_models: float
+
+    def base(self, cluster: int) -> tuple[Detector, float, dict]:
+        """(trainable base model, DiffScore reference, base threshold) of ``cluster``."""
+        entry = self.index.models[cluster]
+        _, info = load_model(base_folder(self.folder) / entry.model)
+        return load_detector(base_folder(self.folder) / entry.checkpoint), entry.reference, info.calibration
+
+    def nearest_base(self, given: np.ndarray) -> tuple[Detector, float, dict]:
+        """``base`` of the cluster nearest the raw series ``given``."""
+        return self.base(self.registry.nearest_cluster(given)[0])
 
 
 class Fold:
@@ -108,13 +119,11 @@ class Fold:
         self.calibration = Calibration()
         self.transfer_config = TransferConfig(**protocol.transfer)
         self.results: dict[str, dict] = {}  # row key -> {entity: entity_metrics}
-        self.cpu: dict[str, float] = {}
         self.diff: dict[str, dict[str, float]] = {}  # "<tag>:<days>" -> entity -> DiffScore
         self.chosen: dict[str, dict[str, str]] = {}  # "<ablation>:<days>" -> entity -> strategy adaptive chose
 
     def record(self, key: str, run: EntityRun, labels: np.ndarray) -> None:
         self.results.setdefault(key, {})[run.entity] = entity_metrics(run, labels)
-        self.cpu[key] = self.cpu.get(key, 0.0) + run.train_seconds
 
     def given(self, series: EntitySeries, days: int) -> np.ndarray:
         return series.train[: days * self.protocol.points_per_day]
@@ -126,20 +135,12 @@ class Fold:
         registry, cpu_clustering = _timed(cluster_entities, train, self.source[0].metrics, config)
         registry.save(folder)
         _, cpu_base = _timed(fit_per_cluster, self.protocol.detector, folder, train, self.config, self.calibration)
-        return Clusters(folder, registry, load_index(folder).beta, cpu_clustering, cpu_base)
-
-    def base_model(self, clusters: Clusters, given: np.ndarray) -> tuple[int, object, float, dict]:
-        """(cluster, trainable base model, DiffScore reference, base threshold) nearest ``given``."""
-        cluster, _ = clusters.registry.nearest_cluster(given)
-        entry = load_index(clusters.folder).models[cluster]
-        base = load_detector(base_folder(clusters.folder) / entry.checkpoint)
-        _, info = load_model(base_folder(clusters.folder) / entry.model)
-        return cluster, base, entry.reference, info.calibration
+        return Clusters(folder, registry, load_index(folder), cpu_clustering, cpu_base)
 
     def transfers(self, clusters: Clusters, series: EntitySeries, days: int) -> None:
         """Full and partial transfer (and, at the first day count, the cold-started base model)."""
         given = self.given(series, days)
-        _, base, reference, base_pot = self.base_model(clusters, given)
+        base, reference, base_pot = clusters.nearest_base(given)
         for strategy in ("full", "partial"):
             config = self.transfer_config.model_copy(update={"strategy": strategy})
             result = transfer(base, reference, given, config, self.calibration)
@@ -154,9 +155,8 @@ class Fold:
     def ablation(self, tag: str, clusters: Clusters, series: EntitySeries, days: int) -> None:
         """The transfer adaptive chooses with the ablation's clusters and its own label-free beta."""
         given = self.given(series, days)
-        _, base, reference, _ = self.base_model(clusters, given)
-        beta = self.transfer_config.beta if self.transfer_config.beta is not None else clusters.beta
-        config = self.transfer_config.model_copy(update={"strategy": "adaptive", "beta": beta})
+        base, reference, _ = clusters.nearest_base(given)
+        config = clusters.index.resolve(self.transfer_config.model_copy(update={"strategy": "adaptive"}))
         result = transfer(base, reference, given, config, self.calibration)
         self.record(f"{tag}:adaptive:{days}", test_run(tag, result.fitted, given, series, result.cpu_seconds),
                     series.labels)
@@ -174,12 +174,10 @@ class Fold:
         for c, members in sorted(by_cluster.items()):
             picked = rng.choice(len(members), size=min(len(members), BASE_CHECK_MEMBERS), replace=False)
             base_runs, z_runs = {}, {}
-            index = load_index(clusters.folder).models[c]
-            base = load_detector(base_folder(clusters.folder) / index.checkpoint)
-            _, info = load_model(base_folder(clusters.folder) / index.model)
+            base, _, base_pot = clusters.base(c)
             for i in sorted(picked):
                 s = members[i]
-                run = test_run("base", cold_start(base, info.calibration, s.train), s.train, s, 0.0)
+                run = test_run("base", cold_start(base, base_pot, s.train), s.train, s, 0.0)
                 base_runs[s.entity] = entity_metrics(run, s.labels)
                 z = fit_entity("zscore", s.train, {}, self.calibration)
                 z_runs[s.entity] = entity_metrics(test_run("zscore", z, s.train, s, 0.0), s.labels)
@@ -219,7 +217,7 @@ class Fold:
         return {"seed": self.seed, "held_out": [s.entity for s in self.held],
                 "source": [s.entity for s in self.source], "protocol": asdict(p),
                 "true_rate": float(np.mean(np.concatenate([s.labels for s in self.held]))),
-                "results": self.results, "cpu": self.cpu, "diff_scores": self.diff, "chosen": self.chosen,
-                "clusters": {tag: {"count": c.registry.count, "beta": c.beta, "cpu_clustering": c.cpu_clustering,
+                "results": self.results, "diff_scores": self.diff, "chosen": self.chosen,
+                "clusters": {tag: {"count": c.registry.count, "beta": c.index.beta, "cpu_clustering": c.cpu_clustering,
                                    "cpu_base_models": c.cpu_base_models} for tag, c in everything.items()},
                 "base_check": self.base_check(whac)}
