@@ -131,15 +131,14 @@ def aggregate(units: list[dict]) -> dict:
     return rows
 
 
-def _mean(rows: dict, key: str, figure: str) -> float | None:
-    cell = rows.get(key, {}).get("units", {}).get(figure)
-    return None if cell is None else cell["mean"]
-
-
 def _bound(rows: dict, key: str, figure: str, sign: int) -> float | None:
-    """mean - std (sign -1) or mean + std (sign +1) over units."""
+    """mean - std (sign -1), mean (0) or mean + std (+1) over units."""
     cell = rows.get(key, {}).get("units", {}).get(figure)
     return None if cell is None else cell["mean"] + sign * cell["std"]
+
+
+def _mean(rows: dict, key: str, figure: str) -> float | None:
+    return _bound(rows, key, figure, 0)
 
 
 def initialisation(rows: dict, units: list[dict], days: list[int], fleet: int, train_days: float) -> dict:
@@ -165,7 +164,7 @@ def initialisation(rows: dict, units: list[dict], days: list[int], fleet: int, t
 
 
 def targets(rows: dict, init: dict, days: list[int]) -> list[dict]:
-    """The issue's targets on the mean over units minus (or plus) one std; met or not."""
+    """The evidence targets (README, Transfer) on the mean over units minus (or plus) one std; met or not."""
     d = days[0]
     adaptive, scratch, full = f"whac:adaptive:{d}", f"scratch:{d}", "entity_full_train"
     low = _bound(rows, adaptive, "deployed_f1", -1)
