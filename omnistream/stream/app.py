@@ -26,13 +26,17 @@ from collections import Counter, defaultdict
 
 import faust
 
+from omnistream.ingest.assemble import Assembler
+from omnistream.ingest.decode import decode_message
+from omnistream.ingest.mapping import Mapped, Mapping
+from omnistream.ingest.samples import FormatError
 from omnistream.stream import telemetry
 from omnistream.stream.announcements import AnnouncementListener
 from omnistream.stream.config import Settings
 from omnistream.stream.gaps import GapGuard
 from omnistream.stream.health import WorkerHealth, serve
 from omnistream.stream.logs import RateLimitedLog, RepeatFilter
-from omnistream.stream.points import pack_points, unpack_points
+from omnistream.stream.points import Point, Samples, pack_points, pack_samples, unpack_points
 from omnistream.stream.processor import Processor
 from omnistream.stream.progress import ProgressWatch
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
@@ -116,7 +120,8 @@ def create_app(settings: Settings) -> faust.App:
     # by `discover_metric_topics`; `metrics` itself always exists (ensure_topics). The name
     # list is shared with the agent's clones of this topic, so it is extended in place.
     source = app.topic(settings.topic("metrics"), **raw)
-    source.topics = sorted(set(metric_topics(settings)) | {settings.topic("metrics")})
+    collectors = {topic: Mapping(s) for topic, s in settings.source_topics().items() if s.format != "omnistream"}
+    source.topics = sorted(set(metric_topics(settings)) | {settings.topic("metrics")} | set(settings.source_topics()))
     # Faust waits 45 s after a change of topics before it resubscribes (to gather changes): a new
     # entity's topic would go unread that long. Discovery already gathers them every discover_every.
     app.topics._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER
@@ -131,6 +136,8 @@ def create_app(settings: Settings) -> faust.App:
     system_windows = app.Table("system-windows", default=None, partitions=k.partitions, key_type=bytes,
                                value_type=bytes)
     system_windows.key_serializer = system_windows.value_serializer = "raw"
+    assembly = app.Table("assembly", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes)
+    assembly.key_serializer = assembly.value_serializer = "raw"  # open steps of the collector formats' entities
     if settings.trust_model_folder:
         log.warning("trust_model_folder is on: every file in %s is loaded unchecked, and a TorchScript file runs "
                     "code in this worker", settings.model_dir)
@@ -159,6 +166,8 @@ def create_app(settings: Settings) -> faust.App:
         return windows.get(entity.encode())
 
     processor = Processor(settings, models, restore)
+    assembler = Assembler(settings.source_topics(), lambda key: assembly.get(key.encode()))
+    labelled_systems: dict[str, str] = {}  # entity -> system, from a source's system label
     app.omnistream_processor = processor  # for tests and the demo
     topologies = TopologyRegistry(settings.systems.max_nodes)
     systems = SystemProcessor(settings, system_models, topologies, lambda system: system_windows.get(system.encode()))
@@ -211,6 +220,7 @@ def create_app(settings: Settings) -> faust.App:
         partitions = {tp.partition for tp in revoked if tp.topic == settings.topic(POINTS)}
         if partitions:  # in a thread: it waits for a batch in progress to finish
             dropped = await app.loop.run_in_executor(None, processor.forget, partitions)
+            await app.loop.run_in_executor(None, assembler.forget, partitions)
             log.info("partitions %s revoked: %d entities' windows dropped from memory", sorted(partitions), dropped)
         partitions = {tp.partition for tp in revoked if tp.topic == settings.topic(SYSTEM_POINTS)}
         if partitions:
@@ -310,35 +320,73 @@ def create_app(settings: Settings) -> faust.App:
             logging.shutdown()
             os._exit(3)
 
+    async def dead_letter(msg, error: str, reason: str, headers: tuple = ()) -> asyncio.Future:
+        """Send a copy of ``msg`` to the dead-letter topic with ``error`` in its headers."""
+        telemetry.RECORDS_DLQ.labels(reason).inc()
+        return await dlq.send(key=(msg.key or b"")[:DLQ_COPY_BYTES] or None,
+                              value=msg.value[:DLQ_COPY_BYTES] if msg.value else msg.value, headers=[
+            ("error", error.encode()[:1000]), ("source.topic", msg.topic.encode()),
+            ("source.partition", str(msg.partition).encode()), ("source.offset", str(msg.offset).encode()),
+            ("source.bytes", str(len(msg.value or b"")).encode()), *headers])
+
+    def too_large(msg) -> str | None:
+        if msg.value is not None and len(msg.value) > settings.records.max_bytes:
+            return (f"size: {len(msg.value)} bytes, over records.max_bytes ({settings.records.max_bytes}); "
+                    "the copy here is truncated")
+        return None
+
+    async def collected(msg, mapped: dict[tuple[str, str | None, str], list[Mapped]]) -> list:
+        """Decode one message of a collector format into ``mapped``; the DLQ sends of what it refused."""
+        try:
+            if msg.value is None:
+                raise FormatError("empty record (tombstone)")
+            error = too_large(msg)
+            if error:
+                return [await dead_letter(msg, error, "size")]
+            samples, errors = decode_message(msg.value, collectors[msg.topic],
+                                             time.time() + settings.records.max_future_seconds, msg.timestamp)
+        except FormatError as exc:
+            return [await dead_letter(msg, f"{collectors[msg.topic].source.format}: {exc}", "format")]
+        for sample in samples:
+            mapped[sample.entity, sample.system, msg.topic].append(sample)
+        if not errors:
+            return []
+        summary = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+        return [await dead_letter(msg, f"{len(errors)} samples refused: {summary}", "samples",
+                                  (("samples.used", str(len(samples)).encode()),))]
+
     @app.agent(source)
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
             await check_gaps(events, "ingest")
             valid: dict[tuple[str, str], list] = defaultdict(list)  # (entity, topic) -> [(ts, metrics)]
+            mapped: dict[tuple[str, str | None, str], list[Mapped]] = defaultdict(list)
             sent: list = []
             shared = settings.topic("metrics")
             for topic, count in Counter(event.message.topic for event in events).items():
-                telemetry.RECORDS_IN.labels("shared" if topic == shared else "entity_topic").inc(count)
+                kind = "shared" if topic == shared else "collector" if topic in collectors else "entity_topic"
+                telemetry.RECORDS_IN.labels(kind).inc(count)
             for event in events:
                 msg = event.message
+                if msg.topic in collectors:
+                    sent.extend(await collected(msg, mapped))
+                    continue
                 try:
-                    if msg.value is not None and len(msg.value) > settings.records.max_bytes:
-                        raise RecordError(f"size: {len(msg.value)} bytes, over records.max_bytes "
-                                          f"({settings.records.max_bytes}); the copy here is truncated")
-                    record = parse_metric_record(msg.value, msg.key, msg.topic, k.topic_prefix,
+                    error = too_large(msg)
+                    if error:
+                        raise RecordError(error)
+                    record = parse_metric_record(msg.value, msg.key, msg.topic,
+                                                 "" if msg.topic in settings.source_topics() else k.topic_prefix,
                                                  settings.records.max_future_seconds)
                 except RecordError as exc:
-                    telemetry.RECORDS_DLQ.labels(exc.field).inc()
-                    sent.append(await dlq.send(key=(msg.key or b"")[:DLQ_COPY_BYTES] or None,
-                                   value=msg.value[:DLQ_COPY_BYTES] if msg.value else msg.value, headers=[
-                        ("error", str(exc).encode()[:1000]), ("source.topic", msg.topic.encode()),
-                        ("source.partition", str(msg.partition).encode()),
-                        ("source.offset", str(msg.offset).encode()),
-                        ("source.bytes", str(len(msg.value or b"")).encode())]))
+                    sent.append(await dead_letter(msg, str(exc), exc.field))
                     continue
                 valid[record.entity, msg.topic].append((record.ts, record.metrics))
             for (entity, topic), batch in valid.items():
                 for value in pack_points(entity, topic, batch):
+                    sent.append(await points.send(key=entity.encode(), value=value))
+            for (entity, system, topic), samples in mapped.items():
+                for value in pack_samples(entity, system, topic, samples):
                     sent.append(await points.send(key=entity.encode(), value=value))
             await delivered(sent, "points")
 
@@ -369,19 +417,34 @@ def create_app(settings: Settings) -> faust.App:
             log.warning("the topology topic was not read to its end within %d s: scoring starts without it; "
                         "systems learn their topology when it arrives", TOPOLOGY_WAIT)
 
+    def assemble(sampled: list[Samples]) -> list[Point]:
+        """The points of the steps that the sample messages close (ingest.assemble)."""
+        out, late = [], 0
+        for m in sampled:
+            got = assembler.add(m.entity, m.source, m.partition, m.offset, m.samples)
+            late += got.late
+            out.extend(Point(m.entity, ts, metrics, m.source, m.partition) for ts, metrics in got.points)
+            if m.system:
+                labelled_systems[m.entity] = m.system
+        telemetry.SAMPLES_LATE.inc(late)
+        return out
+
     @app.agent(points)
     async def score(stream: faust.StreamT) -> None:
         await know_topologies()
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
             await check_gaps(events, "score")
             started = time.perf_counter()
-            batch = unpack_points((event.value, event.message.partition) for event in events)
+            batch, sampled = unpack_points((event.value, event.message.partition, event.message.offset)
+                                           for event in events)
             # In a thread (torch releases the GIL) so that ingestion goes on meanwhile; batches
             # are still processed one at a time, in order.
+            assembled = await app.loop.run_in_executor(None, assemble, sampled)
+            batch.extend(assembled)
             outcome = await app.loop.run_in_executor(None, processor.process, batch)
             for event in outcome.anomalies:  # an entity's event names its system, whose incident it is part of
                 event.system = event.system or next(iter(members.get(event.entity, ())), None) \
-                    or next(iter(topologies.systems_of(event.entity)), None)
+                    or next(iter(topologies.systems_of(event.entity)), None) or labelled_systems.get(event.entity)
             sent = await send_decisions(outcome)
             for request in outcome.transfers:
                 sent.append(await transfers.send(key=request.entity.encode(), value=dumps(request)))
@@ -404,6 +467,7 @@ def create_app(settings: Settings) -> faust.App:
             # ids), whereas state written first could mark points done whose outputs were lost.
             await delivered(sent, "outputs")
             sent = send_state(windows, outcome.snapshots)
+            sent += send_state(assembly, assembler.snapshots({Assembler.key(m.entity, m.source) for m in sampled}))
             for entity, partition in outcome.dropped:  # idle and without a model: its state goes (a tombstone)
                 key = entity.encode()
                 if windows.data.pop(key, None) is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from omnistream.ingest.mapping import SourceSettings
 from omnistream.transfer.config import TransferSettings
 
 ENV_PREFIX = "OMNISTREAM_"
@@ -139,9 +140,26 @@ class Settings(BaseModel):
     metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 = off")
     metrics_host: str = Field("127.0.0.1", description="address the Prometheus endpoint binds to (0.0.0.0 = all)")
     data_dir: Path = Path(".omnistream-state")
+    sources: list[SourceSettings] = Field([], description="more topics to read, each in a collector's format "
+                                                          "(Telegraf, Prometheus remote write, OTLP) with its mapping")
+
+    @model_validator(mode="after")
+    def _one_source_per_topic(self) -> Settings:
+        topics = [s.topic for s in self.sources]
+        twice = sorted({t for t in topics if topics.count(t) > 1})
+        if twice:
+            raise ValueError(f"sources name a topic more than once: {', '.join(twice)}")
+        own = sorted(t for t in topics if self.topic("metrics") == t or t.startswith(self.topic("metrics.")))
+        if own:
+            raise ValueError(f"sources must not name omnistream's own metric topics: {', '.join(own)}")
+        return self
 
     def topic(self, name: str) -> str:
         return f"{self.kafka.topic_prefix}{name}"
+
+    def source_topics(self) -> dict[str, SourceSettings]:
+        """The configured source topics by name."""
+        return {s.topic: s for s in self.sources}
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""The internal points topic: validated points re-keyed by entity, packed many to a message.
+"""The internal points topic: validated points re-keyed by entity, packed many to a message,
+and the mapped samples of the collector formats (ingest), likewise, to be assembled into
+points where the entity's windows are (ingest.assemble).
 
 Ingest groups a batch's points by entity (and source topic) and sends them together, so the
 internal hop costs one Kafka message per entity and batch rather than one per record; the
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from omnistream.ingest.mapping import Mapped
+
 
 @dataclass(frozen=True)
 class Point:
@@ -28,6 +32,7 @@ class Point:
 
 # Points per message: about 1 kB each as JSON, so a message stays far below Kafka's 1 MB limit.
 POINTS_PER_MESSAGE = 200
+SAMPLES_PER_MESSAGE = 2000  # about 80 bytes each
 
 
 def pack_points(entity: str, source: str, points: list[tuple[float, dict[str, float | None]]]) -> Iterator[bytes]:
@@ -36,11 +41,34 @@ def pack_points(entity: str, source: str, points: list[tuple[float, dict[str, fl
         yield orjson.dumps({"entity": entity, "source": source, "points": points[i:i + POINTS_PER_MESSAGE]})
 
 
-def unpack_points(values: Iterable[tuple[bytes, int]]) -> list[Point]:
-    """Points of messages (value, partition of the points topic), in message order."""
-    out = []
-    for value, partition in values:
+@dataclass(frozen=True)
+class Samples:
+    """One message of mapped samples of one entity (ingest.assemble.Packed each)."""
+
+    entity: str
+    system: str | None
+    samples: list[list]
+    source: str
+    partition: int
+    offset: int
+
+
+def pack_samples(entity: str, system: str | None, source: str, samples: list[Mapped]) -> Iterator[bytes]:
+    """Messages carrying the mapped ``samples`` of one entity from one topic."""
+    packed = [[s.metric, s.ts, s.value, "c" if s.kind == "counter" else "g", s.start, s.mean] for s in samples]
+    for i in range(0, len(packed), SAMPLES_PER_MESSAGE):
+        yield orjson.dumps({"entity": entity, "system": system, "source": source,
+                            "samples": packed[i:i + SAMPLES_PER_MESSAGE]})
+
+
+def unpack_points(values: Iterable[tuple[bytes, int, int]]) -> tuple[list[Point], list[Samples]]:
+    """Points and sample messages of (value, partition, offset) of the points topic, in order."""
+    points, samples = [], []
+    for value, partition, offset in values:
         data = orjson.loads(value)
         entity, source = data["entity"], data["source"]
-        out.extend(Point(entity, ts, metrics, source, partition) for ts, metrics in data["points"])
-    return out
+        if "samples" in data:
+            samples.append(Samples(entity, data["system"], data["samples"], source, partition, offset))
+        else:
+            points.extend(Point(entity, ts, metrics, source, partition) for ts, metrics in data["points"])
+    return points, samples

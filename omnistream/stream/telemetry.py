@@ -7,9 +7,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Enum, Gauge, Histogram
 
 # Label values come from small fixed sets: record data (entity or metric names) never becomes a label.
-RECORDS_IN = Counter("omnistream_records_in_total", "Metric records consumed", ["source"])  # shared | entity_topic
+RECORDS_IN = Counter("omnistream_records_in_total", "Metric records consumed",
+                     ["source"])  # shared | entity_topic | collector
 RECORDS_DLQ = Counter("omnistream_records_dlq_total", "Records sent to the dead-letter topic",
-                      ["reason"])  # entity | ts | metrics | size | record
+                      ["reason"])  # entity | ts | metrics | size | record | format | samples
+SAMPLES_LATE = Counter("omnistream_samples_late_total", "Collector samples for a step already assembled (dropped)")
 RECORDS_LATE = Counter("omnistream_records_late_total", "Points not newer than the entity's last point (redelivery)")
 POINTS_SCORED = Counter("omnistream_points_scored_total", "Points scored as the last point of a window")
 EVENTS_OUT = Counter("omnistream_anomaly_events_total", "Anomaly events published", ["state"])

@@ -181,6 +181,7 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: floa
     k = settings.kafka
     wanted = {settings.topic(name): {} for name in ("metrics", POINTS, SYSTEM_POINTS, *OUTPUTS, *extra)}
     wanted.update({settings.topic(name): {"cleanup.policy": "compact"} for name in COMPACTED})
+    wanted.update({name: {} for name in settings.source_topics() if name not in existing})
     new = [NewTopic(name, num_partitions=k.partitions, replication_factor=k.replication, config=cfg)
            for name, cfg in wanted.items() if name not in existing]
     created = []
@@ -227,7 +228,7 @@ def commit_start_offsets(settings: Settings, timeout: float = 15.0) -> int:
 def _commit_start(consumer: Consumer, settings: Settings, timeout: float) -> int:
     metadata = consumer.list_topics(timeout=timeout).topics
     pattern = metric_topic_pattern(settings)
-    internal = {settings.topic(POINTS), settings.topic(SYSTEM_POINTS)}
+    internal = {settings.topic(POINTS), settings.topic(SYSTEM_POINTS), *settings.source_topics()}
     partitions = [TopicPartition(name, p) for name, topic in metadata.items()
                   if name in internal or pattern.match(name) for p in topic.partitions]
     missing = [tp for tp in consumer.committed(partitions, timeout=timeout) if tp.offset < 0]

@@ -159,7 +159,7 @@ def points_on_topic(bootstrap: str, prefix: str) -> dict[str, str]:
     lost score's point stopped (before or after ingest)."""
     seen: dict[str, set[float]] = {}
     for msg in read_all(bootstrap, f"{prefix}{POINTS}"):
-        for point in unpack_points([(msg.value(), msg.partition())]):
+        for point in unpack_points([(msg.value(), msg.partition(), msg.offset())])[0]:
             seen.setdefault(point.entity, set()).add(point.ts)
     return {e: _span(t) for e, t in sorted(seen.items())}
 
