@@ -115,7 +115,9 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
         console.print(_kafka_failure(exc, settings.kafka.bootstrap))
         raise typer.Exit(2 if refused(exc) else EX_TEMPFAIL) from None
     faust_app = create_app(settings)
-    Worker(faust_app, loglevel=loglevel.upper()).execute_from_commandline()
+    faust_worker = Worker(faust_app, loglevel=loglevel.upper())
+    faust_worker.shutdown_seconds = settings.shutdown_seconds
+    faust_worker.execute_from_commandline()
 
 
 @app.command()
@@ -377,6 +379,7 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
 
     from confluent_kafka import KafkaException
 
+    from omnistream.stream.shutdown import end_after
     from omnistream.stream.topics import ensure_topics
     from omnistream.transfer.registry import RegistryError
     from omnistream.transfer.service import TransferService
@@ -402,8 +405,14 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
     stop = threading.Event()
+
+    def stopping(*_: object) -> None:
+        if not stop.is_set():
+            end_after(settings.shutdown_seconds, lambda: "a transfer or the Kafka clients' close is still running")
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stopping)
     service.run(stop)
 
 

@@ -42,6 +42,7 @@ from omnistream.stream.progress import ProgressWatch
 from omnistream.stream.records import RecordError, dumps, parse_metric_record
 from omnistream.stream.restart import RESTARTS_ENV
 from omnistream.stream.scorer import Allowlist, ModelStore, pick_device
+from omnistream.stream.shutdown import end_after
 from omnistream.stream.fleet import fleet_scores
 from omnistream.stream.systems import SystemProcessor, pack_fleet_scores, pack_system_points, unpack_system_points
 from omnistream.stream.topics import POINTS, SYSTEM_POINTS, BrokerProbe, client_config, metric_topics
@@ -85,7 +86,20 @@ def _credentials(security: dict[str, str]) -> faust.types.auth.CredentialsT | No
 
 
 class Worker(faust.Worker):
-    """Faust's worker whose log stays readable in an outage: repeated warnings are thinned."""
+    """Faust's worker whose log stays readable in an outage (repeated warnings are thinned) and
+    whose stop on a signal ends within ``shutdown_seconds`` (stream.shutdown)."""
+
+    shutdown_seconds: float = 10.0
+
+    def _schedule_shutdown(self, signal: int) -> None:
+        if not self._signal_stop_time:
+            end_after(self.shutdown_seconds, self._still_stopping)
+        super()._schedule_shutdown(signal)
+
+    def _still_stopping(self) -> str:
+        health = getattr(self.app, "omnistream_health", None)
+        broker = "the broker is unreachable" if health is not None and health.broker_down else "the broker answers"
+        return f"{broker}; the Kafka clients are still closing (last offsets not committed)"
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)

@@ -140,6 +140,8 @@ class Settings(BaseModel):
     metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 = off")
     metrics_host: str = Field("127.0.0.1", description="address the Prometheus endpoint binds to (0.0.0.0 = all)")
     data_dir: Path = Path(".omnistream-state")
+    shutdown_seconds: float = Field(10.0, gt=0, description="after SIGTERM or SIGINT, seconds a clean stop may take "
+                                                            "(flush, commit) before the process ends anyway")
     sources: list[SourceSettings] = Field([], description="more topics to read, each in a collector's format "
                                                           "(Telegraf, Prometheus remote write, OTLP) with its mapping")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,6 +29,20 @@ def start_worker(bootstrap, prefix, model_dir, tmp: Path, metrics_port: int = 0,
     env = {"OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}", "OMNISTREAM_DATA_DIR": str(tmp / "state"),
            "OMNISTREAM_KAFKA__DISCOVER_EVERY": "3", **(env or {})}
     return WorkerProcess(args, tmp / "worker.log", env)
+
+
+def stopped_by_sigterm(proc: subprocess.Popen, limit: float) -> tuple[int, float]:
+    """Send SIGTERM to ``proc`` while the broker is down; (exit code, seconds until it ended)."""
+    from conftest import BROKER, broker_env
+
+    subprocess.run([str(BROKER), "stop"], check=True, env=broker_env(), timeout=300)
+    try:
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(limit + 60)
+        return code, time.monotonic() - began
+    finally:
+        subprocess.run([str(BROKER), "start"], check=True, env=broker_env(), timeout=300)
 
 
 def consume(bootstrap, topic, until, timeout=180.0, security: dict[str, str] | None = None):

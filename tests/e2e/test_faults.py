@@ -21,7 +21,7 @@ from conftest import BROKER, broker_env
 from confluent_kafka import Producer
 from faults import (ENTITIES, START_TS, assert_exact, collect, fleet_models, fleet_records, publish_system, read_all,
                     reference, report, score_key)
-from streams import consume, start_worker
+from streams import consume, start_worker, stopped_by_sigterm
 
 from omnistream.cli.replay import replay
 
@@ -174,6 +174,12 @@ def _outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, seconds: 
     assert_exact(events, scores)
     assert scores.duplicated == 0 and events.duplicated == 0
     assert lines < 60 + seconds / 6, "the log should stay readable during an outage"  # a few lines a minute
+
+
+def test_sigterm_ends_the_worker_within_its_deadline_while_the_broker_is_down(kafka_bootstrap, workers):
+    worker = workers(OMNISTREAM_SHUTDOWN_SECONDS="5").start()
+    code, took = stopped_by_sigterm(worker.proc, 5)
+    assert code == 0 and took < 5 + 5, (took, worker.tail())
 
 
 def test_worker_rides_out_a_broker_outage(kafka_bootstrap, topic_prefix, fleet, asd_series, workers):

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 from fleets import METRICS, clustered_fleet
-from streams import consume, start_worker
+from streams import consume, start_worker, stopped_by_sigterm
 
 from omnistream.stream.records import ModelAnnouncement, dumps
 
@@ -34,9 +34,10 @@ def base_models(tmp_path_factory):
     return folder, newcomer
 
 
-def start_service(bootstrap, prefix, clusters, models, tmp):
+def start_service(bootstrap, prefix, clusters, models, tmp, **extra_env: str):
     log = open(tmp / "transfer.log", "wb")
-    env = {**os.environ, "OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}", "OMNISTREAM_TRANSFER__RETRY_EVERY": "1",
+    env = {**os.environ, **extra_env, "OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}",
+           "OMNISTREAM_TRANSFER__RETRY_EVERY": "1",
            "OMNISTREAM_TRANSFER__FULL_EPOCHS": "3", "OMNISTREAM_TRANSFER__HEAD_EPOCHS": "3",
            "OMNISTREAM_TRANSFER__ALL_EPOCHS": "2"}
     return subprocess.Popen([sys.executable, "-m", "omnistream.cli.main", "transfer", "--bootstrap", bootstrap,
@@ -155,3 +156,16 @@ def test_a_crashed_service_s_waiting_request_is_served_by_another(kafka_bootstra
     finally:
         second.terminate()
         second.wait(30)
+
+
+def test_sigterm_ends_the_service_within_its_deadline_while_the_broker_is_down(kafka_bootstrap, topic_prefix,
+                                                                              base_models, tmp_path):
+    service = start_service(kafka_bootstrap, topic_prefix, base_models[0], tmp_path / "models", tmp_path,
+                            OMNISTREAM_SHUTDOWN_SECONDS="5")
+    log = tmp_path / "transfer.log"
+    deadline = time.monotonic() + 120
+    while b"transfer service on" not in log.read_bytes() and time.monotonic() < deadline:
+        assert service.poll() is None, log.read_text()
+        time.sleep(0.2)
+    code, took = stopped_by_sigterm(service, 5)
+    assert code == 0 and took < 5 + 5, (took, log.read_text()[-3000:])
