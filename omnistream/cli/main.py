@@ -103,13 +103,15 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
     if restart and not is_child():
         raise typer.Exit(run_restarting([sys.executable, "-m", "omnistream.cli.main", *sys.argv[1:]]))
     from omnistream.stream.app import Worker, create_app
-    from omnistream.stream.topics import commit_start_offsets, ensure_topics, refused
+    from omnistream.stream.topics import commit_start_offsets, ensure_topics, refused, topic_differences
 
     window = {"stride": stride} if stride else None
     settings = _settings(config, bootstrap, prefix, model_dir=model_dir, device=device, metrics_port=metrics_port,
                          model_allowlist=allowlist, **({"window": window} if window else {}))
     try:
         ensure_topics(settings)
+        for line in topic_differences(settings):
+            console.print(f"[yellow]topic settings differ:[/] {line}")
         commit_start_offsets(settings)
     except KafkaException as exc:  # refused credentials need a person (2); an absent broker, a retry (75)
         console.print(_kafka_failure(exc, settings.kafka.bootstrap))

@@ -145,12 +145,15 @@ def create_app(settings: Settings) -> faust.App:
     transfers = app.topic(settings.topic("transfer-requests"), **raw)
     dlq = app.topic(settings.topic("metrics-dlq"), **raw)
     system_points = app.topic(settings.topic(SYSTEM_POINTS), partitions=k.partitions, internal=False, **raw)
-    windows = app.Table("windows", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes)
+    table_configs = {"min.insync.replicas": str(k.min_insync_replicas)} if k.min_insync_replicas else {}
+    windows = app.Table("windows", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes,
+                        extra_topic_configs=table_configs)
     windows.key_serializer = windows.value_serializer = "raw"  # snapshots are already bytes
     system_windows = app.Table("system-windows", default=None, partitions=k.partitions, key_type=bytes,
-                               value_type=bytes)
+                               value_type=bytes, extra_topic_configs=table_configs)
     system_windows.key_serializer = system_windows.value_serializer = "raw"
-    assembly = app.Table("assembly", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes)
+    assembly = app.Table("assembly", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes,
+                         extra_topic_configs=table_configs)
     assembly.key_serializer = assembly.value_serializer = "raw"  # open steps of the collector formats' entities
     if settings.trust_model_folder:
         log.warning("trust_model_folder is on: every file in %s is loaded unchecked, and a TorchScript file runs "

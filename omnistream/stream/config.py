@@ -39,8 +39,19 @@ class KafkaSettings(BaseModel):
     heartbeat_every: float = Field(3.0, gt=0, description="seconds between heartbeats (under a third of "
                                                           "session_timeout)")
     rebalance_timeout: float = Field(30.0, gt=0, description="seconds the members have to rejoin a rebalance")
+    min_insync_replicas: int | None = Field(None, ge=1, description="min.insync.replicas of every topic the worker "
+                                                                    "creates (default: the broker's)")
+    retention_hours: float = Field(168.0, gt=0, description="retention of the topics the worker creates that are "
+                                                            "not compacted (outputs, DLQ, internal points)")
     # Passed through to the Kafka clients, e.g. {"security.protocol": "SASL_SSL", ...}.
     security: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> KafkaSettings:
+        if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication:
+            raise ValueError(f"kafka.min_insync_replicas ({self.min_insync_replicas}) cannot exceed "
+                             f"kafka.replication ({self.replication}): every write would be refused")
+        return self
 
     @model_validator(mode="after")
     def _heartbeats_fit_the_session(self) -> KafkaSettings:
@@ -121,7 +132,9 @@ class SystemSettings(BaseModel):
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    app_id: str = "omnistream"
+    app_id: str = Field("", description="Faust app id: the consumer groups and internal topics (changelogs) of "
+                                        "this deployment; default <kafka.topic_prefix>omnistream, so that two "
+                                        "deployments with different prefixes never share state")
     kafka: KafkaSettings = KafkaSettings()
     window: WindowSettings = WindowSettings()
     records: RecordSettings = RecordSettings()
@@ -144,6 +157,12 @@ class Settings(BaseModel):
                                                             "(flush, commit) before the process ends anyway")
     sources: list[SourceSettings] = Field([], description="more topics to read, each in a collector's format "
                                                           "(Telegraf, Prometheus remote write, OTLP) with its mapping")
+
+    @model_validator(mode="after")
+    def _app_id_of_the_deployment(self) -> Settings:
+        if not self.app_id:
+            self.app_id = f"{self.kafka.topic_prefix}omnistream"
+        return self
 
     @model_validator(mode="after")
     def _one_source_per_topic(self) -> Settings:

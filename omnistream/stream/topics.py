@@ -8,7 +8,7 @@ import threading
 import time
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec, ResourceType
 
 from omnistream.stream.config import Settings
 
@@ -174,14 +174,24 @@ class BrokerProbe:
         return {(tp.topic, tp.partition): future.result(timeout).offset for tp, future in futures.items()}
 
 
+def wanted_topics(settings: Settings, extra: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
+    """Every topic the worker creates if missing, with the configs it needs: compaction for the
+    keyed state topics, retention for the rest, and ``min.insync.replicas`` where set."""
+    k = settings.kafka
+    common = {"min.insync.replicas": str(k.min_insync_replicas)} if k.min_insync_replicas else {}
+    delete = {**common, "cleanup.policy": "delete", "retention.ms": str(round(k.retention_hours * 3_600_000))}
+    wanted = {settings.topic(name): delete for name in ("metrics", POINTS, SYSTEM_POINTS, *OUTPUTS, *extra)}
+    wanted.update({settings.topic(name): {**common, "cleanup.policy": "compact"} for name in COMPACTED})
+    return wanted
+
+
 def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: float = 15.0) -> list[str]:
     """Create the topics omnistream reads and writes if they are missing; return those created."""
     admin, errors = _admin(settings)
     existing = _list_topics(admin, errors, timeout)  # raises KafkaException when unreachable or refused
     k = settings.kafka
-    wanted = {settings.topic(name): {} for name in ("metrics", POINTS, SYSTEM_POINTS, *OUTPUTS, *extra)}
-    wanted.update({settings.topic(name): {"cleanup.policy": "compact"} for name in COMPACTED})
-    wanted.update({name: {} for name in settings.source_topics() if name not in existing})
+    wanted = wanted_topics(settings, extra)
+    wanted.update({name: wanted[settings.topic("metrics")] for name in settings.source_topics()})  # the collectors'
     new = [NewTopic(name, num_partitions=k.partitions, replication_factor=k.replication, config=cfg)
            for name, cfg in wanted.items() if name not in existing]
     created = []
@@ -196,6 +206,36 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout: floa
         _await_metadata(admin, created, timeout)
         log.info("created topics: %s", ", ".join(sorted(created)))
     return created
+
+
+def topic_differences(settings: Settings, timeout: float = 15.0) -> list[str]:
+    """What the existing topics do not have of what the worker needs (``wanted_topics``), one
+    line each: partitions of the internal topics (co-partitioned with the window tables),
+    replication, cleanup policy, retention and ``min.insync.replicas``."""
+    admin, errors = _admin(settings)
+    k = settings.kafka
+    metadata = admin.list_topics(timeout=timeout).topics
+    wanted = {name: cfg for name, cfg in wanted_topics(settings).items() if name in metadata}
+    if not wanted:
+        return []
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in sorted(wanted)]
+    configs = {r.name: {key: entry.value for key, entry in future.result(timeout).items()}
+               for r, future in admin.describe_configs(resources, request_timeout=timeout).items()}
+    out = []
+    internal = {settings.topic(POINTS), settings.topic(SYSTEM_POINTS)}
+    for name, cfg in sorted(wanted.items()):
+        partitions = metadata[name].partitions
+        if name in internal and len(partitions) != k.partitions:
+            out.append(f"{name}: {len(partitions)} partitions, but the window tables have kafka.partitions = "
+                       f"{k.partitions} (co-partitioned: recreate the topic or set kafka.partitions)")
+        replicas = min((len(p.replicas) for p in partitions.values()), default=0)
+        if replicas < k.replication:
+            out.append(f"{name}: replication factor {replicas}, kafka.replication asks for {k.replication}")
+        for key, value in cfg.items():
+            have = configs.get(name, {}).get(key)
+            if have != value:
+                out.append(f"{name}: {key} = {have}, omnistream wants {value}")
+    return out
 
 
 def commit_start_offsets(settings: Settings, timeout: float = 15.0) -> int:

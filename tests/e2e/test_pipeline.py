@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 import urllib.request
+import uuid
 
 import orjson
 import pytest
+from confluent_kafka.admin import AdminClient
 from streams import consume, start_worker
 
 from omnistream.offline.datasets import metric_names
@@ -120,3 +122,33 @@ def test_killed_worker_resumes_without_changing_events(kafka_bootstrap, topic_pr
     worker.start()
     events = consume(kafka_bootstrap, f"{topic_prefix}anomalies", lambda m: ids(m) >= expected)
     assert ids(events) == expected  # redelivery may repeat an event, never change one
+
+
+def test_two_deployments_on_one_broker_keep_their_state_apart(kafka_bootstrap, trained_models, asd_series,
+                                                             tmp_path):
+    """The same entities under two prefixes, each deployment with its own part of the data and
+    the default app id: each publishes exactly the events of its own data alone."""
+    run = uuid.uuid4().hex[:6]
+    parts = {f"a{run}.": asd_records(asd_series, 400), f"b{run}.": asd_records(asd_series, 800, 400)}
+    workers = []
+    try:
+        for prefix in parts:
+            (tmp_path / prefix).mkdir()
+            workers.append(start_worker(kafka_bootstrap, prefix, trained_models[0], tmp_path / prefix,
+                                        app_id=False).start())
+        config = {"bootstrap.servers": kafka_bootstrap}
+        for prefix, records in parts.items():
+            replay(records, config, prefix)
+        for prefix, records in parts.items():
+            expected = expected_events(trained_models[0], records)
+            assert expected
+            events = consume(kafka_bootstrap, f"{prefix}anomalies", lambda m, e=expected: ids(m) >= e)
+            assert ids(events) == expected
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        topics = admin.list_topics(timeout=30).topics
+        groups = {g.group_id for g in admin.list_consumer_groups().result(30).valid}
+        for prefix in parts:
+            assert f"{prefix}omnistream" in groups and f"{prefix}omnistream-windows-changelog" in topics
+    finally:
+        for w in workers:
+            w.stop()

@@ -2,9 +2,10 @@
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from omnistream.stream.config import Settings
-from omnistream.stream.topics import commit_start_offsets, ensure_topics, metric_topics
+from omnistream.stream.topics import commit_start_offsets, ensure_topics, metric_topics, topic_differences
 
 pytestmark = pytest.mark.e2e
 
@@ -36,3 +37,36 @@ def test_a_new_group_starts_from_explicitly_committed_earliest_offsets(kafka_boo
         consumer.close()
     assert all(tp.offset == 0 for tp in committed)  # the earliest offset, not the end: nothing skipped
     assert commit_start_offsets(settings) == 0  # committed offsets are left alone
+
+
+def _configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
+    return {r.name: {k: e.value for k, e in f.result(30).items()} for r, f in admin.describe_configs(resources).items()}
+
+
+def test_created_topics_carry_compaction_retention_and_min_insync_replicas(kafka_bootstrap, topic_prefix):
+    settings = Settings(kafka={"bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix, "retention_hours": 12,
+                               "min_insync_replicas": 1})
+    ensure_topics(settings)
+    configs = _configs(kafka_bootstrap, [f"{topic_prefix}{n}" for n in ("models", "anomalies", "omnistream-points")])
+    assert configs[f"{topic_prefix}models"]["cleanup.policy"] == "compact"
+    for name in ("anomalies", "omnistream-points"):
+        got = configs[f"{topic_prefix}{name}"]
+        assert (got["cleanup.policy"], got["retention.ms"], got["min.insync.replicas"]) == ("delete", "43200000", "1")
+    assert topic_differences(settings) == []
+
+
+def test_existing_topics_that_differ_are_named_with_what_differs(kafka_bootstrap, topic_prefix):
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    made = admin.create_topics([NewTopic(f"{topic_prefix}models", 8, 1, config={"cleanup.policy": "delete"}),
+                                NewTopic(f"{topic_prefix}omnistream-points", 3, 1)])
+    for future in made.values():
+        future.result(30)
+    settings = Settings(kafka={"bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix})
+    ensure_topics(settings)
+    lines = topic_differences(settings)
+    assert f"{topic_prefix}models: cleanup.policy = delete, omnistream wants compact" in lines
+    assert any(line.startswith(f"{topic_prefix}omnistream-points: 3 partitions") for line in lines)
+    assert len(lines) == 2, lines  # the broker's default retention is a week, as omnistream's: no line
+

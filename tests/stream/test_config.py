@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from omnistream.stream.config import load_settings
+from omnistream.stream.config import Settings, load_settings
 
 
 def test_file_then_environment_then_overrides(tmp_path):
@@ -32,3 +32,14 @@ def test_the_example_configuration_is_valid():
     settings = load_settings(example, environ={})
     assert settings.transfer.points == 1440 and settings.triggers.drift_points == 720
     assert settings.transfer.registry == Path("clusters")
+
+
+def test_deployments_are_scoped_by_their_prefix():
+    a, b = Settings(kafka={"topic_prefix": "prod."}), Settings(kafka={"topic_prefix": "staging."})
+    assert (a.app_id, b.app_id, Settings().app_id) == ("prod.omnistream", "staging.omnistream", "omnistream")
+    assert Settings(app_id="mine", kafka={"topic_prefix": "prod."}).app_id == "mine"
+
+
+def test_min_insync_replicas_cannot_exceed_the_replication():
+    with pytest.raises(ValidationError, match="min_insync_replicas"):
+        Settings(kafka={"replication": 1, "min_insync_replicas": 2})
