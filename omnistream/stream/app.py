@@ -484,12 +484,17 @@ def create_app(settings: Settings) -> faust.App:
             # ids), whereas state written first could mark points done whose outputs were lost.
             await delivered(sent, "outputs")
             sent = send_state(windows, outcome.snapshots)
-            sent += send_state(assembly, assembler.snapshots({Assembler.key(m.entity, m.source) for m in sampled}))
             for entity, partition in outcome.dropped:  # idle and without a model: its state goes (a tombstone)
                 key = entity.encode()
                 if windows.data.pop(key, None) is not None:
                     sent.append(windows.send_changelog(partition, key, None))
             await delivered(sent, "window state")
+            # The open steps last: saved before the windows, they could mark samples applied whose
+            # points the windows never got; saved after, a crash between only makes the restart
+            # emit those points again, which the windows drop as already seen.
+            if sampled:
+                keys = {Assembler.key(m.entity, m.source) for m in sampled}
+                await delivered(send_state(assembly, assembler.snapshots(keys)), "open steps")
             if outcome.quarantined:
                 telemetry.MODELS_QUARANTINED.inc()
                 report_models()

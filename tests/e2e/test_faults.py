@@ -7,6 +7,7 @@ The longer outages (60 s, 5 min) run with ``make test-faults``."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import BROKER, broker_env
+from collectors import influx_lines
 from confluent_kafka import Producer
 from faults import (ENTITIES, START_TS, assert_exact, collect, fleet_models, fleet_records, publish_system, read_all,
                     reference, report, score_key)
@@ -101,6 +103,37 @@ def test_sigkilled_worker_resumes_from_its_changelog(kafka_bootstrap, topic_pref
     report("worker SIGKILL", events, scores, kafka_bootstrap, topic_prefix, ready_again_s=ready)
     assert_exact(events, scores)
     assert ready < 30
+
+
+def test_a_worker_killed_mid_step_of_collector_input_loses_and_repeats_nothing(kafka_bootstrap, topic_prefix,
+                                                                              fleet, asd_series, workers):
+    """Line protocol, one metric per message, keyed by host (Telegraf's routing_tag): the kill
+    falls inside a step, whose samples are half assembled; the restart resumes from the saved
+    open steps and the offset they were applied to."""
+    records = [{**r, "ts": math.floor(r["ts"] / 60) * 60} for r in fleet_records(asd_series, 0, POINTS)]
+    expected = reference(fleet, records[: -2 * len(ENTITIES)])  # the last two steps wait for later samples
+    topic = f"{topic_prefix}telegraf"
+    source = {"topic": topic, "format": "influx_line", "step_seconds": 60, "lateness_seconds": 60,
+              "name_template": "{field}"}
+    worker = workers(OMNISTREAM_SOURCES=orjson.dumps([source]).decode()).start()
+    lines = influx_lines(records)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 20})
+
+    def send(values: list[bytes]) -> None:
+        for value in values:
+            producer.produce(topic, value=value, key=value.split(b"host=", 1)[1].split(b" ", 1)[0])
+            producer.poll(0)
+        assert producer.flush(60) == 0
+
+    middle = len(lines) // 2 + 7  # part of one entity's metrics of a step
+    send(lines[:middle])
+    _scores_so_far(kafka_bootstrap, topic_prefix, 300)
+    worker.kill()
+    send(lines[middle:])
+    worker.start()
+    events, scores = collect(kafka_bootstrap, topic_prefix, expected)
+    report("worker SIGKILL mid-step of collector input", events, scores, kafka_bootstrap, topic_prefix)
+    assert_exact(events, scores)
 
 
 def test_a_crashed_faust_worker_is_restarted_by_the_command(kafka_bootstrap, topic_prefix, fleet, asd_series,
