@@ -17,6 +17,8 @@ from omnistream.stream.records import MAX_ENTITY_LENGTH, MAX_METRIC_NAME_LENGTH
 Format = Literal["omnistream", "telegraf_json", "influx_line", "prometheus_json", "otlp_proto", "otlp_json"]
 DEFAULT_UNIT = {"telegraf_json": "s", "influx_line": "ns"}  # Telegraf's json_timestamp_units and line precision
 PROMETHEUS_COUNTERS = ["*_total", "*_count", "*_sum", "*_bucket"]
+PLACEMENTS_KEPT = 200_000  # series whose placement is remembered (entities x metrics); then forgotten at once
+_UNSEEN = object()
 UNSAFE = re.compile(r"[^\w.:/@+=-]")  # what a metric or entity name may not hold (stream.records.NAME)
 
 
@@ -88,6 +90,10 @@ class Mapping:
     def __init__(self, source: SourceSettings):
         self.source = source
         self.quantiles = {float(q) for q in source.quantiles}
+        # Every label a placement reads: a sample's placement depends on these alone.
+        self._read = (*source.entity, *([source.system] if source.system else []), *source.name_labels,
+                      "quantile", "le")
+        self._placed: dict[tuple, tuple | str | None] = {}
 
     def metric_name(self, sample: Sample) -> str | None:
         """The metric's name, or None when the rules drop it."""
@@ -115,25 +121,43 @@ class Mapping:
                 return UNSAFE.sub("_", f"{base}_mean{self.label_suffix(sample.labels)}"), part
         return None
 
+    def place(self, sample: Sample) -> tuple | str | None:
+        """(entity, system, metric, kind, mean) of a sample, an error line, or None when the
+        rules drop it; the same for every sample of one series (see ``apply``)."""
+        s = self.source
+        values = [sample.labels.get(label) for label in s.entity]
+        if any(v is None or v == "" for v in values):
+            return (f"{sample.name}: no entity label ({', '.join(s.entity)}) among "
+                    f"{', '.join(sorted(sample.labels)) or 'no labels'}")
+        metric = self.metric_name(sample)
+        if metric is None:
+            return None
+        kind = "counter" if sample.kind == "counter" or _matches(sample.name, s.counters) else "gauge"
+        system = sample.labels.get(s.system) if s.system else None
+        entity = UNSAFE.sub("_", "/".join(values))
+        if len(entity) > MAX_ENTITY_LENGTH or len(metric) > MAX_METRIC_NAME_LENGTH:
+            return (f"{sample.name}: entity {entity[:40]!r} or metric {metric[:40]!r} is too long "
+                    f"({MAX_ENTITY_LENGTH} and {MAX_METRIC_NAME_LENGTH} characters at most)")
+        return entity, UNSAFE.sub("_", system) if system else None, metric, kind, self.mean_part(sample)
+
     def apply(self, decoded: Decoded) -> tuple[list[Mapped], list[str]]:
-        """Mapped samples and the errors of the message (the decoder's and the mapping's)."""
-        s, out, errors = self.source, [], list(decoded.errors)
+        """Mapped samples and the errors of the message (the decoder's and the mapping's).
+        Placements are remembered per series (name, kind and the labels the rules read), so
+        the rules run once per series rather than once per sample."""
+        out, errors, cache, read = [], list(decoded.errors), self._placed, self._read
         for sample in decoded.samples:
-            values = [sample.labels.get(label) for label in s.entity]
-            if any(v is None or v == "" for v in values):
-                errors.append(f"{sample.name}: no entity label ({', '.join(s.entity)}) among "
-                              f"{', '.join(sorted(sample.labels)) or 'no labels'}")
+            labels = sample.labels
+            key = (sample.name, sample.kind, *[labels.get(k) for k in read])
+            placed = cache.get(key, _UNSEEN)
+            if placed is _UNSEEN:
+                if len(cache) >= PLACEMENTS_KEPT:
+                    cache.clear()
+                placed = cache[key] = self.place(sample)
+            if placed is None:
                 continue
-            metric = self.metric_name(sample)
-            if metric is None:
+            if isinstance(placed, str):
+                errors.append(placed)
                 continue
-            kind = "counter" if sample.kind == "counter" or _matches(sample.name, s.counters) else "gauge"
-            system = sample.labels.get(s.system) if s.system else None
-            entity = UNSAFE.sub("_", "/".join(values))
-            if len(entity) > MAX_ENTITY_LENGTH or len(metric) > MAX_METRIC_NAME_LENGTH:
-                errors.append(f"{sample.name}: entity {entity[:40]!r} or metric {metric[:40]!r} is too long "
-                              f"({MAX_ENTITY_LENGTH} and {MAX_METRIC_NAME_LENGTH} characters at most)")
-                continue
-            out.append(Mapped(entity, UNSAFE.sub("_", system) if system else None, metric, sample.ts, sample.value,
-                              kind, sample.start, self.mean_part(sample)))
+            entity, system, metric, kind, mean = placed
+            out.append(Mapped(entity, system, metric, sample.ts, sample.value, kind, sample.start, mean))
         return out, errors

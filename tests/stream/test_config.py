@@ -43,3 +43,9 @@ def test_deployments_are_scoped_by_their_prefix():
 def test_min_insync_replicas_cannot_exceed_the_replication():
     with pytest.raises(ValidationError, match="min_insync_replicas"):
         Settings(kafka={"replication": 1, "min_insync_replicas": 2})
+
+
+@pytest.mark.parametrize("name", ["telegraf.yaml", "prometheus-kafka-adapter.yaml", "otlp.yaml"])
+def test_the_collector_examples_in_deploy_are_valid_settings(name):
+    settings = load_settings(Path(__file__).resolve().parents[2] / "deploy" / "sources" / name, environ={})
+    assert settings.sources and all(s.format != "omnistream" for s in settings.sources)
