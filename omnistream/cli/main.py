@@ -373,6 +373,7 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
              points: Annotated[int | None, typer.Option(
                  help="points of an entity's data a transfer trains on [default: 1440]")] = None,
              instance: Annotated[str, typer.Option(help="static group member id (faster hand-over on restart)")] = "",
+             metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port, 0 = off")] = 0,
              loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info") -> None:
     """Serve `transfer-requests`: cold-start a new entity on its nearest cluster's base model,
     then transfer (full or partial, by DiffScore) on its first data and announce the model on `models`."""
@@ -406,6 +407,10 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
     except RegistryError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, settings.metrics_host)
     stop = threading.Event()
 
     def stopping(*_: object) -> None:

@@ -168,6 +168,10 @@ def create_app(settings: Settings) -> faust.App:
 
     def report_models() -> None:
         telemetry.MODELS_LOADED.set(len(models.models))
+        telemetry.MODELS_BY.clear()
+        for (detector, strategy), count in Counter((m.info.name, m.info.strategy)
+                                                   for m in models.models.values()).items():
+            telemetry.MODELS_BY.labels(detector, strategy or "scratch").set(count)
         telemetry.MODEL_FOLDER_EMPTY.set(int(not models.models))
         if models.models:
             no_models.reset(f"{len(models.models)} models loaded")
@@ -275,10 +279,23 @@ def create_app(settings: Settings) -> faust.App:
         consumed = set(source.topics) | {settings.topic(POINTS), settings.topic(SYSTEM_POINTS)}
         return sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in consumed)
 
+    def report_lag(committed: dict, ends: dict) -> None:
+        """Records waiting per partition, by kind of topic (bounded labels: no entity names)."""
+        internal = {settings.topic(POINTS): "points", settings.topic(SYSTEM_POINTS): "system_points"}
+        waiting: Counter = Counter()
+        for (topic, partition), end in ends.items():
+            kind = internal.get(topic) or ("collector" if topic in collectors else "metrics")
+            waiting[kind, str(partition)] += max(0, end - max(committed.get((topic, partition), 0), 0))
+        telemetry.CONSUMER_LAG.clear()
+        for (kind, partition), count in waiting.items():
+            telemetry.CONSUMER_LAG.labels(kind, partition).set(count)
+
+    @app.timer(interval=max(k.probe_every, k.stall_after / 6) if k.stall_after else k.probe_every)
     async def watch_progress() -> None:
-        """End the process when a held partition keeps records waiting and its committed offset
-        stays put for ``kafka.stall_after`` seconds (stream.progress): its restart resumes from
-        the committed offsets, where a silent stall would score nothing, for ever."""
+        """Report the consumer lag; and end the process when a held partition keeps records
+        waiting and its committed offset stays put for ``kafka.stall_after`` seconds
+        (stream.progress): its restart resumes from the committed offsets, where a silent stall
+        would score nothing, for ever."""
         if health.state != "running":
             return
         held = held_partitions()
@@ -288,15 +305,13 @@ def create_app(settings: Settings) -> faust.App:
             log.debug("cannot read the group's offsets (%s)", exc)
             progress.reset()
             return
-        stalled = progress.observe(committed, ends)
+        report_lag(committed, ends)
+        stalled = progress.observe(committed, ends) if k.stall_after else []
         if stalled and health.state == "running":
             log.critical("consumption stalled (committed offset not moving, records waiting): %s; stopping the "
                          "process, whose restart resumes from the committed offsets", "; ".join(stalled))
             logging.shutdown()
             os._exit(STALLED_EXIT)
-
-    if k.stall_after:
-        app.timer(interval=max(k.probe_every, k.stall_after / 6))(watch_progress)
 
     @app.timer(interval=30.0)
     async def reload_models() -> None:
@@ -378,6 +393,7 @@ def create_app(settings: Settings) -> faust.App:
             await check_gaps(events, "ingest")
             valid: dict[tuple[str, str], list] = defaultdict(list)  # (entity, topic) -> [(ts, metrics)]
             mapped: dict[tuple[str, str | None, str], list[Mapped]] = defaultdict(list)
+            received = min((e.message.timestamp or 0.0 for e in events), default=0.0)
             sent: list = []
             shared = settings.topic("metrics")
             for topic, count in Counter(event.message.topic for event in events).items():
@@ -400,10 +416,10 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 valid[record.entity, msg.topic].append((record.ts, record.metrics))
             for (entity, topic), batch in valid.items():
-                for value in pack_points(entity, topic, batch):
+                for value in pack_points(entity, topic, batch, received):
                     sent.append(await points.send(key=entity.encode(), value=value))
             for (entity, system, topic), samples in mapped.items():
-                for value in pack_samples(entity, system, topic, samples):
+                for value in pack_samples(entity, system, topic, samples, received):
                     sent.append(await points.send(key=entity.encode(), value=value))
             await delivered(sent, "points")
 
@@ -440,7 +456,7 @@ def create_app(settings: Settings) -> faust.App:
         for m in sampled:
             got = assembler.add(m.entity, m.source, m.partition, m.offset, m.samples)
             late += got.late
-            out.extend(Point(m.entity, ts, metrics, m.source, m.partition) for ts, metrics in got.points)
+            out.extend(Point(m.entity, ts, metrics, m.source, m.partition, m.received) for ts, metrics in got.points)
             if m.system:
                 labelled_systems[m.entity] = m.system
         telemetry.SAMPLES_LATE.inc(late)
@@ -483,6 +499,11 @@ def create_app(settings: Settings) -> faust.App:
             # Outputs first, state after: a crash between the two repeats the outputs (the same
             # ids), whereas state written first could mark points done whose outputs were lost.
             await delivered(sent, "outputs")
+            now = time.time()
+            for point in batch:
+                if point.received:
+                    telemetry.END_TO_END.observe(now - point.received)
+            telemetry.POINTS_FLAGGED.inc(sum(r.calibrated_score >= 1.0 for r in outcome.scores))
             sent = send_state(windows, outcome.snapshots)
             for entity, partition in outcome.dropped:  # idle and without a model: its state goes (a tombstone)
                 key = entity.encode()

@@ -28,6 +28,7 @@ class Point:
     metrics: dict[str, float | None]
     source: str
     partition: int
+    received: float = 0.0  # Kafka timestamp of the oldest source record it came with (0: unknown)
 
 
 # Points per message: about 1 kB each as JSON, so a message stays far below Kafka's 1 MB limit.
@@ -35,10 +36,13 @@ POINTS_PER_MESSAGE = 200
 SAMPLES_PER_MESSAGE = 2000  # about 80 bytes each
 
 
-def pack_points(entity: str, source: str, points: list[tuple[float, dict[str, float | None]]]) -> Iterator[bytes]:
-    """Messages carrying ``points`` ((ts, metrics) in order) of one entity from one topic."""
+def pack_points(entity: str, source: str, points: list[tuple[float, dict[str, float | None]]],
+                received: float = 0.0) -> Iterator[bytes]:
+    """Messages carrying ``points`` ((ts, metrics) in order) of one entity from one topic;
+    ``received``: the Kafka timestamp of the oldest record among them."""
     for i in range(0, len(points), POINTS_PER_MESSAGE):
-        yield orjson.dumps({"entity": entity, "source": source, "points": points[i:i + POINTS_PER_MESSAGE]})
+        yield orjson.dumps({"entity": entity, "source": source, "points": points[i:i + POINTS_PER_MESSAGE],
+                            "received": received})
 
 
 @dataclass(frozen=True)
@@ -51,14 +55,16 @@ class Samples:
     source: str
     partition: int
     offset: int
+    received: float = 0.0
 
 
-def pack_samples(entity: str, system: str | None, source: str, samples: list[Mapped]) -> Iterator[bytes]:
+def pack_samples(entity: str, system: str | None, source: str, samples: list[Mapped],
+                 received: float = 0.0) -> Iterator[bytes]:
     """Messages carrying the mapped ``samples`` of one entity from one topic."""
     packed = [[s.metric, s.ts, s.value, "c" if s.kind == "counter" else "g", s.start, s.mean] for s in samples]
     for i in range(0, len(packed), SAMPLES_PER_MESSAGE):
         yield orjson.dumps({"entity": entity, "system": system, "source": source,
-                            "samples": packed[i:i + SAMPLES_PER_MESSAGE]})
+                            "samples": packed[i:i + SAMPLES_PER_MESSAGE], "received": received})
 
 
 def unpack_points(values: Iterable[tuple[bytes, int, int]]) -> tuple[list[Point], list[Samples]]:
@@ -66,9 +72,9 @@ def unpack_points(values: Iterable[tuple[bytes, int, int]]) -> tuple[list[Point]
     points, samples = [], []
     for value, partition, offset in values:
         data = orjson.loads(value)
-        entity, source = data["entity"], data["source"]
+        entity, source, received = data["entity"], data["source"], data.get("received", 0.0)
         if "samples" in data:
-            samples.append(Samples(entity, data["system"], data["samples"], source, partition, offset))
+            samples.append(Samples(entity, data["system"], data["samples"], source, partition, offset, received))
         else:
-            points.extend(Point(entity, ts, metrics, source, partition) for ts, metrics in data["points"])
+            points.extend(Point(entity, ts, metrics, source, partition, received) for ts, metrics in data["points"])
     return points, samples

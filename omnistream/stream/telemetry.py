@@ -42,3 +42,13 @@ WORKER_STATE_CHANGES = Counter("omnistream_worker_state_changes_total",
                                ["state"])
 WORKER_RESTARTS = Gauge("omnistream_worker_restarts", "Times the worker process was started again after a crash")
 LAST_BATCH = Gauge("omnistream_last_batch_timestamp_seconds", "Unix time the last batch of points was processed")
+CONSUMER_LAG = Gauge("omnistream_consumer_lag_records", "Records waiting per consumed partition (end offset minus the "
+                     "group's committed one), summed over the topics of a kind",
+                     ["topic", "partition"])  # topic: metrics | collector | points | system_points
+END_TO_END = Histogram("omnistream_end_to_end_seconds", "From a record's Kafka timestamp to its batch's outputs "
+                       "delivered (per point scored or assembled)",
+                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800))
+POINTS_FLAGGED = Counter("omnistream_points_flagged_total", "Scored points at or over their threshold "
+                         "(calibrated score >= 1): with points_scored, the share flagged")
+MODELS_BY = Gauge("omnistream_models", "Models held by the scorer, by detector and how they were made",
+                  ["detector", "strategy"])

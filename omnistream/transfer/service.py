@@ -33,6 +33,7 @@ from omnistream.stream.topics import client_config
 from omnistream.transfer.adapt import cold_start, transfer
 from omnistream.transfer.base_models import base_folder, load_detector, load_index
 from omnistream.transfer.gather import Gatherer, TopicMissing
+from omnistream.transfer import telemetry
 from omnistream.transfer.registry import ClusterRegistry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class TransferService:
                     log.warning("transfer-requests: %s", msg.error())
                 self._serve_due()
                 self._commit()
+                telemetry.PENDING.set(len(self.pending))
         finally:
             self.producer.flush(10)
             self.consumer.close()
@@ -270,6 +272,8 @@ class TransferService:
             ts=now)
         self.producer.produce(self.settings.topic("models"), key=entity.encode(), value=dumps(announcement))
         self.producer.flush(10)
+        telemetry.MODELS.labels(strategy).inc()
+        telemetry.REQUEST_TO_ANNOUNCE.observe(max(0.0, now - request.ts))
         self._status(pending, "done" if strategy != "base" else "cold_start",
                      f"{strategy} model from cluster {cluster} announced (sha256 {sha[:12]})", points)
         log.info("%s: %s model from cluster %d (distance %.3g, DiffScore %s) announced %.1f s after the request",
@@ -281,3 +285,4 @@ class TransferService:
                                 points=points, attempts=pending.attempts, ts=time.time())
         self.producer.produce(self.settings.topic("transfer-status"), key=r.entity.encode(), value=dumps(status))
         self.producer.poll(0)
+        telemetry.STATES.labels(state).inc()

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 from fleets import METRICS, clustered_fleet
+import prometheus
 from streams import consume, start_worker, stopped_by_sigterm
 
 from omnistream.stream.records import ModelAnnouncement, dumps
@@ -22,6 +23,7 @@ from omnistream.stream.records import ModelAnnouncement, dumps
 pytestmark = pytest.mark.e2e
 START_TS = 1_700_000_000.0
 POINTS = 300  # the transfer waits for this many points of the new entity
+WORKER_METRICS, SERVICE_METRICS, PROMETHEUS_PORT = 19120, 19121, 19190
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,32 @@ def base_models(tmp_path_factory):
     return folder, newcomer
 
 
-def start_service(bootstrap, prefix, clusters, models, tmp, **extra_env: str):
+def check_operations(folder) -> None:
+    """Prometheus scraping the worker and the service: the alert rules pass promtool, and every
+    rule's compared expression and every dashboard panel's expression evaluates to data."""
+    if not prometheus.available():
+        assert not prometheus.required(), "prometheus and promtool are not installed (apt install prometheus)"
+        print("\nprometheus is not installed: the rules and the dashboard were not checked")
+        return
+    assert "SUCCESS: 12 rules found" in prometheus.check_rules_file()
+    server = prometheus.Prometheus(folder, PROMETHEUS_PORT, {"omnistream": f"127.0.0.1:{WORKER_METRICS}",
+                                                            "omnistream-transfer": f"127.0.0.1:{SERVICE_METRICS}"})
+    try:
+        assert len(server.wait_for('up == 1 and count_over_time(up[1m]) >= 3', series=2)) == 2
+        empty = []
+        for where, expr in prometheus.expressions().items():
+            sides = prometheus.compared(expr) if where.startswith("rule") else [expr]
+            for side in sides:
+                reply = server.query(side)
+                assert reply["status"] == "success", (where, side, reply)
+                if not reply["data"]["result"]:
+                    empty.append(f"{where}: {side}")
+        assert empty == [], empty
+    finally:
+        server.stop()
+
+
+def start_service(bootstrap, prefix, clusters, models, tmp, metrics_port: int = 0, **extra_env: str):
     log = open(tmp / "transfer.log", "wb")
     env = {**os.environ, **extra_env, "OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}",
            "OMNISTREAM_TRANSFER__RETRY_EVERY": "1",
@@ -42,7 +69,8 @@ def start_service(bootstrap, prefix, clusters, models, tmp, **extra_env: str):
            "OMNISTREAM_TRANSFER__ALL_EPOCHS": "2"}
     return subprocess.Popen([sys.executable, "-m", "omnistream.cli.main", "transfer", "--bootstrap", bootstrap,
                              "--prefix", prefix, "--clusters", str(clusters), "--model-dir", str(models),
-                             "--points", str(POINTS)], stdout=log, stderr=subprocess.STDOUT, env=env)
+                             "--points", str(POINTS), "--metrics-port", str(metrics_port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def send(producer, topic, entity, series, start, stop, names=METRICS):
@@ -64,9 +92,10 @@ def test_new_entity_is_cold_started_then_transferred_and_served(kafka_bootstrap,
     clusters, newcomer = base_models
     models = tmp_path / "models"
     models.mkdir()
-    worker = start_worker(kafka_bootstrap, topic_prefix, models, tmp_path,
+    worker = start_worker(kafka_bootstrap, topic_prefix, models, tmp_path, metrics_port=WORKER_METRICS,
                           env={"OMNISTREAM_DECIDE__PUBLISH_SCORES": "true"}).start()
-    service = start_service(kafka_bootstrap, topic_prefix, clusters, models, tmp_path)
+    service = start_service(kafka_bootstrap, topic_prefix, clusters, models, tmp_path,
+                            metrics_port=SERVICE_METRICS)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     topic = f"{topic_prefix}metrics"
     try:
@@ -123,6 +152,9 @@ def test_new_entity_is_cold_started_then_transferred_and_served(kafka_bootstrap,
         assert "not the announced" in worker.tail(20000)
         print(f"\nfirst point -> serving base model: {cold_start_s:.1f} s; -> own {transferred['strategy']} model: "
               f"{own_model_s:.1f} s; request -> announcement: {transferred['metrics']['request_to_announce_s']:.1f} s")
+        producer.produce(topic, value=b"{not json")  # a dead letter: its series exists
+        producer.flush(10)
+        check_operations(tmp_path / "prometheus")
     finally:
         service.terminate()
         service.wait(30)
