@@ -424,6 +424,47 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
 
 
 @app.command()
+def alerts(alertmanager: Annotated[str | None, typer.Option(
+               help="Alertmanager's base address, e.g. http://127.0.0.1:9093")] = None,
+           webhook: Annotated[str | None, typer.Option(help="any HTTP endpoint taking the alerts as JSON")] = None,
+           resend: Annotated[float, typer.Option(min=1.0, help="seconds between re-sends of a firing alert")] = 60.0,
+           plot_url: Annotated[str, typer.Option(
+               help="link put in each alert, with {entity}, {start}, {end}, {event_id}")] = "",
+           lookback: Annotated[float, typer.Option(
+               help="hours of events read again at start to find the incidents still open")] = 24.0,
+           start: Annotated[str, typer.Option(help="where a new consumer group starts: latest | earliest")] = "latest",
+           config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: PrefixOpt = None,
+           loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info") -> None:
+    """Forward anomaly events to Alertmanager (or a webhook): an incident fires while open, is
+    re-sent while it lasts, and resolves when it ends; restarts neither lose nor repeat alerts."""
+    import signal
+    import threading
+
+    from omnistream.alerts.forward import Forwarder
+    from omnistream.alerts.targets import Alertmanager, Webhook
+    from omnistream.stream.shutdown import end_after
+
+    if (alertmanager is None) == (webhook is None):
+        raise typer.BadParameter("give either --alertmanager or --webhook")
+    if start not in ("latest", "earliest"):
+        raise typer.BadParameter("--start is latest or earliest")
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(config, bootstrap, prefix)
+    target = Alertmanager(alertmanager) if alertmanager else Webhook(webhook)
+    forwarder = Forwarder(settings, target, resend, plot_url, lookback, start)
+    stop = threading.Event()
+
+    def stopping(*_: object) -> None:
+        if not stop.is_set():
+            end_after(settings.shutdown_seconds, lambda: "the alert target or the Kafka client's close is waiting")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopping)
+    forwarder.run(stop)
+
+
+@app.command()
 def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registered detectors; the baselines random, "
                                                         "flag_all, zscore, pca and seasonal always run")] =
              DEFAULT_DETECTOR,

@@ -1,0 +1,1 @@
+"""Anomaly events into the alerting people already run: Alertmanager, or any webhook."""
