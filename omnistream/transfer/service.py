@@ -29,7 +29,7 @@ from omnistream.offline.datasets import series_from_rows
 from omnistream.offline.fit import Calibration, Fitted, export_fitted, model_info
 from omnistream.stream.config import Settings
 from omnistream.stream.records import ModelAnnouncement, TransferRequest, TransferStatus, dumps
-from omnistream.stream.topics import client_config
+from omnistream.stream.topics import POINTS, client_config
 from omnistream.transfer.adapt import cold_start, transfer
 from omnistream.transfer.base_models import base_folder, load_detector, load_index
 from omnistream.transfer.gather import Gatherer, TopicMissing
@@ -118,7 +118,9 @@ class TransferService:
                                   "session.timeout.ms": 10_000,
                                   **({"group.instance.id": instance} if instance else {})})
         self.producer = Producer({**client, "acks": "all", "linger.ms": 5})
-        self.gatherer = Gatherer(client, settings.kafka.topic_prefix, self.config.scan_timeout)
+        self.gatherer = Gatherer(client, settings.kafka.topic_prefix, self.config.scan_timeout,
+                                 {t: s for t, s in settings.source_topics().items() if s.format != "omnistream"},
+                                 settings.topic(POINTS))
         self.pending: dict[str, Pending] = {}  # entity -> its newest request
         self.open_offsets: dict[int, set[int]] = {}  # partition -> offsets not yet served
         self.seen: dict[int, int] = {}  # partition -> highest offset received

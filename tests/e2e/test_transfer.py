@@ -201,3 +201,37 @@ def test_sigterm_ends_the_service_within_its_deadline_while_the_broker_is_down(k
         time.sleep(0.2)
     code, took = stopped_by_sigterm(service, 5)
     assert code == 0 and took < 5 + 5, (took, log.read_text()[-3000:])
+
+
+def test_a_collector_entity_s_points_are_gathered_from_the_internal_topic(kafka_bootstrap, topic_prefix):
+    """A new entity of a collector topic has only samples: the transfer service assembles its
+    points from the worker's internal topic as the worker does."""
+    from omnistream.ingest.assemble import Assembler
+    from omnistream.ingest.mapping import Mapped, SourceSettings
+    from omnistream.stream.points import pack_samples
+    from omnistream.stream.topics import POINTS
+    from omnistream.transfer.gather import Gatherer
+
+    source = SourceSettings(topic="telegraf", format="influx_line", step_seconds=60, lateness_seconds=60)
+    points_topic = f"{topic_prefix}{POINTS}"
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    rng = np.random.default_rng(1)
+    messages = {e: [] for e in ("web-1", "web-2")}
+    for step in range(30):
+        for entity, batch in messages.items():
+            samples = [Mapped(entity, None, m, START_TS + 60 * step + 5, float(rng.normal()), "gauge", None)
+                       for m in METRICS]
+            batch.extend(pack_samples(entity, None, "telegraf", samples))
+    for entity, batch in messages.items():
+        for value in batch:
+            producer.produce(points_topic, key=entity.encode(), value=value)
+    producer.flush(30)
+    reference = Assembler({"telegraf": source}, lambda key: None)
+    expected = [p for i, value in enumerate(messages["web-1"])
+                for p in reference.add("web-1", "telegraf", 0, i, orjson.loads(value)["samples"]).points]
+    gatherer = Gatherer({"bootstrap.servers": kafka_bootstrap}, topic_prefix, collectors={"telegraf": source},
+                        points_topic=points_topic)
+    try:
+        assert gatherer.points("telegraf", "web-1", 0.0) == expected and len(expected) == 28
+    finally:
+        gatherer.close()
