@@ -465,6 +465,34 @@ def alerts(alertmanager: Annotated[str | None, typer.Option(
 
 
 @app.command()
+def plot(entity: Annotated[str | None, typer.Argument(help="the entity (or give --event-id)")] = None,
+         event_id: Annotated[str | None, typer.Option(help="an event of the anomalies topic: its incident")] = None,
+         start: Annotated[float | None, typer.Option(
+             "--from", help="epoch seconds [default: around the incident]")] = None,
+         end: Annotated[float | None, typer.Option(
+             "--to", help="epoch seconds [default: around the incident]")] = None,
+         topic: Annotated[str | None, typer.Option(
+             help="the entity's metric or collector topic [default: metrics.<entity>, else metrics]")] = None,
+         out: Annotated[Path, typer.Option(help="PNG to write")] = Path("incident.png"),
+         model_dir: Annotated[Path | None, typer.Option(help="model folder [default: models-store]")] = None,
+         config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: PrefixOpt = None) -> None:
+    """An incident as a PNG: the entity's metrics around it (top metrics highlighted), its score
+    and threshold, the incidents shaded; scored again by its model file as the worker does."""
+    from confluent_kafka import KafkaException
+
+    from omnistream.cli.plot import plot_entity
+
+    settings = _settings(config, bootstrap, prefix, model_dir=model_dir)
+    try:
+        figure = plot_entity(settings, entity, out, event_id, start, end, topic)
+    except (LookupError, ValueError, KafkaException) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"{figure.path}: {figure.entity}, {len(figure.incidents)} incident(s) shown, "
+                  f"top metrics {', '.join(figure.highlight) or '-'}")
+
+
+@app.command()
 def evaluate(detector: Annotated[str, typer.Option(help="comma-separated registered detectors; the baselines random, "
                                                         "flag_all, zscore, pca and seasonal always run")] =
              DEFAULT_DETECTOR,
