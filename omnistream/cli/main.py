@@ -119,6 +119,7 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
     faust_app = create_app(settings)
     faust_worker = Worker(faust_app, loglevel=loglevel.upper())
     faust_worker.shutdown_seconds = settings.shutdown_seconds
+    faust_worker.json_logs = settings.log_format == "json"
     faust_worker.execute_from_commandline()
 
 
@@ -382,6 +383,7 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
 
     from confluent_kafka import KafkaException
 
+    from omnistream.stream.logs import use_json
     from omnistream.stream.shutdown import end_after
     from omnistream.stream.topics import ensure_topics
     from omnistream.transfer.registry import RegistryError
@@ -390,6 +392,8 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     transfer_overrides = {k: v for k, v in {"registry": clusters, "points": points}.items() if v is not None}
     settings = _settings(config, bootstrap, prefix, model_dir=model_dir)
+    if settings.log_format == "json":
+        use_json(logging.getLogger().handlers)
     if transfer_overrides:
         from pydantic import ValidationError
 
@@ -442,6 +446,7 @@ def alerts(alertmanager: Annotated[str | None, typer.Option(
 
     from omnistream.alerts.forward import Forwarder
     from omnistream.alerts.targets import Alertmanager, Webhook
+    from omnistream.stream.logs import use_json
     from omnistream.stream.shutdown import end_after
 
     if (alertmanager is None) == (webhook is None):
@@ -450,6 +455,8 @@ def alerts(alertmanager: Annotated[str | None, typer.Option(
         raise typer.BadParameter("--start is latest or earliest")
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(config, bootstrap, prefix)
+    if settings.log_format == "json":
+        use_json(logging.getLogger().handlers)
     target = Alertmanager(alertmanager) if alertmanager else Webhook(webhook)
     forwarder = Forwarder(settings, target, resend, plot_url, lookback, start)
     stop = threading.Event()

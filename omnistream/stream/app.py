@@ -35,7 +35,7 @@ from omnistream.stream.announcements import AnnouncementListener
 from omnistream.stream.config import Settings
 from omnistream.stream.gaps import GapGuard
 from omnistream.stream.health import WorkerHealth, serve
-from omnistream.stream.logs import RateLimitedLog, RepeatFilter
+from omnistream.stream.logs import RateLimitedLog, RepeatFilter, use_json
 from omnistream.stream.points import Point, Samples, pack_points, pack_samples, unpack_points
 from omnistream.stream.processor import Processor
 from omnistream.stream.progress import ProgressWatch
@@ -90,6 +90,7 @@ class Worker(faust.Worker):
     whose stop on a signal ends within ``shutdown_seconds`` (stream.shutdown)."""
 
     shutdown_seconds: float = 10.0
+    json_logs: bool = False
 
     def _schedule_shutdown(self, signal: int) -> None:
         if not self._signal_stop_time:
@@ -103,6 +104,8 @@ class Worker(faust.Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
+        if self.json_logs:
+            use_json(logger.handlers)
         repeats = RepeatFilter()
         for handler in logger.handlers:
             handler.addFilter(repeats)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -153,6 +153,7 @@ class Settings(BaseModel):
     metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 = off")
     metrics_host: str = Field("127.0.0.1", description="address the Prometheus endpoint binds to (0.0.0.0 = all)")
     data_dir: Path = Path(".omnistream-state")
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line")
     shutdown_seconds: float = Field(10.0, gt=0, description="after SIGTERM or SIGINT, seconds a clean stop may take "
                                                             "(flush, commit) before the process ends anyway")
     sources: list[SourceSettings] = Field([], description="more topics to read, each in a collector's format "

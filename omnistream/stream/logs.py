@@ -11,6 +11,18 @@ import time
 DIGITS = re.compile(r"\d+")
 
 
+def use_json(handlers: list[logging.Handler]) -> None:
+    """One JSON object per line on ``handlers`` (time, level, logger name, message), for log
+    collectors that parse fields (python-json-logger)."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    formatter = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                              rename_fields={"asctime": "time", "levelname": "level", "name": "logger",
+                                             "process": "pid"})
+    for handler in handlers:
+        handler.setFormatter(formatter)
+
+
 class RateLimitedLog:
     def __init__(self, logger: logging.Logger, every: float = 60.0, clock=time.monotonic):
         self.logger, self.every, self.clock = logger, every, clock

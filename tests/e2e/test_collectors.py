@@ -107,7 +107,7 @@ def test_every_collector_format_gives_the_events_of_the_native_format(kafka_boot
     sources = [{"topic": topics[fmt], "format": fmt, "entity": [label], "step_seconds": STEP,
                 "lateness_seconds": STEP, **mapping} for fmt, (_, label, mapping, _, _) in FORMATS.items()]
     worker = start_worker(kafka_bootstrap, topic_prefix, models, tmp_path,
-                          env={"OMNISTREAM_SOURCES": orjson.dumps(sources).decode()})
+                          env={"OMNISTREAM_SOURCES": orjson.dumps(sources).decode(), "OMNISTREAM_LOG_FORMAT": "json"})
     try:
         worker.start()
         producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 20})
@@ -148,6 +148,8 @@ def test_every_collector_format_gives_the_events_of_the_native_format(kafka_boot
         for fmt in ("otlp_proto", "otlp_json"):
             refused = errors[topics[fmt]].count("1 samples refused: bad: value inf is infinite")
             assert refused == math.ceil(len(records[fmt]) / 4)
+        logged = [orjson.loads(line) for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
+        assert any(line["message"] == "[^Worker]: Ready" for line in logged)  # log_format: json
         assert any("protobuf" in e for e in errors[topics["otlp_proto"]])
         assert any(e.startswith("otlp_json: not an OTLP") for e in errors[topics["otlp_json"]])
     finally:

@@ -38,3 +38,24 @@ def test_repeat_filter_thins_identical_warnings_only():
     again = record(logging.ERROR, "Unable to connect to %s (after %dms)", "node 1", 3)
     assert repeat.filter(again)
     assert again.getMessage() == "Unable to connect to node 1 (after 3ms) (499 more like it held back)"
+
+
+def test_json_logs_are_one_object_per_line():
+    import io
+
+    import orjson
+
+    from omnistream.stream.logs import use_json
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    use_json([handler])
+    logger = logging.getLogger("omnistream.test.json")
+    logger.addHandler(handler)
+    try:
+        logger.warning("broker %s unreachable", "b:9092")
+    finally:
+        logger.removeHandler(handler)
+    line = orjson.loads(stream.getvalue().strip())
+    assert (line["level"], line["logger"], line["message"]) == ("WARNING", "omnistream.test.json",
+                                                                 "broker b:9092 unreachable")
