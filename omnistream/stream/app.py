@@ -1,12 +1,14 @@
 """The Faust application: ingest -> points (re-keyed by entity) -> windows, scoring, decisions.
 
 - ``ingest`` reads every ``<prefix>metrics`` and ``<prefix>metrics.<entity>`` topic (a pattern
-  subscription, so new entities' topics are picked up), validates each record and forwards
-  the valid points keyed by entity, packed by entity (``points``), or sends the original
-  bytes to ``metrics-dlq`` with the error in the headers.
+  subscription, so new entities' topics are picked up) and the collector topics of ``sources``;
+  ``stream.ingest`` validates each record (or decodes and maps a collector's message) and
+  forwards the valid points (or samples) keyed by entity, packed by entity (``points``), or
+  sends the original bytes to ``metrics-dlq`` with the error in the headers.
 - the ``models`` topic is read whole by a listener thread: an announced model is loaded as
   soon as its file's sha256 checks out (stream.announcements).
-- ``score`` reads the points topic in batches, runs the ``Processor`` and publishes anomaly
+- ``score`` reads the points topic in batches, assembles the collectors' samples into points
+  (ingest.assemble, its open steps in the ``assembly`` table), runs the ``Processor`` and publishes anomaly
   events, scores and transfer requests, and persists each touched entity's window to the
   ``windows`` table, whose changelog restores it after a restart.
 Messages go straight to the Kafka producer (which batches them; Faust's own send buffer would
@@ -27,19 +29,17 @@ from collections import Counter, defaultdict
 import faust
 
 from omnistream.ingest.assemble import Assembler
-from omnistream.ingest.decode import decode_message
-from omnistream.ingest.mapping import Mapped, Mapping
-from omnistream.ingest.samples import FormatError
 from omnistream.stream import telemetry
 from omnistream.stream.announcements import AnnouncementListener
 from omnistream.stream.config import Settings
 from omnistream.stream.gaps import GapGuard
 from omnistream.stream.health import WorkerHealth, serve
+from omnistream.stream.ingest import Ingest
 from omnistream.stream.logs import RateLimitedLog, RepeatFilter, use_json
-from omnistream.stream.points import Point, Samples, pack_points, pack_samples, unpack_points
+from omnistream.stream.points import Point, Samples, unpack_points
 from omnistream.stream.processor import Processor
 from omnistream.stream.progress import ProgressWatch
-from omnistream.stream.records import RecordError, dumps, parse_metric_record
+from omnistream.stream.records import dumps
 from omnistream.stream.restart import RESTARTS_ENV
 from omnistream.stream.scorer import Allowlist, ModelStore, pick_device
 from omnistream.stream.shutdown import end_after
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 RESUBSCRIBE_AFTER = 2.0  # seconds between a new metric topic's discovery and its subscription
 STALLED_EXIT = 4  # the process ends with this code when consumption stalls (stream.progress); the command restarts it
 SKIPPED_EXIT = 5  # ... and with this one when the consumer skipped records (stream.gaps)
-DLQ_COPY_BYTES = 65_536  # the dead-letter copy of a record (or key) is cut to this: it must fit the broker's limit
 TOPOLOGY_WAIT = 30  # seconds scoring waits at start for the topology topic to be read
 
 
@@ -137,7 +136,8 @@ def create_app(settings: Settings) -> faust.App:
     # by `discover_metric_topics`; `metrics` itself always exists (ensure_topics). The name
     # list is shared with the agent's clones of this topic, so it is extended in place.
     source = app.topic(settings.topic("metrics"), **raw)
-    collectors = {topic: Mapping(s) for topic, s in settings.source_topics().items() if s.format != "omnistream"}
+    router = Ingest(settings)
+    collectors = router.collectors
     source.topics = sorted(set(metric_topics(settings)) | {settings.topic("metrics")} | set(settings.source_topics()))
     # Faust waits 45 s after a change of topics before it resubscribes (to gather changes): a new
     # entity's topic would go unread that long. Discovery already gathers them every discover_every.
@@ -355,75 +355,13 @@ def create_app(settings: Settings) -> faust.App:
             logging.shutdown()
             os._exit(3)
 
-    async def dead_letter(msg, error: str, reason: str, headers: tuple = ()) -> asyncio.Future:
-        """Send a copy of ``msg`` to the dead-letter topic with ``error`` in its headers."""
-        telemetry.RECORDS_DLQ.labels(reason).inc()
-        return await dlq.send(key=(msg.key or b"")[:DLQ_COPY_BYTES] or None,
-                              value=msg.value[:DLQ_COPY_BYTES] if msg.value else msg.value, headers=[
-            ("error", error.encode()[:1000]), ("source.topic", msg.topic.encode()),
-            ("source.partition", str(msg.partition).encode()), ("source.offset", str(msg.offset).encode()),
-            ("source.bytes", str(len(msg.value or b"")).encode()), *headers])
-
-    def too_large(msg) -> str | None:
-        if msg.value is not None and len(msg.value) > settings.records.max_bytes:
-            return (f"size: {len(msg.value)} bytes, over records.max_bytes ({settings.records.max_bytes}); "
-                    "the copy here is truncated")
-        return None
-
-    async def collected(msg, mapped: dict[tuple[str, str | None, str], list[Mapped]]) -> list:
-        """Decode one message of a collector format into ``mapped``; the DLQ sends of what it refused."""
-        try:
-            if msg.value is None:
-                raise FormatError("empty record (tombstone)")
-            error = too_large(msg)
-            if error:
-                return [await dead_letter(msg, error, "size")]
-            samples, errors = decode_message(msg.value, collectors[msg.topic],
-                                             time.time() + settings.records.max_future_seconds, msg.timestamp)
-        except FormatError as exc:
-            return [await dead_letter(msg, f"{collectors[msg.topic].source.format}: {exc}", "format")]
-        for sample in samples:
-            mapped[sample.entity, sample.system, msg.topic].append(sample)
-        if not errors:
-            return []
-        summary = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
-        return [await dead_letter(msg, f"{len(errors)} samples refused: {summary}", "samples",
-                                  (("samples.used", str(len(samples)).encode()),))]
-
     @app.agent(source)
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
             await check_gaps(events, "ingest")
-            valid: dict[tuple[str, str], list] = defaultdict(list)  # (entity, topic) -> [(ts, metrics)]
-            mapped: dict[tuple[str, str | None, str], list[Mapped]] = defaultdict(list)
-            received = min((e.message.timestamp or 0.0 for e in events), default=0.0)
-            sent: list = []
-            shared = settings.topic("metrics")
-            for topic, count in Counter(event.message.topic for event in events).items():
-                kind = "shared" if topic == shared else "collector" if topic in collectors else "entity_topic"
-                telemetry.RECORDS_IN.labels(kind).inc(count)
-            for event in events:
-                msg = event.message
-                if msg.topic in collectors:
-                    sent.extend(await collected(msg, mapped))
-                    continue
-                try:
-                    error = too_large(msg)
-                    if error:
-                        raise RecordError(error)
-                    record = parse_metric_record(msg.value, msg.key, msg.topic,
-                                                 "" if msg.topic in settings.source_topics() else k.topic_prefix,
-                                                 settings.records.max_future_seconds)
-                except RecordError as exc:
-                    sent.append(await dead_letter(msg, str(exc), exc.field))
-                    continue
-                valid[record.entity, msg.topic].append((record.ts, record.metrics))
-            for (entity, topic), batch in valid.items():
-                for value in pack_points(entity, topic, batch, received):
-                    sent.append(await points.send(key=entity.encode(), value=value))
-            for (entity, system, topic), samples in mapped.items():
-                for value in pack_samples(entity, system, topic, samples, received):
-                    sent.append(await points.send(key=entity.encode(), value=value))
+            routed = router.route(event.message for event in events)
+            sent = [await dlq.send(key=d.key, value=d.value, headers=d.headers) for d in routed.dead]
+            sent += [await points.send(key=key, value=value) for key, value in routed.points]
             await delivered(sent, "points")
 
     async def send_decisions(outcome) -> list:
