@@ -585,14 +585,23 @@ def evaluate_transfer(detector: Annotated[str, typer.Option(
                       jobs: Annotated[int, typer.Option(help="(seed, fold) units run in parallel processes")] = 1,
                       out: Annotated[Path, typer.Option(help="folder for report.json, report.md, beta_sweep.png "
                                                              "and the saved units (a rerun resumes them)")] =
-                      Path("reports/transfer")) -> None:
+                      Path("reports/transfer"),
+                      compare: Annotated[Path | None, typer.Option(
+                          help="another run's --out: only compare the units both saved (e.g. run on two machines) "
+                               "and write compare.json to --out")] = None) -> None:
     """OmniTransfer's evidence (RO2/RO3) over folds and seeds: held-out entities given 1, 2, ...
     days, transferred from cluster base models vs trained from scratch vs one model per entity on
     the full train split, judged at the deployed label-free threshold."""
     from omnistream.detectors.registry import DetectorError
     from omnistream.transfer.evaluate import Protocol
-    from omnistream.transfer.evidence import run
+    from omnistream.transfer.evidence import compare_report, run
 
+    if compare is not None:
+        try:
+            console.print(compare_report(out, compare))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        return
     data = _load_data(dataset, entities)
     step = data[0].step_seconds if data else None
     per_day = points_per_day or (round(86400 / step) if step else 1440)

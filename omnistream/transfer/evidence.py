@@ -71,7 +71,52 @@ def load_unit(folder: Path, key: str) -> dict | None:
     return unit if unit.get("key") == key else None
 
 
+def compare_report(first: Path, second: Path) -> str:
+    """``compare`` written to ``first``/compare.json; a short text of it."""
+    result = compare(first, second)
+    (Path(first) / "compare.json").write_text(json.dumps(result, indent=1))
+    lines = [f"{len(result['units'])} units in both ({', '.join(result['units'])}); absolute change of the "
+             "deployed F1 (mean / largest over units):"]
+    for key, figs in result["rows"].items():
+        if "deployed_f1" in figs:
+            lines.append(f"  {key:<28} {figs['deployed_f1']['mean_abs']:.4f} / {figs['deployed_f1']['max_abs']:.4f}")
+    kept = sum(o["same_order"] for o in result["order"].values())
+    lines.append(f"adaptive vs scratch at {result['day']} day(s): the same order in {kept} of {len(result['order'])} "
+                 "units")
+    return "\n".join(lines)
+
+
 # -- figures -------------------------------------------------------------------------------------
+def compare(first: Path, second: Path) -> dict:
+    """How far the figures of the units two runs both saved (the same protocol, e.g. on two
+    machines or CPU code paths) moved: per row and figure, the mean and largest absolute change
+    over units, and per unit whether adaptive transfer and scratch kept their order at the
+    first day count."""
+    pairs = []
+    for path in sorted((Path(first) / "units").glob("*/unit.json")):
+        other = Path(second) / "units" / path.parent.name / "unit.json"
+        if other.exists():
+            a, b = json.loads(path.read_text()), json.loads(other.read_text())
+            if a.get("key") == b.get("key"):
+                pairs.append((path.parent.name, unit_rows(a), unit_rows(b)))
+    if not pairs:
+        raise ValueError(f"{first} and {second} share no unit of the same protocol")
+    rows = {}
+    for key in pairs[0][1]:
+        a_figs = [figures(ra[key]) for _, ra, _ in pairs]
+        b_figs = [figures(rb[key]) for _, _, rb in pairs]
+        rows[key] = {f: {"mean_abs": float(np.mean([abs(x[f] - y[f]) for x, y in zip(a_figs, b_figs)])),
+                         "max_abs": float(np.max([abs(x[f] - y[f]) for x, y in zip(a_figs, b_figs)]))}
+                     for f in ("deployed_f1", "best_f1", "flagged") if f in a_figs[0]}
+    day = pairs[0][1] and min(int(k.rsplit(":", 1)[1]) for k in pairs[0][1] if k.startswith("scratch:"))
+    order = {}
+    for name, ra, rb in pairs:
+        gaps = [figures(r[f"whac:adaptive:{day}"])["deployed_f1"] - figures(r[f"scratch:{day}"])["deployed_f1"]
+                for r in (ra, rb)]
+        order[name] = {"adaptive_minus_scratch": gaps, "same_order": bool(np.sign(gaps[0]) == np.sign(gaps[1]))}
+    return {"units": [n for n, _, _ in pairs], "rows": rows, "day": day, "order": order}
+
+
 def adaptive(unit: dict, days: int, beta: float) -> dict[str, dict]:
     """Per entity of a unit: the full transfer where DiffScore <= beta, else the partial one."""
     diff = unit["diff_scores"].get(f"whac:{days}", {})

@@ -88,3 +88,24 @@ def test_rerun_resumes_saved_units_and_gives_the_same_figures(evidence):
     again = run(data, Protocol(**PROTOCOL), out, "synthetic", 1, Console(quiet=True))
     assert figures_only(json.loads(unit.read_text())["results"]) == figures_only(saved["results"])
     assert figures_only(again["rows"]) == figures_only(first["rows"])
+
+
+def test_two_runs_are_compared_unit_by_unit(evidence, tmp_path):
+    import shutil
+
+    from omnistream.transfer.evidence import compare
+
+    _, out, _ = evidence
+    other = tmp_path / "other"
+    shutil.copytree(out / "units", other / "units")
+    same = compare(out, other)
+    assert all(f["max_abs"] == 0 for row in same["rows"].values() for f in row.values())
+    assert all(o["same_order"] for o in same["order"].values())
+    unit = other / "units" / "seed0-fold0" / "unit.json"
+    moved = json.loads(unit.read_text())
+    scratch = moved["results"][f"scratch:{PROTOCOL['days'][0]}"]
+    entity = next(iter(scratch))
+    scratch[entity]["deployed"]["tp"] = 0  # one entity's detections lost on "another machine"
+    unit.write_text(json.dumps(moved))
+    changed = compare(out, other)["rows"][f"scratch:{PROTOCOL['days'][0]}"]["deployed_f1"]
+    assert changed["max_abs"] > 0 and set(compare(out, other)["units"]) == set(same["units"])
