@@ -13,14 +13,14 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
 
 from omnistream.alerts.incidents import Incidents
 from omnistream.alerts.targets import AlertTarget
 from omnistream.stream.config import Settings
 from omnistream.stream.records import AnomalyEvent
-from omnistream.stream.topics import client_config
+from omnistream.stream.topics import SETTLING, client_config
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,11 @@ class Forwarder:
         reader = Consumer({**client_config(self.settings), "group.id": f"{self.group}-rebuild",
                            "enable.auto.commit": False})
         try:
-            partitions = reader.list_topics(self.topic, timeout=timeout).topics[self.topic].partitions
-            tps = [TopicPartition(self.topic, p) for p in partitions]
-            committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, timeout=timeout)}
+            meta = reader.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
+            if meta is None or meta.error is not None:
+                return 0  # no event yet
+            partitions = meta.partitions
+            committed = self._committed([TopicPartition(self.topic, p) for p in partitions], timeout)
             since = int((time.time() - self.lookback * 3600) * 1000)
             starts = reader.offsets_for_times([TopicPartition(self.topic, p, since) for p in partitions], timeout)
             todo = {tp.partition: (tp.offset, committed[tp.partition]) for tp in starts
@@ -65,6 +67,19 @@ class Forwarder:
         finally:
             reader.close()
         return len(self.incidents.open)
+
+    def _committed(self, partitions: list[TopicPartition], timeout: float) -> dict[int, int]:
+        """The group's committed offsets; a broker still settling (just started: the group's
+        coordinator loading) is asked again until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return {tp.partition: tp.offset for tp in self.consumer.committed(partitions, timeout=timeout)}
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is None or error.code() not in SETTLING or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def _event(self, msg):
         try:

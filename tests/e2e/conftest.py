@@ -1,20 +1,10 @@
 """A real single-node Apache Kafka broker (KRaft) on spare ports, started through deploy/."""
 
-import os
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-BROKER = REPO / "deploy" / "kafka" / "broker.sh"
-PORT, CONTROLLER_PORT = 19092, 19093
-
-
-def broker_env() -> dict[str, str]:
-    """The environment under which deploy/ (and `omnistream demo`) use the test broker."""
-    return {**os.environ, "OMNISTREAM_KAFKA_PORT": str(PORT), "OMNISTREAM_KAFKA_CONTROLLER_PORT": str(CONTROLLER_PORT)}
+from streams import BROKER, PORT, broker_env
 
 
 def _broker(action: str) -> None:

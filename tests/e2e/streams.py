@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -11,6 +12,16 @@ from confluent_kafka import Consumer
 
 from omnistream.detectors.export import sha256_file
 from omnistream.stream.supervise import WorkerProcess
+
+
+REPO = Path(__file__).resolve().parents[2]
+BROKER = REPO / "deploy" / "kafka" / "broker.sh"
+PORT, CONTROLLER_PORT = 19092, 19093
+
+
+def broker_env() -> dict[str, str]:
+    """The environment under which deploy/ (and `omnistream demo`) use the test broker."""
+    return {**os.environ, "OMNISTREAM_KAFKA_PORT": str(PORT), "OMNISTREAM_KAFKA_CONTROLLER_PORT": str(CONTROLLER_PORT)}
 
 
 def trust(model_dir: Path, allowlist: Path) -> Path:
@@ -35,8 +46,6 @@ def start_worker(bootstrap, prefix, model_dir, tmp: Path, metrics_port: int = 0,
 
 def stopped_by_sigterm(proc: subprocess.Popen, limit: float) -> tuple[int, float]:
     """Send SIGTERM to ``proc`` while the broker is down; (exit code, seconds until it ended)."""
-    from conftest import BROKER, broker_env
-
     subprocess.run([str(BROKER), "stop"], check=True, env=broker_env(), timeout=300)
     try:
         began = time.monotonic()

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import BROKER, broker_env
 from collectors import influx_lines
 from confluent_kafka import Producer
 from faults import (ENTITIES, START_TS, assert_exact, collect, fleet_models, fleet_records, publish_system, read_all,
                     reference, report, score_key)
-from streams import consume, start_worker, stopped_by_sigterm
+from streams import BROKER, broker_env, consume, start_worker, stopped_by_sigterm
 
 from omnistream.cli.replay import replay
 
