@@ -378,13 +378,11 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
              loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info") -> None:
     """Serve `transfer-requests`: cold-start a new entity on its nearest cluster's base model,
     then transfer (full or partial, by DiffScore) on its first data and announce the model on `models`."""
-    import signal
-    import threading
 
     from confluent_kafka import KafkaException
 
     from omnistream.stream.logs import use_json
-    from omnistream.stream.shutdown import end_after
+    from omnistream.stream.shutdown import stop_on_signals
     from omnistream.stream.topics import ensure_topics
     from omnistream.transfer.registry import RegistryError
     from omnistream.transfer.service import TransferService
@@ -415,16 +413,8 @@ def transfer(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: P
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, settings.metrics_host)
-    stop = threading.Event()
-
-    def stopping(*_: object) -> None:
-        if not stop.is_set():
-            end_after(settings.shutdown_seconds, lambda: "a transfer or the Kafka clients' close is still running")
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, stopping)
-    service.run(stop)
+    service.run(stop_on_signals(settings.shutdown_seconds,
+                                lambda: "a transfer or the Kafka clients' close is still running"))
 
 
 @app.command()
@@ -441,13 +431,11 @@ def alerts(alertmanager: Annotated[str | None, typer.Option(
            loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info") -> None:
     """Forward anomaly events to Alertmanager (or a webhook): an incident fires while open, is
     re-sent while it lasts, and resolves when it ends; restarts neither lose nor repeat alerts."""
-    import signal
-    import threading
 
     from omnistream.alerts.forward import Forwarder
     from omnistream.alerts.targets import Alertmanager, Webhook
     from omnistream.stream.logs import use_json
-    from omnistream.stream.shutdown import end_after
+    from omnistream.stream.shutdown import stop_on_signals
 
     if (alertmanager is None) == (webhook is None):
         raise typer.BadParameter("give either --alertmanager or --webhook")
@@ -459,16 +447,8 @@ def alerts(alertmanager: Annotated[str | None, typer.Option(
         use_json(logging.getLogger().handlers)
     target = Alertmanager(alertmanager) if alertmanager else Webhook(webhook)
     forwarder = Forwarder(settings, target, resend, plot_url, lookback, start)
-    stop = threading.Event()
-
-    def stopping(*_: object) -> None:
-        if not stop.is_set():
-            end_after(settings.shutdown_seconds, lambda: "the alert target or the Kafka client's close is waiting")
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, stopping)
-    forwarder.run(stop)
+    forwarder.run(stop_on_signals(settings.shutdown_seconds,
+                                  lambda: "the alert target or the Kafka client's close is waiting"))
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -38,3 +39,18 @@ def end_after(seconds: float, left: Callable[[], str], code: int = 0) -> threadi
     thread = threading.Thread(target=watch, name="shutdown-deadline", daemon=True)
     thread.start()
     return thread
+
+
+def stop_on_signals(seconds: float, left: Callable[[], str]) -> threading.Event:
+    """An event set by SIGTERM or SIGINT, for a service's loop to watch; the first signal also
+    starts ``end_after(seconds, left)``, so the process ends even if the loop does not return."""
+    stop = threading.Event()
+
+    def stopping(*_: object) -> None:
+        if not stop.is_set():
+            end_after(seconds, left)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopping)
+    return stop
