@@ -1,7 +1,11 @@
 """End-to-end throughput: records/s through the real broker and worker, against the same
 points processed in-process (no Kafka) in the same run.
 
-Every bench entity is served by a copy of one ASD model, so many entities can be scored.
+Every bench entity is served by a copy of one model fitted on ASD's omi-2 (``--detector``: the
+default detector, or the cheapest, ``zscore``, whose in-process rate is far higher and shows
+the stream layer's own ceiling; ``demo`` copies the demo's DC-VAE), so many entities can be
+scored. A third reference reads the same topics with a batched confluent-kafka ``consume`` and
+validates every record, as a bare client would: what Kafka and validation alone cost here.
 The records are produced first; the clock runs from the worker being ready until its
 consumer group has committed the metric topics and the internal points topic to their ends,
 i.e. until every record was consumed, validated, re-keyed, windowed, scored (every point,
@@ -11,7 +15,8 @@ default of many records.
 With ``--rate`` the worker runs first and the records are produced at that pace (live
 traffic): the report says how far behind the worker is when the last record is produced.
 
-    python bench/e2e.py [--entities 50] [--points 1200] [--rate 0] [--bootstrap 127.0.0.1:9092]
+    python bench/e2e.py [--detector seasonal|zscore|demo] [--entities 50] [--points 1200] [--rate 0]
+                        [--processes 1] [--bootstrap 127.0.0.1:9092]
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from omnistream.offline.datasets import metric_names, load_asd
+from omnistream.offline.datasets import load_asd, metric_names
+from omnistream.offline.fit import export_fitted, fit_entity, model_info
 from omnistream.stream.config import Settings
 from omnistream.stream.points import Point
 from omnistream.stream.processor import Processor
+from omnistream.stream.records import parse_metric_record
 from omnistream.cli.replay import replay
 from omnistream.stream.scorer import ModelStore
 from omnistream.stream.supervise import WorkerProcess
@@ -50,10 +57,19 @@ def records(entities: int, points: int) -> list[dict]:
     return out
 
 
-def model_dir(entities: int) -> Path:
+def model_dir(entities: int, detector: str) -> Path:
+    """A folder with one model file per bench entity, copies of one model of ``detector``."""
     folder = Path(tempfile.mkdtemp(prefix="omnistream-bench-models-"))
+    model = MODEL
+    if detector != "demo":
+        series = load_asd(["omi-2"])[0]
+        fitted = fit_entity(detector, series.train)
+        model = folder / "fitted.pt"
+        export_fitted(fitted, model, model_info(fitted, metric_names(series.train.shape[1])), series.test)
     for e in range(entities):
-        shutil.copyfile(MODEL, folder / f"bench-{e}.pt")
+        shutil.copyfile(model, folder / f"bench-{e}.pt")
+    if model != MODEL:
+        model.unlink()
     return folder
 
 
@@ -65,6 +81,27 @@ def offline_rate(folder: Path, recs: list[dict]) -> tuple[float, int]:
     t0 = time.perf_counter()
     scored = sum(processor.process(points[i:i + 2000]).scored for i in range(0, len(points), 2000))
     return len(points) / (time.perf_counter() - t0), scored
+
+
+def client_rate(bootstrap: str, topics: list[str], count: int) -> float:
+    """Records/s of a bare confluent-kafka consumer reading ``count`` records of ``topics`` in
+    batches of 5,000 and validating each (stream.records), the same work the worker's first hop does."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-client-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe(topics)
+        seen, t0 = 0, None
+        while seen < count:
+            batch = consumer.consume(5000, timeout=1.0)
+            if batch and t0 is None:
+                t0 = time.perf_counter()
+            for message in batch:
+                if message.error() is None:
+                    parse_metric_record(message.value(), message.key(), message.topic())
+                    seen += 1
+        return count / (time.perf_counter() - t0)
+    finally:
+        consumer.close()
 
 
 def caught_up(bootstrap: str, group: str, topics: list[str]) -> bool:
@@ -92,14 +129,17 @@ def drop_topics(bootstrap: str, prefix: str, group: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--detector", default="seasonal",
+                        help="detector of the bench models (zscore: the stream layer's ceiling; demo: the demo DC-VAE)")
     parser.add_argument("--entities", type=int, default=50)
     parser.add_argument("--points", type=int, default=1200)
     parser.add_argument("--rate", type=float, default=0.0,
                         help="records/s produced while the worker runs (live); 0 = produce all first (catch-up)")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes in the consumer group")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     args = parser.parse_args()
     recs = records(args.entities, args.points)
-    folder = model_dir(args.entities)
+    folder = model_dir(args.entities, args.detector)
     offline, scored = offline_rate(folder, recs)
 
     prefix = f"bench-{time.strftime('%H%M%S')}."
@@ -109,7 +149,8 @@ def main() -> None:
     # Each step of the data is STEP seconds long and carries one record per entity.
     speed = args.rate / args.entities * STEP
     group = f"bench-{prefix.rstrip('.')}"
-    worker = WorkerProcess(["--bootstrap", args.bootstrap, "--prefix", prefix, "--model-dir", str(folder)],
+    worker = WorkerProcess(["--bootstrap", args.bootstrap, "--prefix", prefix, "--model-dir", str(folder),
+                            "--processes", str(args.processes)],
                            folder / "worker.log", {"OMNISTREAM_APP_ID": group,
                                                    "OMNISTREAM_DATA_DIR": str(folder / "state"),
                                                    "OMNISTREAM_TRUST_MODEL_FOLDER": "true"})  # models it just fitted
@@ -124,21 +165,26 @@ def main() -> None:
             replay(recs, producer, prefix, speed=speed)
             produce = len(recs) / (time.perf_counter() - t0)
         produced = time.perf_counter()
-        watched = [settings.topic(f"metrics.bench-{e}") for e in range(args.entities)] + [settings.topic(POINTS)]
-        while not caught_up(args.bootstrap, group, watched):
+        watched = [settings.topic(f"metrics.bench-{e}") for e in range(args.entities)]
+        while not (caught_up(args.bootstrap, f"{group}-ingest", watched)
+                   and caught_up(args.bootstrap, group, [settings.topic(POINTS)])):
             time.sleep(0.25)
             if time.perf_counter() - t0 > 900 or not worker.running():
                 raise SystemExit(f"the worker did not get through the records: {worker.tail()}")
         done = time.perf_counter()
+        client = client_rate(args.bootstrap, watched, len(recs))
     finally:
         worker.stop()
         shutil.rmtree(folder, ignore_errors=True)
         drop_topics(args.bootstrap, prefix, group)
     streamed = len(recs) / (done - t0)
-    print(f"entities={args.entities} points/entity={args.points} records={len(recs)} windows scored={scored}")
+    print(f"detector={args.detector} entities={args.entities} points/entity={args.points} records={len(recs)} "
+          f"windows scored={scored} worker processes={args.processes}")
     print(f"produce ({'paced' if args.rate else 'replay'})        {produce:10.0f} records/s")
     print(f"in-process (no Kafka)   {offline:10.0f} records/s   (reference)")
-    print(f"end to end via Kafka    {streamed:10.0f} records/s   ({streamed / offline:.2f}x of in-process)")
+    print(f"bare client consume     {client:10.0f} records/s   (confluent-kafka, batched, validated)")
+    print(f"end to end via Kafka    {streamed:10.0f} records/s   ({streamed / offline:.2f}x of in-process, "
+          f"{streamed / client:.2f}x of the bare client)")
     if args.rate:
         print(f"behind at the end       {done - produced:10.1f} s from the last record produced to all committed "
               "(about 3 s is Faust's commit interval)")

@@ -92,22 +92,31 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
            metrics_port: Annotated[int | None, typer.Option(help="Prometheus port, 0 = off [default: 0]")] = None,
            loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
            restart: Annotated[bool, typer.Option(help="run the worker in a child process and start it again if it "
-                                                      "crashes (off: leave that to an orchestrator)")] = True) -> None:
+                                                      "crashes (off: leave that to an orchestrator)")] = True,
+           processes: Annotated[int, typer.Option(
+               min=1, help="worker processes on this machine, all in the deployment's consumer group; each keeps "
+                           "its state in data_dir/process-<i> and serves metrics on metrics_port + i")] = 1) -> None:
     """Consume metric topics, score windows with the models, publish anomaly events.
 
     Liveness and readiness: /live and /ready beside /metrics on the Prometheus port."""
     from confluent_kafka import KafkaException
 
+    from omnistream.stream.processes import metrics_port_of, process_index, run_processes, state_folder
     from omnistream.stream.restart import is_child, run_restarting
 
+    command = [sys.executable, "-m", "omnistream.cli.main", *sys.argv[1:]]
+    if processes > 1 and process_index() is None:
+        raise typer.Exit(run_processes(command, processes))
     if restart and not is_child():
-        raise typer.Exit(run_restarting([sys.executable, "-m", "omnistream.cli.main", *sys.argv[1:]]))
+        raise typer.Exit(run_restarting(command))
     from omnistream.stream.app import Worker, create_app
     from omnistream.stream.topics import commit_start_offsets, ensure_topics, refused, topic_differences
 
     window = {"stride": stride} if stride else None
     settings = _settings(config, bootstrap, prefix, model_dir=model_dir, device=device, metrics_port=metrics_port,
                          model_allowlist=allowlist, **({"window": window} if window else {}))
+    settings.data_dir = state_folder(settings.data_dir, process_index())
+    settings.metrics_port = metrics_port_of(settings.metrics_port, process_index())
     try:
         ensure_topics(settings)
         for line in topic_differences(settings):

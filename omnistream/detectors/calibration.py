@@ -18,7 +18,7 @@ center is the median of the calibration scores: 0 is typical, > 1 is anomalous.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -87,7 +87,10 @@ class Pot:
         return False
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "method": "dspot" if self.depth else "spot", "threshold": self.threshold}
+        # By hand, not dataclasses.asdict: the worker saves this state at every scored point.
+        return {"q": self.q, "level": self.level, "t": self.t, "n": self.n, "k": self.k, "s1": self.s1,
+                "s2": self.s2, "center": self.center, "fallback": self.fallback, "depth": self.depth,
+                "recent": list(self.recent), "method": "dspot" if self.depth else "spot", "threshold": self.threshold}
 
     @classmethod
     def from_dict(cls, data: dict) -> Pot:

@@ -1,10 +1,12 @@
 """The Faust application: ingest -> points (re-keyed by entity) -> windows, scoring, decisions.
 
-- ``ingest`` reads every ``<prefix>metrics`` and ``<prefix>metrics.<entity>`` topic (a pattern
-  subscription, so new entities' topics are picked up) and the collector topics of ``sources``;
-  ``stream.ingest`` validates each record (or decodes and maps a collector's message) and
-  forwards the valid points (or samples) keyed by entity, packed by entity (``points``), or
-  sends the original bytes to ``metrics-dlq`` with the error in the headers.
+- ingest (stream.ingest_consumer, a confluent-kafka consumer in a thread, outside Faust: its
+  per-record cost there was most of the worker's) reads every ``<prefix>metrics`` and
+  ``<prefix>metrics.<entity>`` topic (a pattern subscription, so new entities' topics are
+  picked up) and the collector topics of ``sources``; ``stream.ingest`` validates each record
+  (or decodes and maps a collector's message) and forwards the valid points (or samples) keyed
+  by entity, packed by entity (``points``), or sends the original bytes to ``metrics-dlq`` with
+  the error in the headers.
 - the ``models`` topic is read whole by a listener thread: an announced model is loaded as
   soon as its file's sha256 checks out (stream.announcements).
 - ``score`` reads the points topic in batches, assembles the collectors' samples into points
@@ -35,6 +37,7 @@ from omnistream.stream.config import Settings
 from omnistream.stream.gaps import GapGuard
 from omnistream.stream.health import WorkerHealth, serve
 from omnistream.stream.ingest import Ingest
+from omnistream.stream.ingest_consumer import IngestConsumer
 from omnistream.stream.logs import RateLimitedLog, RepeatFilter, use_json
 from omnistream.stream.points import Point, Samples, unpack_points
 from omnistream.stream.processor import Processor
@@ -45,12 +48,11 @@ from omnistream.stream.scorer import Allowlist, ModelStore, pick_device
 from omnistream.stream.shutdown import end_after
 from omnistream.stream.fleet import fleet_scores
 from omnistream.stream.systems import SystemProcessor, pack_fleet_scores, pack_system_points, unpack_system_points
-from omnistream.stream.topics import POINTS, SYSTEM_POINTS, BrokerProbe, client_config, metric_topics
+from omnistream.stream.topics import POINTS, SYSTEM_POINTS, BrokerProbe, client_config, ingest_group
 from omnistream.stream.topologies import TopologyListener
 from omnistream.topology.registry import TopologyRegistry
 
 log = logging.getLogger(__name__)
-RESUBSCRIBE_AFTER = 2.0  # seconds between a new metric topic's discovery and its subscription
 STALLED_EXIT = 4  # the process ends with this code when consumption stalls (stream.progress); the command restarts it
 SKIPPED_EXIT = 5  # ... and with this one when the consumer skipped records (stream.gaps)
 TOPOLOGY_WAIT = 30  # seconds scoring waits at start for the topology topic to be read
@@ -132,21 +134,12 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=k.rebalance_timeout,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    # Faust cannot subscribe by pattern, so the metric topics are listed now and re-listed
-    # by `discover_metric_topics`; `metrics` itself always exists (ensure_topics). The name
-    # list is shared with the agent's clones of this topic, so it is extended in place.
-    source = app.topic(settings.topic("metrics"), **raw)
     router = Ingest(settings)
     collectors = router.collectors
-    source.topics = sorted(set(metric_topics(settings)) | {settings.topic("metrics")} | set(settings.source_topics()))
-    # Faust waits 45 s after a change of topics before it resubscribes (to gather changes): a new
-    # entity's topic would go unread that long. Discovery already gathers them every discover_every.
-    app.topics._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER
     points = app.topic(settings.topic(POINTS), partitions=k.partitions, internal=False, **raw)
     anomalies = app.topic(settings.topic("anomalies"), **raw)
     scores = app.topic(settings.topic("scores"), **raw)
     transfers = app.topic(settings.topic("transfer-requests"), **raw)
-    dlq = app.topic(settings.topic("metrics-dlq"), **raw)
     system_points = app.topic(settings.topic(SYSTEM_POINTS), partitions=k.partitions, internal=False, **raw)
     table_configs = {"min.insync.replicas": str(k.min_insync_replicas)} if k.min_insync_replicas else {}
     windows = app.Table("windows", default=None, partitions=k.partitions, key_type=bytes, value_type=bytes,
@@ -212,7 +205,8 @@ def create_app(settings: Settings) -> faust.App:
     progress = ProgressWatch(k.stall_after)
 
     guards = {name: GapGuard(lambda partitions: probe.committed(settings.app_id, partitions), probe.has_records)
-              for name in ("ingest", "score", "systems")}
+              for name in ("score", "systems")}
+    ingest = IngestConsumer(settings, router)
 
     cannot_check = RateLimitedLog(log, every=60.0)
 
@@ -259,7 +253,14 @@ def create_app(settings: Settings) -> faust.App:
     async def on_started() -> None:  # tasks start once the tables are recovered
         listener.start()
         topology_listener.start()
+        ingest.start()
         health.set(started=True)
+
+    @app.on_before_shutdown.connect
+    async def stop_ingest(app: faust.App, **kwargs: object) -> None:
+        """The batch in hand delivered and committed, then the group left (in a thread: it waits)."""
+        if not await app.loop.run_in_executor(None, ingest.stop, settings.shutdown_seconds):
+            log.warning("the ingest hop did not stop within %.0f s", settings.shutdown_seconds)
 
     outage = RateLimitedLog(log, every=60.0)
 
@@ -278,9 +279,12 @@ def create_app(settings: Settings) -> faust.App:
             outage.reset("broker reachable again")
             health.set(broker_down=False)
 
-    def held_partitions() -> list[tuple[str, int]]:
-        consumed = set(source.topics) | {settings.topic(POINTS), settings.topic(SYSTEM_POINTS)}
-        return sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in consumed)
+    def held_partitions() -> dict[str, list[tuple[str, int]]]:
+        """The partitions this process consumes, by consumer group."""
+        consumed = {settings.topic(POINTS), settings.topic(SYSTEM_POINTS)}
+        return {settings.app_id: sorted((tp.topic, tp.partition) for tp in app.consumer.assignment()
+                                        if tp.topic in consumed),
+                ingest_group(settings): sorted(ingest.assignment)}
 
     def report_lag(committed: dict, ends: dict) -> None:
         """Records waiting per partition, by kind of topic (bounded labels: no entity names)."""
@@ -301,9 +305,12 @@ def create_app(settings: Settings) -> faust.App:
         would score nothing, for ever."""
         if health.state != "running":
             return
-        held = held_partitions()
+        committed, ends = {}, {}
         try:
-            committed, ends = await app.loop.run_in_executor(None, probe.offsets, settings.app_id, held)
+            for group, held in held_partitions().items():  # the topics of the two groups are distinct
+                done, end = await app.loop.run_in_executor(None, probe.offsets, group, held)
+                committed.update(done)
+                ends.update(end)
         except Exception as exc:  # the broker probe reports outages; judge progress when it is back
             log.debug("cannot read the group's offsets (%s)", exc)
             progress.reset()
@@ -325,23 +332,6 @@ def create_app(settings: Settings) -> faust.App:
         members.update(systems.members())
         report_models()
 
-    cannot_list = RateLimitedLog(log, every=60.0)
-
-    @app.timer(interval=k.discover_every)
-    async def discover_metric_topics() -> None:
-        try:
-            found = await app.loop.run_in_executor(None, metric_topics, settings)
-        except Exception as exc:  # a broker outage must not end the worker: look again next time
-            telemetry.BROKER_ERRORS.labels("discover_topics").inc()
-            cannot_list.warning("cannot list metric topics (%s); retrying every %.0f s", exc, k.discover_every)
-            return
-        cannot_list.reset("metric topics listed again")
-        new = sorted(set(found) - set(source.topics))
-        if new:
-            log.info("subscribing to new metric topics: %s", ", ".join(new))
-            source.topics.extend(new)
-            app.topics._flag_changes()  # the conductor re-reads every channel's topic names
-
     async def delivered(futures: list, what: str) -> None:
         """Wait until the broker holds every message of a batch. The batch's input offsets are
         acknowledged only after this, so no commit ever covers a message the broker lost (in an
@@ -354,15 +344,6 @@ def create_app(settings: Settings) -> faust.App:
                          "redoes the batch from the last commit", len(failed), len(futures), what, failed[0])
             logging.shutdown()
             os._exit(3)
-
-    @app.agent(source)
-    async def ingest(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.window.batch_max, within=settings.window.batch_within):
-            await check_gaps(events, "ingest")
-            routed = router.route(event.message for event in events)
-            sent = [await dlq.send(key=d.key, value=d.value, headers=d.headers) for d in routed.dead]
-            sent += [await points.send(key=key, value=value) for key, value in routed.points]
-            await delivered(sent, "points")
 
     async def send_decisions(outcome) -> list:
         """Send a batch's anomaly events (and every score, when published); their futures."""

@@ -25,7 +25,7 @@ FIRST_WAIT, MAX_WAIT, HEALTHY_AFTER = 1.0, 30.0, 60.0
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: a SIGKILL of the parent (a crash) kills the child too."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -59,7 +59,7 @@ def run_restarting(argv: Sequence[str]) -> int:
     while True:
         started = time.monotonic()
         child = subprocess.Popen(list(argv), env={**os.environ, RESTARTS_ENV: str(restarts)},
-                                 preexec_fn=_die_with_parent)
+                                 preexec_fn=die_with_parent)
         if stopping:  # told to stop while the child was being started: the handler missed it
             child.send_signal(stopping[0])
         while True:

@@ -20,19 +20,22 @@ class WorkerProcess:
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None):
         # Info level: the ready mark is an info line.
         self.cmd = [sys.executable, "-m", "omnistream.cli.main", "worker", *args, "--loglevel", "info"]
+        # With `--processes N`, ready once each of the N processes has said so.
+        self.processes = int(args[args.index("--processes") + 1]) if "--processes" in args else 1
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
         self._log = None
 
     def start(self, timeout: float = 180.0) -> WorkerProcess:
-        """Start and wait for Faust's ready mark; raise with the log's tail if it dies or stalls."""
+        """Start and wait for Faust's ready mark (each process's); raise with the log's tail if it
+        dies or stalls."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if READY_MARK in self.log_path.read_bytes()[offset:]:
+            if self.log_path.read_bytes()[offset:].count(READY_MARK) >= self.processes:
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")

@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec, ResourceType
@@ -238,24 +239,44 @@ def topic_differences(settings: Settings, timeout: float = 15.0) -> list[str]:
     return out
 
 
+def ingest_group(settings: Settings) -> str:
+    """The consumer group of the ingest hop (stream.ingest_consumer), beside Faust's ``app_id``."""
+    return f"{settings.app_id}-ingest"
+
+
 def commit_start_offsets(settings: Settings, timeout: float = 15.0) -> int:
-    """Give every metric and points partition the worker's group has never committed an explicit
-    start: its earliest offset, committed for the group. Faust resumes a restarted worker from
-    committed offsets, but one killed before its first commit, whose window changelog already
-    has entries, would otherwise come back consuming nothing. Only possible while the group has
-    no active member (a first start, or every worker down): otherwise the others hold the offsets
-    and this does nothing. A broker still settling (coordinator loading, leaders not elected) is waited for.
-    Returns the partitions committed."""
-    consumer = Consumer({**client_config(settings), "group.id": settings.app_id, "enable.auto.commit": False})
+    """Give every partition a group reads and has never committed an explicit start, committed
+    for the group: the points topics for the worker's (Faust's) group, the metric and collector
+    topics for the ingest group. Faust resumes a restarted worker from committed offsets, but one
+    killed before its first commit, whose window changelog already has entries, would otherwise
+    come back consuming nothing. The start is the earliest offset; for the ingest group, the
+    offset the worker's group committed where it has one (workers before the ingest hop left
+    Faust read the metric topics in that group), so an upgrade does not read history again.
+    Only possible while a group has no active member (a first start, or every worker down):
+    otherwise the others hold the offsets and this does nothing. A broker still settling
+    (coordinator loading, leaders not elected) is waited for. Returns the partitions committed."""
+    pattern = metric_topic_pattern(settings)
+    internal = {settings.topic(POINTS), settings.topic(SYSTEM_POINTS)}
+    sources = set(settings.source_topics())
+    return (_commit_group_start(settings, settings.app_id, internal.__contains__, None, timeout)
+            + _commit_group_start(settings, ingest_group(settings), lambda name: name in sources or pattern.match(name),
+                                  settings.app_id, timeout))
+
+
+def _commit_group_start(settings: Settings, group: str, read: Callable[[str], object], carried_from: str | None,
+                        timeout: float) -> int:
+    consumer = Consumer({**client_config(settings), "group.id": group, "enable.auto.commit": False})
+    earlier = Consumer({**client_config(settings), "group.id": carried_from, "enable.auto.commit": False}) \
+        if carried_from else None
     deadline = time.monotonic() + timeout
     try:
         while True:
             try:
-                return _commit_start(consumer, settings, timeout)
+                return _commit_start(consumer, earlier, read, timeout)
             except KafkaException as exc:
                 error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
                 if error is not None and error.code() in LIVE_GROUP:
-                    log.debug("start offsets left to the group's live members: %s", exc)
+                    log.debug("start offsets of %s left to the group's live members: %s", group, exc)
                     return 0
                 if error is not None and error.code() in SETTLING and time.monotonic() < deadline:
                     time.sleep(0.5)
@@ -263,17 +284,18 @@ def commit_start_offsets(settings: Settings, timeout: float = 15.0) -> int:
                 raise
     finally:
         consumer.close()
+        if earlier is not None:
+            earlier.close()
 
 
-def _commit_start(consumer: Consumer, settings: Settings, timeout: float) -> int:
+def _commit_start(consumer: Consumer, earlier: Consumer | None, read: Callable[[str], object], timeout: float) -> int:
     metadata = consumer.list_topics(timeout=timeout).topics
-    pattern = metric_topic_pattern(settings)
-    internal = {settings.topic(POINTS), settings.topic(SYSTEM_POINTS), *settings.source_topics()}
-    partitions = [TopicPartition(name, p) for name, topic in metadata.items()
-                  if name in internal or pattern.match(name) for p in topic.partitions]
+    partitions = [TopicPartition(name, p) for name, topic in metadata.items() if read(name) for p in topic.partitions]
     missing = [tp for tp in consumer.committed(partitions, timeout=timeout) if tp.offset < 0]
-    start = [TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=timeout)[0])
-             for tp in missing]
+    carried = {(tp.topic, tp.partition): tp.offset for tp in earlier.committed(missing, timeout=timeout)
+               if tp.offset >= 0} if earlier is not None and missing else {}
+    start = [TopicPartition(tp.topic, tp.partition, carried.get((tp.topic, tp.partition))
+                            or consumer.get_watermark_offsets(tp, timeout=timeout)[0]) for tp in missing]
     if start:
         consumer.commit(offsets=start, asynchronous=False)
     return len(start)

@@ -5,7 +5,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from omnistream.stream.config import Settings
-from omnistream.stream.topics import commit_start_offsets, ensure_topics, metric_topics, topic_differences
+from omnistream.stream.topics import (POINTS, commit_start_offsets, ensure_topics, ingest_group, metric_topics,
+                                      topic_differences)
 
 pytestmark = pytest.mark.e2e
 
@@ -20,6 +21,14 @@ def test_created_topics_are_visible_at_once(kafka_bootstrap, topic_prefix):
     assert ensure_topics(settings, extra=("metrics.web-1",)) == []
 
 
+def _committed(bootstrap: str, group: str, topic: str) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        return [tp.offset for tp in consumer.committed([TopicPartition(topic, p) for p in range(8)], 10)]
+    finally:
+        consumer.close()
+
+
 def test_a_new_group_starts_from_explicitly_committed_earliest_offsets(kafka_bootstrap, topic_prefix):
     settings = Settings(app_id=f"app-{topic_prefix}start", kafka={"bootstrap": kafka_bootstrap,
                                                                    "topic_prefix": topic_prefix})
@@ -28,15 +37,33 @@ def test_a_new_group_starts_from_explicitly_committed_earliest_offsets(kafka_boo
     for _ in range(5):
         producer.produce(f"{topic_prefix}metrics.web-1", value=b"{}", key=b"web-1")
     producer.flush(30)
-    # every partition of metrics, metrics.web-1 and the two internal points topics: 4 topics x 8 partitions
+    # every partition of the two internal points topics (the worker's group) and of metrics and
+    # metrics.web-1 (the ingest group): 4 topics x 8 partitions
     assert commit_start_offsets(settings) == 4 * settings.kafka.partitions
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": settings.app_id})
-    try:
-        committed = consumer.committed([TopicPartition(f"{topic_prefix}metrics.web-1", p) for p in range(8)], 10)
-    finally:
-        consumer.close()
-    assert all(tp.offset == 0 for tp in committed)  # the earliest offset, not the end: nothing skipped
+    # the earliest offset, not the end: nothing skipped
+    assert _committed(kafka_bootstrap, ingest_group(settings), f"{topic_prefix}metrics.web-1") == [0] * 8
+    assert _committed(kafka_bootstrap, settings.app_id, settings.topic(POINTS)) == [0] * 8
     assert commit_start_offsets(settings) == 0  # committed offsets are left alone
+
+
+def test_the_ingest_group_starts_where_the_workers_group_read_the_metric_topics(kafka_bootstrap, topic_prefix):
+    """A deployment whose workers read the metric topics in their own group before the ingest
+    hop had one: the ingest group goes on from those offsets instead of reading history again."""
+    settings = Settings(app_id=f"app-{topic_prefix}carried", kafka={"bootstrap": kafka_bootstrap,
+                                                                     "topic_prefix": topic_prefix})
+    topic = f"{topic_prefix}metrics.web-2"
+    ensure_topics(settings, extra=("metrics.web-2",))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for _ in range(5):
+        producer.produce(topic, value=b"{}", key=b"web-2", partition=3)
+    producer.flush(30)
+    earlier = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": settings.app_id})
+    try:
+        earlier.commit(offsets=[TopicPartition(topic, 3, 4)], asynchronous=False)
+    finally:
+        earlier.close()
+    commit_start_offsets(settings)
+    assert _committed(kafka_bootstrap, ingest_group(settings), topic) == [0, 0, 0, 4, 0, 0, 0, 0]
 
 
 def _configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
