@@ -116,6 +116,7 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
     settings = _settings(config, bootstrap, prefix, model_dir=model_dir, device=device, metrics_port=metrics_port,
                          model_allowlist=allowlist, **({"window": window} if window else {}))
     settings.data_dir = state_folder(settings.data_dir, process_index())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.metrics_port = metrics_port_of(settings.metrics_port, process_index())
     try:
         ensure_topics(settings)

@@ -96,11 +96,15 @@ class IngestConsumer:
     def stop(self, timeout: float) -> bool:
         """Stop after the batch in hand (delivered and committed); whether it ended in time."""
         self._stop.set()
+        if self._thread.ident is None:  # never started (the worker stopped during table recovery)
+            return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assignment = self.assignment | {(tp.topic, tp.partition) for tp in partitions}
+        log.info("ingest: %d source partitions held of %d topics", len(self.assignment),
+                 len({topic for topic, _ in self.assignment}))
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assignment = self.assignment - {(tp.topic, tp.partition) for tp in partitions}

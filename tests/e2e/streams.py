@@ -33,12 +33,12 @@ def trust(model_dir: Path, allowlist: Path) -> Path:
 
 
 def start_worker(bootstrap, prefix, model_dir, tmp: Path, metrics_port: int = 0,
-                 env: dict[str, str] | None = None, app_id: bool = True) -> WorkerProcess:
+                 env: dict[str, str] | None = None, app_id: bool = True, processes: int = 1) -> WorkerProcess:
     """The worker command on ``prefix``; ``app_id``: a test's own app id (else the default one
     of the prefix's deployment)."""
     allowlist = trust(model_dir, tmp / "trusted.sha256")
     args = ["--bootstrap", bootstrap, "--prefix", prefix, "--model-dir", str(model_dir),
-            "--metrics-port", str(metrics_port), "--allowlist", str(allowlist)]
+            "--metrics-port", str(metrics_port), "--allowlist", str(allowlist), "--processes", str(processes)]
     env = {**({"OMNISTREAM_APP_ID": f"app-{prefix.rstrip('.')}"} if app_id else {}),
            "OMNISTREAM_DATA_DIR": str(tmp / "state"), "OMNISTREAM_KAFKA__DISCOVER_EVERY": "3", **(env or {})}
     return WorkerProcess(args, tmp / "worker.log", env)

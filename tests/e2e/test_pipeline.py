@@ -152,3 +152,30 @@ def test_two_deployments_on_one_broker_keep_their_state_apart(kafka_bootstrap, t
     finally:
         for w in workers:
             w.stop()
+
+
+def test_two_worker_processes_share_the_work_and_yield_the_same_events(kafka_bootstrap, topic_prefix,
+                                                                      trained_models, asd_series, tmp_path):
+    """`worker --processes 2`: two members of the deployment's groups, each with its own state
+    folder and metrics port, publish together exactly the events of one process."""
+    records = asd_records(asd_series)
+    expected = expected_events(trained_models[0], records)
+    port = METRICS_PORT + 2
+    worker = start_worker(kafka_bootstrap, topic_prefix, trained_models[0], tmp_path, metrics_port=port, processes=2)
+    try:
+        worker.start()
+        replay(records, {"bootstrap.servers": kafka_bootstrap}, topic_prefix)
+        events = consume(kafka_bootstrap, f"{topic_prefix}anomalies", lambda m: ids(m) >= expected)
+        assert ids(events) == expected
+        consumed = 0.0
+        for p in (port, port + 1):  # both processes answer, each on its own port
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=10).read().decode()
+            consumed += sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                            if line.startswith("omnistream_records_in_total{"))
+        assert consumed >= len(records)  # a batch read again after a rebalance may count twice
+        assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["process-0", "process-1"]
+        held = {line.split("] [")[1] for line in worker.log_path.read_text(errors="replace").splitlines()
+                if "ingest: " in line and " source partitions held" in line and "ingest: 0 " not in line}
+        assert len(held) == 2, worker.tail()  # both processes (pids) got metric partitions
+    finally:
+        worker.stop()
