@@ -73,14 +73,25 @@ def model_dir(entities: int, detector: str) -> Path:
     return folder
 
 
-def offline_rate(folder: Path, recs: list[dict]) -> tuple[float, int]:
+def resident_mb() -> float:
+    """This process's resident memory (VmRSS), in MB."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def offline_rate(folder: Path, recs: list[dict], entities: int) -> tuple[float, int, float, float]:
+    """Records/s of the processor alone, windows scored, and the memory (kB per entity) that
+    the loaded models and the held windows take."""
+    points = [Point(r["entity"], r["ts"], r["metrics"], "", 0) for r in recs]
+    before = resident_mb()
     store = ModelStore(folder)
     store.refresh()
+    loaded = resident_mb()
     processor = Processor(Settings(), store)
-    points = [Point(r["entity"], r["ts"], r["metrics"], "", 0) for r in recs]
     t0 = time.perf_counter()
     scored = sum(processor.process(points[i:i + 2000]).scored for i in range(0, len(points), 2000))
-    return len(points) / (time.perf_counter() - t0), scored
+    rate = len(points) / (time.perf_counter() - t0)
+    return rate, scored, (loaded - before) * 1024 / entities, (resident_mb() - loaded) * 1024 / entities
 
 
 def client_rate(bootstrap: str, topics: list[str], count: int) -> float:
@@ -140,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     recs = records(args.entities, args.points)
     folder = model_dir(args.entities, args.detector)
-    offline, scored = offline_rate(folder, recs)
+    offline, scored, model_kb, window_kb = offline_rate(folder, recs, args.entities)
 
     prefix = f"bench-{time.strftime('%H%M%S')}."
     settings = Settings(kafka={"bootstrap": args.bootstrap, "topic_prefix": prefix})
@@ -181,7 +192,8 @@ def main() -> None:
     print(f"detector={args.detector} entities={args.entities} points/entity={args.points} records={len(recs)} "
           f"windows scored={scored} worker processes={args.processes}")
     print(f"produce ({'paced' if args.rate else 'replay'})        {produce:10.0f} records/s")
-    print(f"in-process (no Kafka)   {offline:10.0f} records/s   (reference)")
+    print(f"in-process (no Kafka)   {offline:10.0f} records/s   (reference; one process, "
+          f"memory per entity: model {model_kb:.0f} kB, window and state {window_kb:.0f} kB)")
     print(f"bare client consume     {client:10.0f} records/s   (confluent-kafka, batched, validated)")
     print(f"end to end via Kafka    {streamed:10.0f} records/s   ({streamed / offline:.2f}x of in-process, "
           f"{streamed / client:.2f}x of the bare client)")

@@ -109,7 +109,8 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
         raise typer.Exit(run_processes(command, processes))
     if restart and not is_child():
         raise typer.Exit(run_restarting(command))
-    from omnistream.stream.app import Worker, create_app
+    from omnistream.stream.app import create_app
+    from omnistream.stream.faust_worker import Worker
     from omnistream.stream.topics import commit_start_offsets, ensure_topics, refused, topic_differences
 
     window = {"stride": stride} if stride else None

@@ -94,7 +94,10 @@ class Pot:
 
     @classmethod
     def from_dict(cls, data: dict) -> Pot:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in _POT_FIELDS if k in data})
+
+
+_POT_FIELDS = tuple(Pot.__dataclass_fields__)
 
 
 def fit_pot(scores: np.ndarray, q: float = 1e-3, level: float = 0.98, depth: int = 0) -> Pot:

@@ -1,0 +1,74 @@
+"""The Faust-specific glue of the worker, in one place: the client's credentials from the
+librdkafka settings, and the worker class (readable logs in an outage, a bounded stop).
+
+Where the worker leans on Faust's internals, it is here or named here:
+- ``Worker._schedule_shutdown`` and ``_signal_stop_time`` (faust.Worker): the stop deadline;
+- ``Table.data`` and ``Table.send_changelog`` (stream.outputs.send_state): a batch's window
+  snapshots are written to the table's store and changelog directly, as bytes, with the
+  delivery futures kept, instead of one awaited ``table[key] = value`` per entity;
+- ``Event.message`` offsets (stream.guards): the gap check reads a batch's offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+import faust
+
+from omnistream.stream.logs import RepeatFilter, use_json
+from omnistream.stream.shutdown import end_after
+
+
+def tls_context(security: dict[str, str]) -> ssl.SSLContext:
+    """The TLS context of Faust's own client from the librdkafka settings: the CA
+    (``ssl.ca.location``) and, for mutual TLS, the client certificate and key
+    (``ssl.certificate.location``, ``ssl.key.location``, ``ssl.key.password``)."""
+    context = ssl.create_default_context(cafile=security.get("ssl.ca.location"))
+    if security.get("ssl.certificate.location"):
+        context.load_cert_chain(security["ssl.certificate.location"], security.get("ssl.key.location"),
+                                security.get("ssl.key.password"))
+    if security.get("ssl.endpoint.identification.algorithm", "https").lower() == "none":
+        context.check_hostname = False
+    return context
+
+
+def credentials(security: dict[str, str]) -> faust.types.auth.CredentialsT | None:
+    """SASL / TLS settings in librdkafka spelling, for Faust's own client (``sasl.mechanisms``,
+    or its alias ``sasl.mechanism``, names the SASL mechanism, e.g. SCRAM-SHA-256)."""
+    protocol = security.get("security.protocol", "PLAINTEXT").upper()
+    if protocol == "PLAINTEXT":
+        return None
+    context = tls_context(security) if "SSL" in protocol else None
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=security.get("sasl.username"), password=security.get("sasl.password"),
+                                     mechanism=security.get("sasl.mechanism")
+                                     or security.get("sasl.mechanisms", "PLAIN"),
+                                     ssl_context=context)
+    return faust.SSLCredentials(context)
+
+
+class Worker(faust.Worker):
+    """Faust's worker whose log stays readable in an outage (repeated warnings are thinned) and
+    whose stop on a signal ends within ``shutdown_seconds`` (stream.shutdown)."""
+
+    shutdown_seconds: float = 10.0
+    json_logs: bool = False
+
+    def _schedule_shutdown(self, signal: int) -> None:
+        if not self._signal_stop_time:
+            end_after(self.shutdown_seconds, self._still_stopping)
+        super()._schedule_shutdown(signal)
+
+    def _still_stopping(self) -> str:
+        health = getattr(self.app, "omnistream_health", None)
+        broker = "the broker is unreachable" if health is not None and health.broker_down else "the broker answers"
+        return f"{broker}; the Kafka clients are still closing (last offsets not committed)"
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        if self.json_logs:
+            use_json(logger.handlers)
+        repeats = RepeatFilter()
+        for handler in logger.handlers:
+            handler.addFilter(repeats)
