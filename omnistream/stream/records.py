@@ -85,7 +85,7 @@ class RelatedEntity(BaseModel):
 
     entity: str
     calibrated_score: float  # its own score against its own typical level and threshold: > 1 is anomalous
-    top_metrics: list[MetricContribution] = []
+    top_metrics: list[MetricContribution] = Field(default_factory=list)
 
 
 class AnomalyEvent(BaseModel):
@@ -102,7 +102,8 @@ class AnomalyEvent(BaseModel):
     calibrated_score: float  # (score - typical) / (threshold - typical): > 1 is anomalous
     model: ModelRef
     top_metrics: list[MetricContribution]
-    related_entities: list[RelatedEntity] = []  # a system incident's entities, most anomalous first
+    # A system incident's entities, most anomalous first.
+    related_entities: list[RelatedEntity] = Field(default_factory=list)
 
 
 class ScoreRecord(BaseModel):
@@ -113,7 +114,7 @@ class ScoreRecord(BaseModel):
     score: float
     threshold: float
     calibrated_score: float  # (score - typical) / (threshold - typical): > 1 is anomalous
-    top_metrics: list[MetricContribution] = []  # of a flagged window only
+    top_metrics: list[MetricContribution] = Field(default_factory=list)  # of a flagged window only
 
 
 class DataRange(BaseModel):
