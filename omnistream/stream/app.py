@@ -253,9 +253,8 @@ def create_app(settings: Settings) -> faust.App:
             sent += await outputs.to_systems(batch, outcome.scores, members, systems, topologies)
             await delivered(sent, "outputs")  # outputs first, state after (stream.outputs)
             now = time.time()
-            for point in batch:
-                if point.received:
-                    telemetry.END_TO_END.observe(now - point.received)
+            for received in {point.received for point in batch if point.received}:  # one per ingest batch and entity
+                telemetry.END_TO_END.observe(now - received)
             telemetry.POINTS_FLAGGED.inc(sum(r.calibrated_score >= 1.0 for r in outcome.scores))
             # An entity idle and without a model: its state goes.
             await delivered(send_state(windows, outcome.snapshots) + drop_state(windows, outcome.dropped),

@@ -45,8 +45,8 @@ LAST_BATCH = Gauge("omnistream_last_batch_timestamp_seconds", "Unix time the las
 CONSUMER_LAG = Gauge("omnistream_consumer_lag_records", "Records waiting per consumed partition (end offset minus the "
                      "group's committed one), summed over the topics of a kind",
                      ["topic", "partition"])  # topic: metrics | collector | points | system_points
-END_TO_END = Histogram("omnistream_end_to_end_seconds", "From a record's Kafka timestamp to its batch's outputs "
-                       "delivered (per point scored or assembled)",
+END_TO_END = Histogram("omnistream_end_to_end_seconds", "From the Kafka timestamp of the oldest record of an "
+                       "entity's ingest batch to the scoring batch's outputs delivered (one per entity and batch)",
                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800))
 POINTS_FLAGGED = Counter("omnistream_points_flagged_total", "Scored points at or over their threshold "
                          "(calibrated score >= 1): with points_scored, the share flagged")
