@@ -141,6 +141,7 @@ def create_app(settings: Settings) -> faust.App:
     probe = BrokerProbe(client_config(settings), settings.topic("metrics"))
 
     ingest = IngestConsumer(settings, router)
+    app.omnistream_ingest = ingest  # told to stop at the signal (stream.faust_worker)
     gaps = GapChecks(probe, settings.app_id, ("score", "systems"))
 
     def held_partitions() -> dict[str, list[tuple[str, int]]]:

@@ -58,6 +58,11 @@ class Worker(faust.Worker):
     def _schedule_shutdown(self, signal: int) -> None:
         if not self._signal_stop_time:
             end_after(self.shutdown_seconds, self._still_stopping)
+            # The ingest hop stops now, beside Faust's own stop, not after it: its batch in hand
+            # is committed (or given up) and its group left within the deadline.
+            ingest = getattr(self.app, "omnistream_ingest", None)
+            if ingest is not None:
+                ingest.request_stop()
         super()._schedule_shutdown(signal)
 
     def _still_stopping(self) -> str:

@@ -40,6 +40,14 @@ log = logging.getLogger(__name__)
 DELIVERY_FAILED_EXIT = 3  # as a failed delivery of the scoring side (stream.app)
 FAILED_EXIT = 1
 _REGEX_SPECIAL = set(".^$*+?()[]{}|\\")
+# Commit errors that are not marked retriable but pass: the coordinator moving or loading.
+_COMMIT_LATER = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                 KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+                 KafkaError._WAIT_COORD}
+
+
+class _GivenUp(Exception):
+    """The batch in hand is left uncommitted: the worker is stopping and the broker cannot take it."""
 
 
 def subscription(settings: Settings) -> list[str]:
@@ -93,9 +101,14 @@ class IngestConsumer:
                                 on_lost=self._revoked)
         self._thread.start()
 
-    def stop(self, timeout: float) -> bool:
-        """Stop after the batch in hand (delivered and committed); whether it ended in time."""
+    def request_stop(self) -> None:
+        """Stop after the batch in hand (delivered and committed), or give it up uncommitted if
+        the broker cannot take it: the next owner of its partitions reads it again."""
         self._stop.set()
+
+    def stop(self, timeout: float) -> bool:
+        """``request_stop`` and wait; whether the thread ended in time."""
+        self.request_stop()
         if self._thread.ident is None:  # never started (the worker stopped during table recovery)
             return True
         self._thread.join(timeout)
@@ -112,7 +125,10 @@ class IngestConsumer:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._batch()
+                try:
+                    self._batch()
+                except _GivenUp:
+                    break
             self.consumer.close()  # leaves the group at once: its partitions go to the others
         except Exception:
             log.critical("the ingest hop failed: stopping the process, whose restart resumes from the last commit",
@@ -131,9 +147,11 @@ class IngestConsumer:
             error = message.error()
             if error is None:
                 usable.append(received(message))
+            elif error.fatal():  # the client cannot go on: the restart makes a new one
+                raise KafkaException(error)
             elif error.code() != KafkaError._PARTITION_EOF:
                 telemetry.BROKER_ERRORS.labels("ingest_consume").inc()
-                log.warning("ingest: %s", error)
+                self._waiting.warning("ingest: %s", error)
         routed = self.router.route(usable)
         failures: list[KafkaError] = []
 
@@ -166,6 +184,8 @@ class IngestConsumer:
                 self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:  # the client's queue is full: let it send some first
+                if self._stop.is_set():
+                    raise _GivenUp from None
                 self.producer.poll(0.5)
 
     def _commit(self) -> None:
@@ -184,6 +204,8 @@ class IngestConsumer:
                     log.info("ingest: batch offsets not committed (%s): the partitions' next owner reads it again",
                              exc)
                     return
+                if error is not None and (error.fatal() or not error.retriable()) and code not in _COMMIT_LATER:
+                    raise
                 telemetry.BROKER_ERRORS.labels("ingest_commit").inc()
                 self._waiting.warning("ingest: cannot commit offsets (%s); retrying", exc)
                 time.sleep(0.5)

@@ -55,6 +55,8 @@ def run_processes(argv: Sequence[str], count: int, poll: float = 0.2) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
     for index in range(count):
+        if stopping:  # told to stop while they were being started: start no more
+            break
         children.append(subprocess.Popen(list(argv), env={**os.environ, PROCESS_ENV: str(index)},
                                          preexec_fn=die_with_parent))
     if stopping:  # told to stop while they were being started
