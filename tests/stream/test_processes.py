@@ -22,8 +22,11 @@ def _run(argv: list[str], n: int) -> subprocess.Popen:
 
 
 def test_each_process_gets_its_index_and_the_worst_exit_code_is_returned(tmp_path):
-    script = (f"import os, sys; i = os.environ['{PROCESS_ENV}']; "
-              f"open(r'{tmp_path}/' + i, 'w').write(i); sys.exit(int(i) * 7)")
+    # SIGTERM ignored, and none ends before all three have started: the first to end stops the
+    # others, which must still exit with their own codes
+    script = (f"import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              f"i = os.environ['{PROCESS_ENV}']; open(r'{tmp_path}/' + i, 'w').write(i); "
+              f"[time.sleep(0.05) for _ in range(600) if len(os.listdir(r'{tmp_path}')) < 3]; sys.exit(int(i) * 7)")
     assert _run([sys.executable, "-c", script], 3).wait(60) == 14
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2"]
 
