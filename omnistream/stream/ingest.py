@@ -1,4 +1,4 @@
-"""What the ingest agent does with a batch of source messages, without Kafka: validate (the
+"""What the ingest hop does with a batch of source messages, without Kafka: validate (the
 native format) or decode and map (the collectors' formats), re-key by entity for the internal
 points topic, and set aside what is refused for the dead-letter topic with its reason."""
 
@@ -8,7 +8,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from omnistream.ingest.decode import decode_message
 from omnistream.ingest.mapping import Mapped, Mapping
@@ -22,7 +21,10 @@ DLQ_COPY_BYTES = 65_536  # the dead-letter copy of a record (or key) is cut to t
 ERRORS_SHOWN = 5  # refused samples named in a dead letter's error header (the rest counted)
 
 
-class SourceMessage(Protocol):
+@dataclass(slots=True)
+class SourceMessage:
+    """A consumed source message (``timestamp``: its Kafka timestamp in seconds, or None)."""
+
     key: bytes | None
     value: bytes | None
     topic: str

@@ -26,13 +26,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from omnistream.stream import telemetry
 from omnistream.stream.config import Settings
-from omnistream.stream.ingest import Ingest
+from omnistream.stream.ingest import Ingest, SourceMessage
 from omnistream.stream.logs import RateLimitedLog
 from omnistream.stream.topics import POINTS, client_config, ingest_group
 
@@ -57,22 +56,10 @@ def subscription(settings: Settings) -> list[str]:
     return [f"^{prefix}metrics(\\..+)?$", *sorted(set(settings.source_topics()) - {settings.topic("metrics")})]
 
 
-@dataclass(slots=True)
-class Received:
-    """A consumed message as stream.ingest reads it (``timestamp`` in seconds, or None)."""
-
-    key: bytes | None
-    value: bytes | None
-    topic: str
-    partition: int
-    offset: int
-    timestamp: float | None
-
-
-def received(message: Message) -> Received:
+def received(message: Message) -> SourceMessage:
     kind, ms = message.timestamp()
-    return Received(message.key(), message.value(), message.topic(), message.partition(), message.offset(),
-                    ms / 1000.0 if kind else None)
+    return SourceMessage(message.key(), message.value(), message.topic(), message.partition(), message.offset(),
+                         ms / 1000.0 if kind else None)
 
 
 class IngestConsumer:

@@ -3,35 +3,28 @@ entity, collector messages decoded and mapped, and what is refused set aside wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import orjson
 
 from omnistream.stream.config import Settings
-from omnistream.stream.ingest import Ingest
+from omnistream.stream.ingest import Ingest, SourceMessage
 from omnistream.stream.points import unpack_points
 
 TS = 1_700_000_100.0
 
 
-@dataclass
-class Message:
-    topic: str
-    value: bytes | None
-    key: bytes | None = None
-    partition: int = 0
-    offset: int = 0
-    timestamp: float | None = 1_700_000_200.0
+def message(topic: str, value: bytes | None, key: bytes | None = None, partition: int = 0, offset: int = 0,
+            timestamp: float | None = 1_700_000_200.0) -> SourceMessage:
+    return SourceMessage(key, value, topic, partition, offset, timestamp)
 
 
 def test_native_and_collector_messages_are_routed_and_the_refused_kept_with_reasons():
     settings = Settings(sources=[{"topic": "telegraf", "format": "influx_line"}])
     lines = b"cpu,host=a usage=1 1700000100000000000\ncpu,host=a idle=+Inf 1700000100000000000"
     routed = Ingest(settings).route([
-        Message("metrics.web-1", orjson.dumps({"ts": TS, "metrics": {"cpu": 0.5}})),
-        Message("metrics", b"{not json", offset=7),
-        Message("telegraf", lines, offset=3),
-        Message("telegraf", b"\xff\xfe", offset=4),
+        message("metrics.web-1", orjson.dumps({"ts": TS, "metrics": {"cpu": 0.5}})),
+        message("metrics", b"{not json", offset=7),
+        message("telegraf", lines, offset=3),
+        message("telegraf", b"\xff\xfe", offset=4),
     ])
     assert [key for key, _ in routed.points] == [b"web-1", b"a"]
     points, samples = unpack_points((value, 0, i) for i, (_, value) in enumerate(routed.points))
