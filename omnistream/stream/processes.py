@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from omnistream.stream.restart import die_with_parent
+from omnistream.stream.restart import die_with_parent, exit_code
 
 PROCESS_ENV = "OMNISTREAM_WORKER_PROCESS"  # set in each process: its index, 0..N-1
 
@@ -65,13 +65,4 @@ def run_processes(argv: Sequence[str], count: int, poll: float = 0.2) -> int:
         time.sleep(poll)
     if not stopping:  # one ended for good: the group should not go on short of it without anyone noticing
         forward(signal.SIGTERM, None)
-    codes = []
-    for child in children:
-        while True:
-            try:
-                code = child.wait()
-                break
-            except KeyboardInterrupt:  # already forwarded by the handler
-                continue
-        codes.append(128 - code if code < 0 else code)
-    return max(codes)
+    return max(exit_code(child) for child in children)

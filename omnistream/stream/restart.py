@@ -36,6 +36,18 @@ def _say(message: str) -> None:
     print(f"[{stamp}] [{os.getpid()}] [WARNING] omnistream.stream.restart: {message}", file=sys.stderr, flush=True)
 
 
+def exit_code(child: subprocess.Popen) -> int:
+    """Wait for ``child`` and return its exit code, the shell's 128 + n if signal n killed it. A
+    Ctrl-C meanwhile is not an error here: the signal handler has passed it on to the child."""
+    while True:
+        try:
+            code = child.wait()
+            break
+        except KeyboardInterrupt:
+            continue
+    return 128 - code if code < 0 else code
+
+
 def is_child() -> bool:
     return RESTARTS_ENV in os.environ
 
@@ -62,14 +74,8 @@ def run_restarting(argv: Sequence[str]) -> int:
                                  preexec_fn=die_with_parent)
         if stopping:  # told to stop while the child was being started: the handler missed it
             child.send_signal(stopping[0])
-        while True:
-            try:
-                code = child.wait()
-                break
-            except KeyboardInterrupt:  # already forwarded by the handler
-                continue
+        code = exit_code(child)
         ran = time.monotonic() - started
-        code = 128 - code if code < 0 else code  # killed by signal n: the shell's 128 + n
         if stopping or code in (0, 2):
             return code
         if ran > HEALTHY_AFTER:
