@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable
 
@@ -20,17 +19,12 @@ from omnistream.stream.gaps import GapGuard
 from omnistream.stream.health import WorkerHealth
 from omnistream.stream.logs import RateLimitedLog
 from omnistream.stream.progress import ProgressWatch
+from omnistream.stream.shutdown import end_process
 from omnistream.stream.topics import POINTS, SYSTEM_POINTS, BrokerProbe
 
 log = logging.getLogger(__name__)
 STALLED_EXIT = 4  # the process ends with this code when consumption stalls; the command restarts it
 SKIPPED_EXIT = 5  # ... and with this one when the consumer skipped records
-
-
-def _end(code: int, message: str, *args: object) -> None:
-    log.critical(message, *args)
-    logging.shutdown()
-    os._exit(code)
 
 
 class GapChecks:
@@ -62,9 +56,9 @@ class GapChecks:
                 await asyncio.sleep(1.0)
         self.cannot_check.reset("batch offsets checked again")
         if holes:
-            _end(SKIPPED_EXIT, "the consumer skipped records (%s): stopping the process before this batch, whose "
-                 "restart re-reads from the committed offsets",
-                 "; ".join(f"{t}[{p}] offsets {a}..{b - 1}" for t, p, a, b in holes))
+            end_process(SKIPPED_EXIT, log, "the consumer skipped records (%s): stopping the process before this "
+                        "batch, whose restart re-reads from the committed offsets",
+                        "; ".join(f"{t}[{p}] offsets {a}..{b - 1}" for t, p, a, b in holes))
 
 
 class ConsumptionWatch:
@@ -96,8 +90,9 @@ class ConsumptionWatch:
         self.report_lag(committed, ends)
         stalled = self.progress.observe(committed, ends) if self.settings.kafka.stall_after else []
         if stalled and self.health.state == "running":
-            _end(STALLED_EXIT, "consumption stalled (committed offset not moving, records waiting): %s; stopping the "
-                 "process, whose restart resumes from the committed offsets", "; ".join(stalled))
+            end_process(STALLED_EXIT, log, "consumption stalled (committed offset not moving, records waiting): "
+                        "%s; stopping the process, whose restart resumes from the committed offsets",
+                        "; ".join(stalled))
 
     def report_lag(self, committed: dict, ends: dict) -> None:
         """Records waiting per partition, by kind of topic (bounded labels: no entity names)."""

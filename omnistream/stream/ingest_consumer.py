@@ -22,7 +22,6 @@ sends a batch again, and the scoring side drops points it has seen (stream.proce
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,10 +32,10 @@ from omnistream.stream import telemetry
 from omnistream.stream.config import Settings
 from omnistream.stream.ingest import Ingest, SourceMessage
 from omnistream.stream.logs import RateLimitedLog
+from omnistream.stream.shutdown import UNDELIVERED_EXIT, end_process
 from omnistream.stream.topics import POINTS, client_config, ingest_group
 
 log = logging.getLogger(__name__)
-DELIVERY_FAILED_EXIT = 3  # as a failed delivery of the scoring side (stream.app)
 FAILED_EXIT = 1
 _REGEX_SPECIAL = set(".^$*+?()[]{}|\\")
 # Commit errors that are not marked retriable but pass: the coordinator moving or loading.
@@ -118,10 +117,8 @@ class IngestConsumer:
                     break
             self.consumer.close()  # leaves the group at once: its partitions go to the others
         except Exception:
-            log.critical("the ingest hop failed: stopping the process, whose restart resumes from the last commit",
-                         exc_info=True)
-            logging.shutdown()
-            os._exit(FAILED_EXIT)
+            end_process(FAILED_EXIT, log, "the ingest hop failed: stopping the process, whose restart resumes from "
+                        "the last commit", exc_info=True)
 
     def _batch(self) -> None:
         w = self.settings.window
@@ -156,11 +153,9 @@ class IngestConsumer:
                 return  # not committed: the next owner of these partitions reads them again
         self._waiting.reset("ingest: the broker takes points again")
         if failures:
-            log.critical("%d of %d points messages were not delivered (%s): stopping the process, whose restart "
-                         "redoes the batch from the last commit", len(failures),
-                         len(routed.points) + len(routed.dead), failures[0])
-            logging.shutdown()
-            os._exit(DELIVERY_FAILED_EXIT)
+            end_process(UNDELIVERED_EXIT, log, "%d of %d points messages were not delivered (%s): stopping the "
+                        "process, whose restart redoes the batch from the last commit", len(failures),
+                        len(routed.points) + len(routed.dead), failures[0])
         self._commit()
         self.on_batch()
 

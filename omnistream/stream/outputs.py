@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -25,12 +24,12 @@ from omnistream.stream.config import Settings
 from omnistream.stream.fleet import fleet_scores
 from omnistream.stream.points import Point
 from omnistream.stream.records import ScoreRecord, TransferRequest, dumps
+from omnistream.stream.shutdown import UNDELIVERED_EXIT, end_process
 from omnistream.stream.systems import SystemProcessor, pack_fleet_scores, pack_system_points
 from omnistream.stream.topics import SYSTEM_POINTS
 from omnistream.topology.registry import TopologyRegistry
 
 log = logging.getLogger(__name__)
-UNDELIVERED_EXIT = 3
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -41,10 +40,8 @@ async def delivered(futures: list, what: str) -> None:
     results = await asyncio.gather(*futures, return_exceptions=True)
     failed = [r for r in results if isinstance(r, BaseException)]
     if failed:
-        log.critical("%d of %d %s messages were not delivered (%r): stopping the process, whose restart "
-                     "redoes the batch from the last commit", len(failed), len(futures), what, failed[0])
-        logging.shutdown()
-        os._exit(UNDELIVERED_EXIT)
+        end_process(UNDELIVERED_EXIT, log, "%d of %d %s messages were not delivered (%r): stopping the process, "
+                    "whose restart redoes the batch from the last commit", len(failed), len(futures), what, failed[0])
 
 
 def send_state(table: faust.Table, snapshots: dict[str, tuple[int, bytes]]) -> list:

@@ -16,8 +16,18 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 log = logging.getLogger(__name__)
+UNDELIVERED_EXIT = 3  # a message the broker did not take: the restart redoes the batch from the last commit
+
+
+def end_process(code: int, logger: logging.Logger, message: str, *args: object, exc_info: bool = False) -> NoReturn:
+    """Log ``message`` as critical, flush the logs and end the process at once with ``code``: no
+    clean-up, as in a crash; what was not committed is read again when it starts again."""
+    logger.critical(message, *args, exc_info=exc_info)
+    logging.shutdown()
+    os._exit(code)
 
 
 def end_after(seconds: float, left: Callable[[], str], code: int = 0) -> threading.Thread:
@@ -31,10 +41,8 @@ def end_after(seconds: float, left: Callable[[], str], code: int = 0) -> threadi
             detail = left()
         except Exception as exc:  # the process must end whatever the description does
             detail = f"(cannot say: {exc!r})"
-        log.critical("clean stop not finished %.0f s after the signal: %s. Ending now; what was not committed is "
-                     "read again on the next start", time.monotonic() - began, detail)
-        logging.shutdown()
-        os._exit(code)
+        end_process(code, log, "clean stop not finished %.0f s after the signal: %s. Ending now; what was not "
+                    "committed is read again on the next start", time.monotonic() - began, detail)
 
     thread = threading.Thread(target=watch, name="shutdown-deadline", daemon=True)
     thread.start()
