@@ -30,6 +30,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from timing import resident_mb
+
 from omnistream.offline.datasets import load_asd, metric_names
 from omnistream.offline.fit import export_fitted, fit_entity, model_info
 from omnistream.stream.config import Settings
@@ -57,26 +59,27 @@ def records(entities: int, points: int) -> list[dict]:
     return out
 
 
+def bench_model(detector: str, folder: Path) -> Path:
+    """One model of ``detector`` fitted on ASD's omi-2 and written to ``folder``; ``demo``: the
+    demo's DC-VAE file."""
+    if detector == "demo":
+        return MODEL
+    series = load_asd(["omi-2"])[0]
+    fitted = fit_entity(detector, series.train)
+    path = folder / "fitted.pt"
+    export_fitted(fitted, path, model_info(fitted, metric_names(series.train.shape[1])), series.test)
+    return path
+
+
 def model_dir(entities: int, detector: str) -> Path:
     """A folder with one model file per bench entity, copies of one model of ``detector``."""
     folder = Path(tempfile.mkdtemp(prefix="omnistream-bench-models-"))
-    model = MODEL
-    if detector != "demo":
-        series = load_asd(["omi-2"])[0]
-        fitted = fit_entity(detector, series.train)
-        model = folder / "fitted.pt"
-        export_fitted(fitted, model, model_info(fitted, metric_names(series.train.shape[1])), series.test)
+    model = bench_model(detector, folder)
     for e in range(entities):
         shutil.copyfile(model, folder / f"bench-{e}.pt")
     if model != MODEL:
         model.unlink()
     return folder
-
-
-def resident_mb() -> float:
-    """This process's resident memory (VmRSS), in MB."""
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
 
 
 def offline_rate(folder: Path, recs: list[dict], entities: int) -> tuple[float, int, float, float]:

@@ -23,28 +23,11 @@ from pathlib import Path
 
 import torch
 
+from e2e import bench_model
+from timing import resident_mb
+
 from omnistream.detectors.export import METADATA_NAME, load
-from omnistream.offline.datasets import load_asd, metric_names
-from omnistream.offline.fit import export_fitted, fit_entity, model_info
 from omnistream.stream.scorer import ModelStore
-
-DEMO = Path(__file__).resolve().parents[1] / "deploy" / "demo" / "models" / "omi-2.pt"
-
-
-def resident_mb() -> float:
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
-
-
-def one_model(detector: str, folder: Path) -> Path:
-    if detector == "demo":
-        return DEMO
-    series = load_asd(["omi-2"])[0]
-    fitted = fit_entity(detector, series.train)
-    path = folder / "fitted.pt"
-    export_fitted(fitted, path, model_info(fitted, metric_names(series.train.shape[1])), series.test)
-    return path
-
 
 def distinct_copies(model: Path, folder: Path, count: int) -> None:
     module, info = load(model)
@@ -58,7 +41,7 @@ def measure(detector: str, count: int) -> None:
     try:
         models = work / "models"
         models.mkdir()
-        distinct_copies(one_model(detector, work), models, count)
+        distinct_copies(bench_model(detector, work), models, count)
         size_kb = (models / "memory-0.pt").stat().st_size / 1024
         gc.collect()
         before = resident_mb()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import orjson
 from confluent_kafka import Producer
+from timing import resident_mb
 
 from omnistream.stream.config import Settings
 from omnistream.stream.supervise import WorkerProcess
@@ -27,13 +28,6 @@ from omnistream.stream.topics import BrokerProbe, ensure_topics
 
 POINTS = 4  # per entity name, a minute apart
 METRICS_PORT = 19130
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def gauge(name: str) -> float:
@@ -69,7 +63,7 @@ def main() -> None:
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 20})
     probe = BrokerProbe({"bootstrap.servers": args.bootstrap}, settings.topic("metrics"))
     worker.start()
-    print(f"worker pid {worker.proc.pid}: {rss_mb(worker.proc.pid):.0f} MB at start; log {worker.log_path}")
+    print(f"worker pid {worker.proc.pid}: {resident_mb(worker.proc.pid):.0f} MB at start; log {worker.log_path}")
     print(f"{'wave':>4} {'names seen':>10} {'in memory':>9} {'RSS MB':>7} {'s':>5}")
     try:
         for wave in range(args.waves):
@@ -85,7 +79,7 @@ def main() -> None:
             while probe.backlog(group) > 0:
                 time.sleep(1)
             print(f"{wave + 1:>4} {(wave + 1) * per_wave:>10} {gauge('omnistream_entities_in_memory'):>9.0f} "
-                  f"{rss_mb(worker.proc.pid):>7.0f} {time.monotonic() - t0:>5.0f}", flush=True)
+                  f"{resident_mb(worker.proc.pid):>7.0f} {time.monotonic() - t0:>5.0f}", flush=True)
     finally:
         worker.stop()
 

@@ -1,9 +1,11 @@
-"""What the benchmarks share: the best time of a few calls after untimed warm-up ones."""
+"""What the benchmarks share: the best time of a few calls after untimed warm-up ones, and a
+process's resident memory."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def best_of(fn: Callable[[], object], repeat: int, warm_up: int = 1) -> float:
@@ -17,3 +19,11 @@ def best_of(fn: Callable[[], object], repeat: int, warm_up: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return min(times)
+
+
+def resident_mb(pid: int | str = "self") -> float:
+    """Resident memory (VmRSS) of process ``pid`` (this one by default), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
