@@ -13,14 +13,14 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import ValidationError
 
 from omnistream.alerts.incidents import Incidents
 from omnistream.alerts.targets import AlertTarget
 from omnistream.stream.config import Settings
 from omnistream.stream.records import AnomalyEvent
-from omnistream.stream.topics import SETTLING, client_config
+from omnistream.stream.topics import SETTLING, client_config, kafka_error
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Forwarder:
             try:
                 return {tp.partition: tp.offset for tp in self.consumer.committed(partitions, timeout=timeout)}
             except KafkaException as exc:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                error = kafka_error(exc)
                 if error is None or error.code() not in SETTLING or time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)

@@ -33,7 +33,7 @@ from omnistream.stream.config import Settings
 from omnistream.stream.ingest import Ingest, SourceMessage
 from omnistream.stream.logs import RateLimitedLog
 from omnistream.stream.shutdown import UNDELIVERED_EXIT, end_process
-from omnistream.stream.topics import POINTS, client_config, ingest_group
+from omnistream.stream.topics import POINTS, client_config, ingest_group, kafka_error
 
 log = logging.getLogger(__name__)
 FAILED_EXIT = 1
@@ -64,9 +64,9 @@ def received(message: Message) -> SourceMessage:
 class IngestConsumer:
     """Consumes the source topics in batches and forwards their points; one thread."""
 
-    def __init__(self, settings: Settings, router: Ingest, on_batch: Callable[[], None] = lambda: None):
+    def __init__(self, settings: Settings, router: Ingest):
         k = settings.kafka
-        self.settings, self.router, self.on_batch = settings, router, on_batch
+        self.settings, self.router = settings, router
         self.points_topic, self.dlq_topic = settings.topic(POINTS), settings.topic("metrics-dlq")
         self.consumer = Consumer({
             **client_config(settings), "group.id": ingest_group(settings), "enable.auto.commit": False,
@@ -150,14 +150,13 @@ class IngestConsumer:
         while self.producer.flush(1.0):  # every message held by the broker before the offsets move
             self._waiting.warning("ingest: %d points messages wait for the broker", len(self.producer))
             if self._stop.is_set():
-                return  # not committed: the next owner of these partitions reads them again
+                raise _GivenUp  # not committed: the next owner of these partitions reads them again
         self._waiting.reset("ingest: the broker takes points again")
         if failures:
             end_process(UNDELIVERED_EXIT, log, "%d of %d points messages were not delivered (%s): stopping the "
                         "process, whose restart redoes the batch from the last commit", len(failures),
                         len(routed.points) + len(routed.dead), failures[0])
         self._commit()
-        self.on_batch()
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, on_delivery: Callable,
                  headers: list | None = None) -> None:
@@ -179,7 +178,7 @@ class IngestConsumer:
                 self.consumer.commit(asynchronous=False)
                 return
             except KafkaException as exc:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                error = kafka_error(exc)
                 code = error.code() if error is not None else None
                 if code in (KafkaError._NO_OFFSET, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
                             KafkaError.UNKNOWN_MEMBER_ID, KafkaError._ASSIGNMENT_LOST):

@@ -47,10 +47,16 @@ def metric_topic_pattern(settings: Settings) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(settings.kafka.topic_prefix)}metrics(\..+)?$")
 
 
+def kafka_error(exc: BaseException) -> KafkaError | None:
+    """The KafkaError a client's exception carries, if any."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return error if isinstance(error, KafkaError) else None
+
+
 def refused(exc: BaseException) -> bool:
     """Whether a client error means that the broker refused the credentials, not that it was out of reach."""
-    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-    return isinstance(error, KafkaError) and error.code() in REFUSALS
+    error = kafka_error(exc)
+    return error is not None and error.code() in REFUSALS
 
 
 def _admin(settings: Settings) -> tuple[AdminClient, list[KafkaError]]:
@@ -274,7 +280,7 @@ def _commit_group_start(settings: Settings, group: str, read: Callable[[str], ob
             try:
                 return _commit_start(consumer, earlier, read, timeout)
             except KafkaException as exc:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                error = kafka_error(exc)
                 if error is not None and error.code() in LIVE_GROUP:
                     log.debug("start offsets of %s left to the group's live members: %s", group, exc)
                     return 0
