@@ -35,7 +35,7 @@ from omnistream.stream import telemetry
 from omnistream.stream.announcements import AnnouncementListener
 from omnistream.stream.config import Settings
 from omnistream.stream.health import WorkerHealth, serve
-from omnistream.stream.faust_worker import credentials
+from omnistream.stream.faust_worker import credentials, seek_to_start
 from omnistream.stream.guards import ConsumptionWatch, GapChecks
 from omnistream.stream.ingest import Ingest
 from omnistream.stream.ingest_consumer import IngestConsumer
@@ -168,6 +168,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_rebalance_complete.connect
     async def rebalanced(app: faust.App, **kwargs: object) -> None:
+        started = await seek_to_start(app, {settings.topic(POINTS), settings.topic(SYSTEM_POINTS)})
+        if started:
+            log.debug("partitions positioned at their start: %s", started)
         health.set(rebalancing=False)
         watch.progress.reset()
 

@@ -6,7 +6,9 @@ Where the worker leans on Faust's internals, it is here or named here:
 - ``Table.data`` and ``Table.send_changelog`` (stream.outputs.send_state): a batch's window
   snapshots are written to the table's store and changelog directly, as bytes, with the
   delivery futures kept, instead of one awaited ``table[key] = value`` per entity;
-- ``Event.message`` offsets (stream.guards): the gap check reads a batch's offsets.
+- ``Event.message`` offsets (stream.guards): the gap check reads a batch's offsets;
+- ``Consumer.seek_to_committed`` and ``Consumer.seek`` (``seek_to_start``): partitions
+  committed at offset 0 are positioned by the worker itself after a rebalance.
 """
 
 from __future__ import annotations
@@ -46,6 +48,23 @@ def credentials(security: dict[str, str]) -> faust.types.auth.CredentialsT | Non
                                      or security.get("sasl.mechanisms", "PLAIN"),
                                      ssl_context=context)
     return faust.SSLCredentials(context)
+
+
+async def seek_to_start(app: faust.App, topics: set[str]) -> list[tuple[str, int]]:
+    """Position the assigned partitions of ``topics`` whose committed offset is 0 (or none) at
+    that start, before Faust resumes them. Faust seeks every partition to its committed offset
+    when a rebalance completes, but aiokafka's ``seek_to_committed`` skips a committed offset
+    of 0, and the records its fetcher read meanwhile, while Faust held the partition paused for
+    table recovery, are dropped: the partition then starts at the fetcher's position (often
+    the end), and the records before it are never delivered. Called from the
+    ``on_rebalance_complete`` signal, which Faust sends just before its own seek; returns the
+    partitions positioned."""
+    committed = await app.consumer.seek_to_committed()
+    start = sorted((tp, offset) for tp, offset in committed.items()
+                   if tp.topic in topics and (offset is None or offset <= 0))
+    for tp, _ in start:
+        await app.consumer.seek(tp, 0)  # a start since deleted is reset to the earliest offset
+    return [(tp.topic, tp.partition) for tp, _ in start]
 
 
 class Worker(faust.Worker):
