@@ -127,7 +127,7 @@ def worker(config: ConfigOpt = None, bootstrap: BootstrapOpt = None, prefix: Pre
     except KafkaException as exc:  # refused credentials need a person (2); an absent broker, a retry (75)
         console.print(_kafka_failure(exc, settings.kafka.bootstrap))
         raise typer.Exit(2 if refused(exc) else EX_TEMPFAIL) from None
-    faust_app = create_app(settings)
+    faust_app = create_app(settings, loglevel.upper())
     faust_worker = Worker(faust_app, loglevel=loglevel.upper())
     faust_worker.shutdown_seconds = settings.shutdown_seconds
     faust_worker.json_logs = settings.log_format == "json"

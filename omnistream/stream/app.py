@@ -1,9 +1,9 @@
 """The Faust application: ingest -> points (re-keyed by entity) -> windows, scoring, decisions.
 
-- ingest (stream.ingest_consumer, a confluent-kafka consumer in a thread, outside Faust: its
-  per-record cost there was most of the worker's) reads every ``<prefix>metrics`` and
-  ``<prefix>metrics.<entity>`` topic (a pattern subscription, so new entities' topics are
-  picked up) and the collector topics of ``sources``; ``stream.ingest`` validates each record
+- ingest (stream.ingest_consumer, a confluent-kafka consumer outside Faust, whose per-record
+  cost there was most of the worker's, in a process of its own: stream.ingest_process) reads
+  every ``<prefix>metrics`` and ``<prefix>metrics.<entity>`` topic (a pattern subscription, so
+  new entities' topics are picked up) and the collector topics of ``sources``; ``stream.ingest`` validates each record
   (or decodes and maps a collector's message) and forwards the valid points (or samples) keyed
   by entity, packed by entity (``points``), or sends the original bytes to ``metrics-dlq`` with
   the error in the headers.
@@ -13,8 +13,8 @@
   (ingest.assemble, its open steps in the ``assembly`` table), runs the ``Processor`` and publishes anomaly
   events, scores and transfer requests, and persists each touched entity's window to the
   ``windows`` table, whose changelog restores it after a restart.
-This module wires the parts, each in the module of its concern: ingest (stream.ingest_consumer,
-stream.ingest), scoring (stream.processor, stream.systems), what a batch writes and in which
+This module wires the parts, each in the module of its concern: ingest (stream.ingest_process,
+stream.ingest_consumer, stream.ingest), scoring (stream.processor, stream.systems), what a batch writes and in which
 order (stream.outputs), the guards over consumption (stream.guards), health (stream.health),
 and the Faust glue (stream.faust_worker, which names where it leans on Faust's internals).
 Delivery is at-least-once: each hop commits its input only after the broker holds its output;
@@ -38,7 +38,7 @@ from omnistream.stream.health import WorkerHealth, serve
 from omnistream.stream.faust_worker import credentials, seek_to_start
 from omnistream.stream.guards import ConsumptionWatch, GapChecks
 from omnistream.stream.ingest import Ingest
-from omnistream.stream.ingest_consumer import IngestConsumer
+from omnistream.stream.ingest_process import IngestProcess
 from omnistream.stream.logs import RateLimitedLog
 from omnistream.stream.points import Point, Samples, unpack_points
 from omnistream.stream.outputs import RAW, Outputs, delivered, drop_state, send_state
@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 TOPOLOGY_WAIT = 30  # seconds scoring waits at start for the topology topic to be read
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, loglevel: str = "INFO") -> faust.App:
+    """The worker's Faust app; ``loglevel`` also for the ingest process."""
     k = settings.kafka
     app = faust.App(
         settings.app_id,
@@ -75,8 +76,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=k.heartbeat_every,
         broker_rebalance_timeout=k.rebalance_timeout,
     )
-    router = Ingest(settings)
-    collectors = router.collectors
+    collectors = Ingest(settings).collectors  # their topics count apart in the lag report
     points = app.topic(settings.topic(POINTS), partitions=k.partitions, internal=False, **RAW)
     outputs = Outputs(app, settings)
     table_configs = {"min.insync.replicas": str(k.min_insync_replicas)} if k.min_insync_replicas else {}
@@ -140,7 +140,7 @@ def create_app(settings: Settings) -> faust.App:
     telemetry.WORKER_RESTARTS.set(int(os.environ.get(RESTARTS_ENV, "0")))
     probe = BrokerProbe(client_config(settings), settings.topic("metrics"))
 
-    ingest = IngestConsumer(settings, router)
+    ingest = IngestProcess(settings, loglevel)
     app.omnistream_ingest = ingest  # told to stop at the signal (stream.faust_worker)
     gaps = GapChecks(probe, settings.app_id, ("score", "systems"))
 

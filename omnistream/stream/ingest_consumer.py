@@ -7,7 +7,8 @@ state, so it runs here as one confluent-kafka consumer and producer in a thread,
 batch: ``consume`` a batch (librdkafka fetches without the GIL), validate and pack it
 (stream.ingest), produce the points and dead letters, wait until the broker holds them all,
 then commit the batch's offsets. At-least-once, as before: a crash between delivery and commit
-sends a batch again, and the scoring side drops points it has seen (stream.processor).
+sends a batch again, and the scoring side drops points it has seen (stream.processor). The
+worker runs it in a process of its own (stream.ingest_process).
 
 - Its own consumer group, ``<app_id>-ingest``: every worker process of a deployment joins it,
   so the metric topics are shared among them as the points topic is among Faust's members.
@@ -15,8 +16,8 @@ sends a batch again, and the scoring side drops points it has seen (stream.proce
   entity's topic is found by librdkafka's metadata refresh every ``kafka.discover_every``.
 - Points are keyed by entity with the murmur2 partitioner, Kafka's default and Faust's, so an
   entity's points land on the partition its window state was kept under.
-- A failed delivery or an unexpected error ends the process (the command restarts it; the
-  restart resumes from the last commit), never a silently dead thread.
+- A failed delivery or an unexpected error ends the process (the worker ends with it and the
+  command restarts both; the restart resumes from the last commit), never a silently dead thread.
 """
 
 from __future__ import annotations
@@ -92,11 +93,8 @@ class IngestConsumer:
         the broker cannot take it: the next owner of its partitions reads it again."""
         self._stop.set()
 
-    def stop(self, timeout: float) -> bool:
-        """``request_stop`` and wait; whether the thread ended in time."""
-        self.request_stop()
-        if self._thread.ident is None:  # never started (the worker stopped during table recovery)
-            return True
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the thread to end; whether it has."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

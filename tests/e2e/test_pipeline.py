@@ -86,11 +86,19 @@ def test_asd_replay_yields_the_expected_events_dlq_and_transfer_requests(kafka_b
     assert request["data"]["topic"] == f"{topic_prefix}metrics.brand-new"
 
     # Both servers' per-entity topics count as such, the bad records as shared. Every record reaching
-    # the windows is checked score by score in test_faults; this checks the labels and the bulk.
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
-    consumed = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                if line.startswith("omnistream_records_in_total{")}
-    dlq_lines = [line for line in metrics.splitlines() if line.startswith("omnistream_records_dlq_total{")]
+    # the windows is checked score by score in test_faults; this checks the labels and the bulk. The
+    # ingest process's counters reach /metrics with its status lines (twice a second): wait for them.
+    deadline = time.monotonic() + 30
+    while True:
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
+        consumed = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                    if line.startswith("omnistream_records_in_total{")}
+        dlq_lines = [line for line in metrics.splitlines() if line.startswith("omnistream_records_dlq_total{")]
+        complete = consumed.get("entity_topic", 0) >= 2 * N_POINTS and consumed.get("shared", 0) >= len(bad) \
+            and sum(float(line.rsplit(" ", 1)[1]) for line in dlq_lines) >= len(bad)
+        if complete or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert {line.split('"')[1] for line in dlq_lines} <= {"entity", "ts", "metrics", "size", "record"}
     assert set(consumed) <= {"entity_topic", "shared"}
     restarts = next(float(line.split()[-1]) for line in metrics.splitlines()
@@ -154,6 +162,12 @@ def test_two_deployments_on_one_broker_keep_their_state_apart(kafka_bootstrap, t
             w.stop()
 
 
+def ingest_holders(log_path) -> set[str]:
+    """The pids of the ingest processes that have held metric partitions, from the worker's log."""
+    return {line.split("] [")[1] for line in log_path.read_text(errors="replace").splitlines()
+            if "ingest: " in line and " source partitions held" in line and "ingest: 0 " not in line}
+
+
 def test_two_worker_processes_share_the_work_and_yield_the_same_events(kafka_bootstrap, topic_prefix,
                                                                       trained_models, asd_series, tmp_path):
     """`worker --processes 2`: two members of the deployment's groups, each with its own state
@@ -164,18 +178,24 @@ def test_two_worker_processes_share_the_work_and_yield_the_same_events(kafka_boo
     worker = start_worker(kafka_bootstrap, topic_prefix, trained_models[0], tmp_path, metrics_port=port, processes=2)
     try:
         worker.start()
+        deadline = time.monotonic() + 60  # each worker's ingest process joins the group on its own
+        while len(ingest_holders(worker.log_path)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(ingest_holders(worker.log_path)) == 2, worker.tail()  # both got metric partitions
         replay(records, {"bootstrap.servers": kafka_bootstrap}, topic_prefix)
         events = consume(kafka_bootstrap, f"{topic_prefix}anomalies", lambda m: ids(m) >= expected)
         assert ids(events) == expected
-        consumed = 0.0
-        for p in (port, port + 1):  # both processes answer, each on its own port
-            metrics = urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=10).read().decode()
-            consumed += sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                            if line.startswith("omnistream_records_in_total{"))
+        deadline = time.monotonic() + 30  # the ingest processes' counters arrive twice a second
+        while True:
+            consumed = 0.0
+            for p in (port, port + 1):  # both processes answer, each on its own port
+                metrics = urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=10).read().decode()
+                consumed += sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                                if line.startswith("omnistream_records_in_total{"))
+            if consumed >= len(records) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert consumed >= len(records)  # a batch read again after a rebalance may count twice
         assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["process-0", "process-1"]
-        held = {line.split("] [")[1] for line in worker.log_path.read_text(errors="replace").splitlines()
-                if "ingest: " in line and " source partitions held" in line and "ingest: 0 " not in line}
-        assert len(held) == 2, worker.tail()  # both processes (pids) got metric partitions
     finally:
         worker.stop()
