@@ -6,9 +6,10 @@ one process they share one GIL, so the hop slowed scoring by about as much as it
 keeps no state but its consumer group's offsets (stream.ingest_consumer), so it runs apart at
 no cost to correctness and takes a core of its own.
 
-- The worker starts it (``IngestProcess``) once its tables are recovered, with the worker's
-  settings as JSON in ``OMNISTREAM_INGEST_SETTINGS``; it dies with the worker (SIGKILL on the
-  parent's death), and a signal to the worker stops it after the batch in hand.
+- The worker starts it (``IngestProcess``) once its tables are recovered and writes it the
+  worker's settings as JSON on its stdin (not its environment: they may hold credentials). It
+  dies with the worker (SIGKILL on the parent's death); a signal to the worker stops it after
+  the batch in hand.
 - Its status reaches the worker as JSON lines on its stdout, twice a second: the partitions it
   holds (for the lag and stall watch, stream.guards) and the totals of its counters (records
   in, dead letters by reason, broker errors), which the worker adds to its own /metrics.
@@ -38,7 +39,6 @@ from omnistream.stream.restart import die_with_parent
 from omnistream.stream.shutdown import end_process
 
 log = logging.getLogger(__name__)
-SETTINGS_ENV = "OMNISTREAM_INGEST_SETTINGS"
 LOGLEVEL_ENV = "OMNISTREAM_INGEST_LOGLEVEL"
 STATUS_EVERY = 0.5  # seconds between status lines
 SHIPPED: tuple[Counter, ...] = (telemetry.RECORDS_IN, telemetry.RECORDS_DLQ, telemetry.BROKER_ERRORS)
@@ -85,9 +85,12 @@ class IngestProcess:
         self._reader = threading.Thread(target=self._read, name="ingest-status", daemon=True)
 
     def start(self) -> None:
-        env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json(), LOGLEVEL_ENV: self.loglevel}
-        self.child = subprocess.Popen([sys.executable, "-m", "omnistream.stream.ingest_process"], env=env,
+        self.child = subprocess.Popen([sys.executable, "-m", "omnistream.stream.ingest_process"],
+                                      env={**os.environ, LOGLEVEL_ENV: self.loglevel}, stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, preexec_fn=die_with_parent)
+        assert self.child.stdin is not None
+        self.child.stdin.write(self.settings.model_dump_json().encode())
+        self.child.stdin.close()
         self._reader.start()
 
     def request_stop(self) -> None:
@@ -133,7 +136,7 @@ def main() -> None:
     die_with_parent()
     if os.getppid() == 1:  # the worker died before the line above took effect
         sys.exit(FAILED_EXIT)
-    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    settings = Settings.model_validate_json(sys.stdin.buffer.read())
     logging.basicConfig(level=os.environ.get(LOGLEVEL_ENV, "INFO"), stream=sys.stderr,
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     if settings.log_format == "json":
