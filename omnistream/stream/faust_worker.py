@@ -18,7 +18,7 @@ import ssl
 
 import faust
 
-from omnistream.stream.logs import RepeatFilter, use_json
+from omnistream.stream.logs import make_readable
 from omnistream.stream.shutdown import end_after
 
 
@@ -91,8 +91,4 @@ class Worker(faust.Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
-        if self.json_logs:
-            use_json(logger.handlers)
-        repeats = RepeatFilter()
-        for handler in logger.handlers:
-            handler.addFilter(repeats)
+        make_readable(logger.handlers, self.json_logs)

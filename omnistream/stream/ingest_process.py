@@ -34,7 +34,7 @@ from omnistream.stream import telemetry
 from omnistream.stream.config import Settings
 from omnistream.stream.ingest import Ingest
 from omnistream.stream.ingest_consumer import FAILED_EXIT, IngestConsumer
-from omnistream.stream.logs import use_json
+from omnistream.stream.logs import make_readable
 from omnistream.stream.restart import die_with_parent
 from omnistream.stream.shutdown import end_process
 
@@ -139,8 +139,7 @@ def main() -> None:
     settings = Settings.model_validate_json(sys.stdin.buffer.read())
     logging.basicConfig(level=os.environ.get(LOGLEVEL_ENV, "INFO"), stream=sys.stderr,
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    if settings.log_format == "json":
-        use_json(logging.getLogger().handlers)
+    make_readable(logging.getLogger().handlers, settings.log_format == "json")
     consumer = IngestConsumer(settings, Ingest(settings))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: consumer.request_stop())

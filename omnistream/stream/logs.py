@@ -85,3 +85,13 @@ class RepeatFilter(logging.Filter):
                 self.seen.clear()
         self.seen[key] = [now, 0]
         return True
+
+
+def make_readable(handlers: list[logging.Handler], json_lines: bool) -> None:
+    """What every worker process does to its log handlers: JSON lines if asked (``use_json``),
+    and repeated warnings thinned by one shared ``RepeatFilter``."""
+    if json_lines:
+        use_json(handlers)
+    repeats = RepeatFilter()
+    for handler in handlers:
+        handler.addFilter(repeats)
