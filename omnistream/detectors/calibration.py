@@ -66,15 +66,17 @@ class Pot:
         z = self.t - sigma * math.log(r) if abs(gamma) < 1e-6 else self.t + sigma / gamma * (r ** (-gamma) - 1.0)
         return max(z, self.t) + self.level_offset
 
-    def calibrated(self, score: float | np.ndarray) -> float | np.ndarray:
-        return (score - self.center) / max(self.threshold - self.center, 1e-12)
+    def calibrated(self, score: float | np.ndarray, threshold: float | None = None) -> float | np.ndarray:
+        """``threshold``: the current one, when the caller has it (it costs a GPD fit)."""
+        return (score - self.center) / max((self.threshold if threshold is None else threshold) - self.center, 1e-12)
 
-    def update(self, score: float) -> bool:
-        """SPOT step: is ``score`` anomalous under the current threshold? A normal score above
-        t becomes an excess and moves the threshold; an anomalous one changes nothing."""
+    def update(self, score: float, threshold: float | None = None) -> bool:
+        """SPOT step: is ``score`` anomalous under the current threshold (``threshold``, when the
+        caller has it)? A normal score above t becomes an excess and moves the threshold; an
+        anomalous one changes nothing."""
         if math.isnan(score):
             return False
-        if score >= self.threshold:
+        if score >= (self.threshold if threshold is None else threshold):
             return True
         x = score - self.level_offset
         self.n += 1

@@ -68,23 +68,35 @@ class Decider:
         self.settings = settings
         shift = shift or ShiftSettings(persist_seconds=0)
         self.shift = ShiftWatch(shift.persist_seconds, shift.share)
+        # entity -> (its state, model version, live Pot): within a batch each point carries on the
+        # Pot of the point before; the state's dict is written once, at the end of the batch.
+        self._pots: dict[str, tuple[dict, str, Pot]] = {}
+
+    def end_batch(self) -> None:
+        """Write each adapted threshold into its entity's state (before the state is saved), and
+        forget the Pots: states restored or dropped before the next batch are read afresh."""
+        for state, version, pot in self._pots.values():
+            state["threshold"] = {"model": version, **pot.to_dict()}
+        self._pots.clear()
 
     def decide(self, entity: str, state: dict, scores: WindowScores, point_ts: np.ndarray,
                window_span: tuple[float, float], info: ModelInfo) -> tuple[AnomalyEvent | None, ScoreRecord]:
         i = int(np.argmax(scores.point))
         score, ts = float(scores.point[i]), float(point_ts[i])
-        pot = self._pot(state, info)
+        pot = self._pot(entity, state, info)
         if pot is None:  # a model exported without calibration state: its fixed threshold
             threshold = float(info.threshold)
             calibrated = score / threshold if threshold > 0 else float("inf")
             anomalous = score >= threshold
         else:
-            threshold, calibrated = pot.threshold, float(pot.calibrated(score))
-            anomalous = pot.update(score) if self.settings.adapt_threshold else score >= threshold
+            threshold = pot.threshold
+            calibrated = float(pot.calibrated(score, threshold))
+            anomalous = pot.update(score, threshold) if self.settings.adapt_threshold else score >= threshold
             if self.settings.adapt_threshold:
-                state["threshold"] = {"model": f"{info.name}:{info.version}", **pot.to_dict()}
-        record = ScoreRecord(entity=entity, ts=float(point_ts[-1]), score=score, threshold=threshold,
-                             calibrated_score=calibrated)
+                self._pots[entity] = (state, f"{info.name}:{info.version}", pot)
+        # Built without validation: every field is a number or name computed here, once per point.
+        record = ScoreRecord.model_construct(entity=entity, ts=float(point_ts[-1]), score=score,
+                                             threshold=threshold, calibrated_score=calibrated, top_metrics=[])
         if anomalous:  # what a system incident over per-entity models names for this entity
             record.top_metrics = top_contributions(scores.per_metric[i], info.metrics, self.settings.top_metrics)
         if self.shift.observe(state.setdefault("shift", {}), ts, anomalous):
@@ -93,6 +105,7 @@ class Decider:
             new_state, state["incident"] = "shift", None
             state.pop("pending", None)
             state.pop("threshold", None)
+            self._pots.pop(entity, None)
         else:
             new_state, incident = self.advance(state, anomalous, ts)
         if new_state is None:
@@ -137,10 +150,14 @@ class Decider:
             return "resolved", incident
         return None, incident
 
-    @staticmethod
-    def _pot(state: dict, info: ModelInfo) -> Pot | None:
-        """The entity's threshold state for this model: carried on, or fresh from the model file."""
+    def _pot(self, entity: str, state: dict, info: ModelInfo) -> Pot | None:
+        """The entity's threshold state for this model: carried on (within the batch, or from
+        its state), or fresh from the model file."""
+        version = f"{info.name}:{info.version}"
+        live = self._pots.get(entity)
+        if live is not None and live[0] is state and live[1] == version:
+            return live[2]
         held = state.get("threshold")
-        if held and held.get("model") == f"{info.name}:{info.version}":
+        if held and held.get("model") == version:
             return Pot.from_dict(held)
         return Pot.from_dict(info.calibration) if info.calibration else None

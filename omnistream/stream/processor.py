@@ -134,6 +134,7 @@ class Processor:
             touched[entity] = group[-1].partition
         if jobs:
             self._score(jobs, out)
+            self.decider.end_batch()
         # After scoring, so that the snapshots carry the incident state the events reflect.
         out.snapshots = {entity: (partition, self.windows[entity].snapshot()) for entity, partition in touched.items()}
         self.partition_of.update(touched)

@@ -64,6 +64,8 @@ def test_spot_threshold_follows_the_scores_and_survives_in_state():
                                    np.array([float(t)]), (t - 3.0, float(t)), info)
         records.append(record)
     assert records[-1].threshold > 1.05 * records[0].threshold  # SPOT raised the threshold
+    assert "threshold" not in state  # the adapted threshold reaches the state at the end of the batch
+    decider.end_batch()
     assert state["threshold"]["model"] == "usad:v2" and state["threshold"]["k"] > pot.k
     first = records[0]
     assert np.isclose(first.calibrated_score, (first.score - pot.center) / (pot.threshold - pot.center))
