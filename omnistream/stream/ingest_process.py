@@ -35,7 +35,7 @@ from omnistream.stream.config import Settings
 from omnistream.stream.ingest import Ingest
 from omnistream.stream.ingest_consumer import FAILED_EXIT, IngestConsumer
 from omnistream.stream.logs import make_readable
-from omnistream.stream.restart import die_with_parent
+from omnistream.stream.restart import die_with_parent, exit_code
 from omnistream.stream.shutdown import end_process
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class IngestProcess:
                 self.shipper.apply(status["counters"])
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("ingest process: unreadable status line (%s): %r", exc, line[:200])
-        code = self.child.wait()
+        code = exit_code(self.child)  # a signal's death as the shell's 128 + n
         if not self._stopping.is_set():
             end_process(code or FAILED_EXIT, log, "the ingest process ended (exit code %d): stopping the worker, "
                         "whose restart starts both again from their committed offsets", code)
