@@ -157,6 +157,25 @@ def test_a_crashed_faust_worker_is_restarted_by_the_command(kafka_bootstrap, top
     assert worker.running() and _restarts(19114) >= 1  # a stall found after the restart adds one (stream.progress)
 
 
+def test_a_killed_ingest_process_takes_the_worker_down_and_both_come_back(kafka_bootstrap, topic_prefix, fleet,
+                                                                          asd_series, workers):
+    """The ingest hop's own process (stream.ingest_process) SIGKILLed mid-stream: the worker
+    ends with it, the command starts both again, and the events are those of an undisturbed run."""
+    records = fleet_records(asd_series, 0, POINTS)
+    expected = reference(fleet, records)
+    config = {"bootstrap.servers": kafka_bootstrap}
+    replay(records[: len(records) // 2], config, topic_prefix)
+    worker = workers(metrics_port=19115).start()
+    _scores_so_far(kafka_bootstrap, topic_prefix, 300)
+    os.kill(_child(_child(worker.proc.pid)), signal.SIGKILL)  # command -> Faust worker -> ingest process
+    replay(records[len(records) // 2:], config, topic_prefix)
+    events, scores = collect(kafka_bootstrap, topic_prefix, expected)
+    report("ingest process SIGKILL", events, scores, kafka_bootstrap, topic_prefix, restarts=_restarts(19115))
+    assert_exact(events, scores)
+    assert worker.running() and _restarts(19115) >= 1
+    assert "the ingest process ended (exit code 137)" in worker.log_path.read_text(errors="replace")
+
+
 def _broker(action: str) -> None:
     subprocess.run([str(BROKER), action], check=True, env=broker_env(), timeout=300)
 
