@@ -34,11 +34,10 @@ from omnistream.stream.config import Settings
 from omnistream.stream.ingest import Ingest, SourceMessage
 from omnistream.stream.logs import RateLimitedLog
 from omnistream.stream.shutdown import UNDELIVERED_EXIT, end_process
-from omnistream.stream.topics import POINTS, client_config, ingest_group, kafka_error
+from omnistream.stream.topics import POINTS, client_config, ingest_group, kafka_error, metric_topic_regex
 
 log = logging.getLogger(__name__)
 FAILED_EXIT = 1
-_REGEX_SPECIAL = set(".^$*+?()[]{}|\\")
 # Commit errors that are not marked retriable but pass: the coordinator moving or loading.
 _COMMIT_LATER = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
                  KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
@@ -52,8 +51,7 @@ class _GivenUp(Exception):
 def subscription(settings: Settings) -> list[str]:
     """The topics this hop reads: the metric topics by pattern (librdkafka's regex: a leading
     ``^``), and the collector topics by name."""
-    prefix = "".join(f"\\{c}" if c in _REGEX_SPECIAL else c for c in settings.kafka.topic_prefix)
-    return [f"^{prefix}metrics(\\..+)?$", *sorted(set(settings.source_topics()) - {settings.topic("metrics")})]
+    return [metric_topic_regex(settings), *sorted(set(settings.source_topics()) - {settings.topic("metrics")})]
 
 
 def received(message: Message) -> SourceMessage:

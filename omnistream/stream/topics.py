@@ -42,9 +42,19 @@ def client_config(settings: Settings) -> dict[str, object]:
     return {"bootstrap.servers": settings.kafka.bootstrap, **settings.kafka.security, "logger": KAFKA_LOG}
 
 
+_REGEX_SPECIAL = set(".^$*+?()[]{}|\\")
+
+
+def metric_topic_regex(settings: Settings) -> str:
+    """``<prefix>metrics`` and every ``<prefix>metrics.<entity>``: one regex for Python's ``re``
+    (the worker's own checks) and librdkafka's engine (the ingest hop's pattern subscription),
+    the prefix's special characters escaped one by one with a backslash, which both read alike."""
+    prefix = "".join(f"\\{c}" if c in _REGEX_SPECIAL else c for c in settings.kafka.topic_prefix)
+    return f"^{prefix}metrics(\\..+)?$"
+
+
 def metric_topic_pattern(settings: Settings) -> re.Pattern[str]:
-    """``<prefix>metrics`` and every ``<prefix>metrics.<entity>``."""
-    return re.compile(rf"^{re.escape(settings.kafka.topic_prefix)}metrics(\..+)?$")
+    return re.compile(metric_topic_regex(settings))
 
 
 def kafka_error(exc: BaseException) -> KafkaError | None:
