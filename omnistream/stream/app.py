@@ -3,10 +3,10 @@
 - ingest (stream.ingest_consumer, a confluent-kafka consumer outside Faust, whose per-record
   cost there was most of the worker's, in a process of its own: stream.ingest_process) reads
   every ``<prefix>metrics`` and ``<prefix>metrics.<entity>`` topic (a pattern subscription, so
-  new entities' topics are picked up) and the collector topics of ``sources``; ``stream.ingest`` validates each record
-  (or decodes and maps a collector's message) and forwards the valid points (or samples) keyed
-  by entity, packed by entity (``points``), or sends the original bytes to ``metrics-dlq`` with
-  the error in the headers.
+  new entities' topics are picked up) and the collector topics of ``sources``;
+  ``stream.ingest`` validates each record (or decodes and maps a collector's message) and
+  forwards the valid points (or samples) keyed by entity, packed by entity (``points``), or
+  sends the original bytes to ``metrics-dlq`` with the error in the headers.
 - the ``models`` topic is read whole by a listener thread: an announced model is loaded as
   soon as its file's sha256 checks out (stream.announcements).
 - ``score`` reads the points topic in batches, assembles the collectors' samples into points
@@ -14,9 +14,10 @@
   events, scores and transfer requests, and persists each touched entity's window to the
   ``windows`` table, whose changelog restores it after a restart.
 This module wires the parts, each in the module of its concern: ingest (stream.ingest_process,
-stream.ingest_consumer, stream.ingest), scoring (stream.processor, stream.systems), what a batch writes and in which
-order (stream.outputs), the guards over consumption (stream.guards), health (stream.health),
-and the Faust glue (stream.faust_worker, which names where it leans on Faust's internals).
+stream.ingest_consumer, stream.ingest), scoring (stream.processor, stream.systems), what a
+batch writes and in which order (stream.outputs), the guards over consumption (stream.guards),
+health (stream.health), and the Faust glue (stream.faust_worker, which names where it leans on
+Faust's internals).
 Delivery is at-least-once: each hop commits its input only after the broker holds its output;
 the processor drops redelivered points, and event ids are deterministic.
 """

@@ -83,7 +83,8 @@ class Decider:
                window_span: tuple[float, float], info: ModelInfo) -> tuple[AnomalyEvent | None, ScoreRecord]:
         i = int(np.argmax(scores.point))
         score, ts = float(scores.point[i]), float(point_ts[i])
-        pot = self._pot(entity, state, info)
+        version = f"{info.name}:{info.version}"
+        pot = self._pot(entity, state, info, version)
         if pot is None:  # a model exported without calibration state: its fixed threshold
             threshold = float(info.threshold)
             calibrated = score / threshold if threshold > 0 else float("inf")
@@ -93,7 +94,7 @@ class Decider:
             calibrated = float(pot.calibrated(score, threshold))
             anomalous = pot.update(score, threshold) if self.settings.adapt_threshold else score >= threshold
             if self.settings.adapt_threshold:
-                self._pots[entity] = (state, f"{info.name}:{info.version}", pot)
+                self._pots[entity] = (state, version, pot)
         # Built without validation: every field is a number or name computed here, once per point.
         record = ScoreRecord.model_construct(entity=entity, ts=float(point_ts[-1]), score=score,
                                              threshold=threshold, calibrated_score=calibrated, top_metrics=[])
@@ -150,10 +151,9 @@ class Decider:
             return "resolved", incident
         return None, incident
 
-    def _pot(self, entity: str, state: dict, info: ModelInfo) -> Pot | None:
-        """The entity's threshold state for this model: carried on (within the batch, or from
-        its state), or fresh from the model file."""
-        version = f"{info.name}:{info.version}"
+    def _pot(self, entity: str, state: dict, info: ModelInfo, version: str) -> Pot | None:
+        """The entity's threshold state for this model (``version``: its ``name:version``):
+        carried on (within the batch, or from its state), or fresh from the model file."""
         live = self._pots.get(entity)
         if live is not None and live[0] is state and live[1] == version:
             return live[2]

@@ -133,8 +133,7 @@ def _write_status(out: IO[bytes], consumer: IngestConsumer) -> None:
 
 def main() -> None:
     """The ingest process: the hop in its thread, status lines on stdout until it ends."""
-    die_with_parent()
-    if os.getppid() == 1:  # the worker died before the line above took effect
+    if os.getppid() == 1:  # the worker died before its die_with_parent (preexec_fn) took effect
         sys.exit(FAILED_EXIT)
     settings = Settings.model_validate_json(sys.stdin.buffer.read())
     logging.basicConfig(level=os.environ.get(LOGLEVEL_ENV, "INFO"), stream=sys.stderr,

@@ -135,14 +135,21 @@ def test_a_worker_killed_mid_step_of_collector_input_loses_and_repeats_nothing(k
     assert_exact(events, scores)
 
 
-def test_a_crashed_faust_worker_is_restarted_by_the_command(kafka_bootstrap, topic_prefix, fleet, asd_series,
-                                                            workers):
+def _half_way(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, port: int):
+    """The fleet's records, the events and scores they should give, the client config, and a
+    worker (metrics on ``port``) that has scored part of the first half, replayed before it started."""
     records = fleet_records(asd_series, 0, POINTS)
     expected = reference(fleet, records)
     config = {"bootstrap.servers": kafka_bootstrap}
     replay(records[: len(records) // 2], config, topic_prefix)
-    worker = workers(metrics_port=19114).start()
+    worker = workers(metrics_port=port).start()
     _scores_so_far(kafka_bootstrap, topic_prefix, 300)
+    return records, expected, config, worker
+
+
+def test_a_crashed_faust_worker_is_restarted_by_the_command(kafka_bootstrap, topic_prefix, fleet, asd_series,
+                                                            workers):
+    records, expected, config, worker = _half_way(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, 19114)
     os.kill(_child(worker.proc.pid), signal.SIGKILL)  # only the Faust worker: the command restarts it
     killed = time.monotonic()
     replay(records[len(records) // 2:], config, topic_prefix)
@@ -161,12 +168,7 @@ def test_a_killed_ingest_process_takes_the_worker_down_and_both_come_back(kafka_
                                                                           asd_series, workers):
     """The ingest hop's own process (stream.ingest_process) SIGKILLed mid-stream: the worker
     ends with it, the command starts both again, and the events are those of an undisturbed run."""
-    records = fleet_records(asd_series, 0, POINTS)
-    expected = reference(fleet, records)
-    config = {"bootstrap.servers": kafka_bootstrap}
-    replay(records[: len(records) // 2], config, topic_prefix)
-    worker = workers(metrics_port=19115).start()
-    _scores_so_far(kafka_bootstrap, topic_prefix, 300)
+    records, expected, config, worker = _half_way(kafka_bootstrap, topic_prefix, fleet, asd_series, workers, 19115)
     os.kill(_child(_child(worker.proc.pid)), signal.SIGKILL)  # command -> Faust worker -> ingest process
     replay(records[len(records) // 2:], config, topic_prefix)
     events, scores = collect(kafka_bootstrap, topic_prefix, expected)
