@@ -8,8 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec, ResourceType
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from omnistream.stream.config import Settings
 
@@ -101,17 +101,27 @@ def metric_topics(settings: Settings, timeout: float = 10.0) -> list[str]:
     return sorted(name for name in _list_topics(*_admin(settings), timeout) if pattern.match(name))
 
 
+OFFSET_LATEST, OFFSET_EARLIEST = -1, -2  # ListOffsets' special timestamps
+
+
 class BrokerProbe:
-    """Asks the broker for one topic's metadata: cheap, and it fails when the broker is away.
+    """Asks the broker for one topic's metadata (cheap, and it fails when the broker is away),
+    and for groups' committed offsets and partitions' end offsets.
+
+    The offsets are asked through consumer handles (``committed``, ``offsets_for_times``), not
+    the admin API: librdkafka's admin offset requests abort the process when they time out as a
+    broker goes away or comes back (``rd_kafka_enq_once_del_source_return: Assertion
+    eonce->refcnt > 0``, librdkafka issue 4605, open in 2.16), which killed workers in broker
+    outages. A consumer handle that never subscribes joins no group.
+
     Each client is used by one thread at a time: the probe, the progress watch and the gap
-    guards call it from executor threads, and a worker whose admin client was called from two
-    threads as the broker came back from an outage died of SIGSEGV. The health check has a
-    client of its own, so that an offsets call waiting out its timeout in an outage (one per
-    partition) cannot hold the check back for longer than the outage."""
+    guards call it from executor threads. The health check has a client of its own, so that an
+    offsets call waiting out its timeout in an outage cannot hold the check back for longer
+    than the outage."""
 
     def __init__(self, client: dict[str, object], topic: str):
         self.topic, self.client = topic, client
-        self.admin = AdminClient(client)
+        self._handles: dict[str, Consumer] = {}  # one per group: a consumer handle's group is fixed
         self._lock = threading.Lock()
         self._health_admin = AdminClient(client)
         self._health_lock = threading.Lock()
@@ -123,16 +133,6 @@ class BrokerProbe:
                 self._health_admin.list_topics(topic=self.topic, timeout=timeout)
             finally:
                 self._health_admin.poll(0)  # hands the client's queued log lines to Python logging
-
-    def backlog(self, group: str, timeout: float = 10.0) -> int:
-        """Records waiting for ``group``: the end offsets minus the group's committed offsets,
-        over the partitions it has committed."""
-        with self._lock:
-            done = self._group_offsets(group, None, timeout)
-            if not done:
-                return 0
-            ends = self._list_offsets(list(done), OffsetSpec.latest(), timeout)
-            return sum(max(0, ends[tp] - offset) for tp, offset in done.items())
 
     def committed(self, group: str, partitions: list[tuple[str, int]],
                   timeout: float = 10.0) -> dict[tuple[str, int], int]:
@@ -146,7 +146,7 @@ class BrokerProbe:
         """The committed (as ``committed`` gives them) and end offsets of ``partitions``."""
         with self._lock:
             return (self._committed(group, partitions, timeout),
-                    self._list_offsets(partitions, OffsetSpec.latest(), timeout))
+                    self._list_offsets(group, partitions, OFFSET_LATEST, timeout))
 
     def has_records(self, topic: str, partition: int, start: int, stop: int, timeout: float = 10.0) -> bool:
         """Whether the partition holds a record at an offset in [start, stop): offsets also go
@@ -170,25 +170,35 @@ class BrokerProbe:
         finally:
             consumer.close()
 
-    def _group_offsets(self, group: str, partitions: list[tuple[str, int]] | None,
-                       timeout: float) -> dict[tuple[str, int], int]:
-        """What ``group`` committed, for ``partitions`` (None: every partition it committed)."""
-        wanted = None if partitions is None else [TopicPartition(t, p) for t, p in partitions]
-        request = ConsumerGroupTopicPartitions(group, wanted)
-        result = self.admin.list_consumer_group_offsets([request], request_timeout=timeout)[group].result(timeout)
-        return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+    def _handle(self, group: str) -> Consumer:
+        if group not in self._handles:
+            self._handles[group] = Consumer({**self.client, "group.id": group, "enable.auto.commit": False})
+        return self._handles[group]
 
     def _committed(self, group: str, partitions: list[tuple[str, int]], timeout: float) -> dict[tuple[str, int], int]:
-        committed = self._group_offsets(group, partitions, timeout)
+        asked = self._handle(group).committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
+        committed = {(tp.topic, tp.partition): tp.offset for tp in _answered(asked) if tp.offset >= 0}
         never = [tp for tp in partitions if tp not in committed]
         if never:
-            committed.update(self._list_offsets(never, OffsetSpec.earliest(), timeout))
+            committed.update(self._list_offsets(group, never, OFFSET_EARLIEST, timeout))
         return committed
 
-    def _list_offsets(self, partitions: list[tuple[str, int]], spec: OffsetSpec,
+    def _list_offsets(self, group: str, partitions: list[tuple[str, int]], which: int,
                       timeout: float) -> dict[tuple[str, int], int]:
-        futures = self.admin.list_offsets({TopicPartition(t, p): spec for t, p in partitions}, request_timeout=timeout)
-        return {(tp.topic, tp.partition): future.result(timeout).offset for tp, future in futures.items()}
+        """The earliest or latest offsets: a ListOffsets request's timestamps -2 and -1 mean
+        those, and librdkafka sends the given ones as they are, one request per leader."""
+        asked = self._handle(group).offsets_for_times([TopicPartition(t, p, which) for t, p in partitions],
+                                                      timeout=timeout)
+        return {(tp.topic, tp.partition): tp.offset for tp in _answered(asked)}
+
+
+def _answered(partitions: list[TopicPartition]) -> list[TopicPartition]:
+    """``partitions`` as answered; raise the first partition's error, if any."""
+    failed = next((tp.error for tp in partitions if tp.error is not None), None)
+    if failed is not None:
+        raise KafkaException(failed)
+    return partitions
+
 
 
 def wanted_topics(settings: Settings, extra: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:

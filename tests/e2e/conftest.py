@@ -19,6 +19,15 @@ def kafka_bootstrap():
     _broker("stop")
 
 
+@pytest.fixture(autouse=True)
+def _broker_up_after_each_test(request):
+    """A test that stops the shared broker (the outage tests) and fails before starting it
+    again must fail alone: the broker is started again after it (a no-op when it runs)."""
+    yield
+    if "kafka_bootstrap" in request.fixturenames:
+        _broker("start")
+
+
 @pytest.fixture
 def test_broker_env(kafka_bootstrap):
     return broker_env()

@@ -5,8 +5,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from omnistream.stream.config import Settings
-from omnistream.stream.topics import (POINTS, commit_start_offsets, ensure_topics, ingest_group, metric_topics,
-                                      topic_differences)
+from omnistream.stream.topics import (POINTS, BrokerProbe, commit_start_offsets, ensure_topics, ingest_group,
+                                      metric_topics, topic_differences)
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +97,25 @@ def test_existing_topics_that_differ_are_named_with_what_differs(kafka_bootstrap
     assert any(line.startswith(f"{topic_prefix}omnistream-points: 3 partitions") for line in lines)
     assert len(lines) == 2, lines  # the broker's default retention is a week, as omnistream's: no line
 
+
+
+def test_the_probe_reads_committed_and_end_offsets_with_the_earliest_for_a_partition_never_committed(
+        kafka_bootstrap, topic_prefix):
+    settings = Settings(kafka={"bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix})
+    ensure_topics(settings)
+    topic = settings.topic("metrics")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(12):
+        producer.produce(topic, value=b"{}", partition=i % 3)
+    producer.flush(30)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.delete_records([TopicPartition(topic, 2, 1)])[TopicPartition(topic, 2, 1)].result(30)  # earliest 1
+    group = f"probe-{topic_prefix}"
+    committer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    committer.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+    committer.close()
+    probe = BrokerProbe({"bootstrap.servers": kafka_bootstrap}, topic)
+    partitions = [(topic, 0), (topic, 1), (topic, 2)]
+    assert probe.offsets(group, partitions) == ({(topic, 0): 3, (topic, 1): 0, (topic, 2): 1},
+                                                {(topic, 0): 4, (topic, 1): 4, (topic, 2): 4})
+    assert probe.committed(f"{group}-other", [(topic, 2)]) == {(topic, 2): 1}
