@@ -9,36 +9,72 @@ through scipy.fft.set_workers), so ratios compare equal thread counts and the ro
 GFLOP/s are those of the GEMM formulation run by NumPy's BLAS (C++ computes NCC by FFT where
 the segment length allows, with several times fewer flops, so its time is what compares).
 
-    python bench/kernels.py [--segments 10000] [--metrics 38] [--length 60] [--repeat 3] [--threads 1,2]
+Every kernel target of ``--target`` (default: each one this CPU runs; omnistream.kernels.targets)
+is measured in a process of its own, its C++ copy chosen with OMNISTREAM_KERNEL_TARGET, and NumPy
+and OpenBLAS held to the same instruction set (NPY_DISABLE_CPU_FEATURES, OPENBLAS_CORETYPE), so
+that a narrower target is set against the NumPy a CPU of that kind would run. NumPy cannot go
+below its own baseline (x86-64-v2): the sse2 target meets NumPy at SSE4.2.
+
+    python bench/kernels.py [--target avx512,avx2] [--segments 10000] [--metrics 38] [--length 60]
+                            [--repeat 3] [--threads 1,2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 
 import numba
 import numpy as np
 import scipy.fft
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from omnistream import _core
 from omnistream.kernels import numba_twin as kernels_numba
+from omnistream.kernels import targets
 from omnistream.kernels.reference import FASTEST_NUMPY, streaming_pass
 from timing import best_of
 
 
 def peak_gflops(threads: int, dtype: np.dtype, fma_units: int) -> tuple[float, str]:
-    """The machine's peak for ``threads`` cores: cores x SIMD lanes x FMA units x 2 flops x
-    clock. Lanes from the CPU flags (avx512f: 512 bits, avx2: 256), the clock from the kernel's
-    "cpu MHz" (the nominal clock: with boost the true peak is higher), FMA units per core as
-    given (2 on current x86 server cores)."""
+    """The peak for ``threads`` cores at the kernel target's vector width: cores x SIMD lanes x
+    FMA units x 2 flops x clock. The clock from the kernel's "cpu MHz" (the nominal clock: with
+    boost the true peak is higher), FMA units per core as given (2 on current x86 server cores)."""
     info = open("/proc/cpuinfo").read()
-    bits = 512 if " avx512f" in info else 256 if " avx2" in info else 128
+    bits = 8 * targets.load()[0].VECTOR_BYTES
     mhz = float(info.split("cpu MHz")[1].split(":")[1].split()[0])
     lanes = bits // (8 * np.dtype(dtype).itemsize)
     peak = threads * lanes * fma_units * 2 * mhz / 1e3
     return peak, f"{threads} x {lanes} lanes x {fma_units} FMA x 2 x {mhz / 1e3:.2f} GHz"
+
+
+# OpenBLAS's kernels for a CPU of each target's kind (its DYNAMIC_ARCH core types).
+OPENBLAS_CORE = {"avx2": "Haswell", "sse4": "Nehalem", "sse2": "Core2"}
+CHILD = "OMNISTREAM_BENCH_TARGET_CHILD"
+
+
+def numpy_features_above(target: str) -> list[str]:
+    """NumPy's dispatched CPU features beyond ``target``: disabled to hold NumPy to it."""
+    from numpy._core._multiarray_umath import __cpu_dispatch__
+
+    def level(feature: str) -> int:
+        if feature.startswith("AVX512") or feature == "X86_V4":
+            return 3
+        return 2 if feature in ("X86_V3", "AVX2", "FMA3", "AVX", "F16C") else 1
+
+    limit = {"avx512": 3, "avx2": 2}.get(target, 1)
+    return [f for f in __cpu_dispatch__ if level(f) > limit]
+
+
+def target_environment(target: str) -> dict[str, str]:
+    env = {**os.environ, targets.CAP_VARIABLE: target, CHILD: "1"}
+    above = numpy_features_above(target)
+    if above:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(above)
+    if target in OPENBLAS_CORE:
+        env["OPENBLAS_CORETYPE"] = OPENBLAS_CORE[target]
+    return env
 
 
 def report(name: str, kernel: str, args: tuple, repeat: int, floor: float | None = None,
@@ -47,7 +83,7 @@ def report(name: str, kernel: str, args: tuple, repeat: int, floor: float | None
     timings = {label: best_of(lambda f=f: f(*args), repeat) for label, f in FASTEST_NUMPY[kernel].items()}
     best_label = min(timings, key=timings.get)
     best = timings[best_label]
-    for label, module in (("numba", kernels_numba), ("cpp", _core)):
+    for label, module in (("numba", kernels_numba), ("cpp", targets.load()[0])):
         if hasattr(module, kernel):  # weighted_sq_dist has none: every backend runs the BLAS formulation
             timings[label] = best_of(lambda m=module: getattr(m, kernel)(*args), repeat)
     cells = "  ".join(f"{k}={v * 1e3:8.1f} ms ({best / v:5.2f}x)" for k, v in timings.items())
@@ -66,7 +102,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", default=str(os.cpu_count() or 1), help="comma-separated thread counts")
     parser.add_argument("--fma-units", type=int, default=2, help="FMA units per core, for the peak")
+    parser.add_argument("--target", default=",".join(targets.runnable()),
+                        help="comma-separated kernel targets [default: every one this CPU runs]")
     args = parser.parse_args()
+    if not os.environ.get(CHILD):  # each target in a process of its own: NumPy reads its caps at import
+        for target in args.target.split(","):
+            if target not in targets.runnable():
+                parser.error(f"--target {target}: this CPU runs {', '.join(targets.runnable())}")
+            code = subprocess.call([sys.executable, __file__, *sys.argv[1:]], env=target_environment(target))
+            if code:
+                raise SystemExit(code)
+        return
+    core, why = targets.load()
+    blas = next((f"{i['internal_api']} {i['version']} ({i.get('architecture')} kernels)" for i in threadpool_info()
+                 if i["user_api"] == "blas"), "unknown")
+    print(f"=== kernel target {core.TARGET} ({why}); NumPy features disabled: "
+          f"{os.environ.get('NPY_DISABLE_CPU_FEATURES') or 'none'}; BLAS: {blas}")
     rng = np.random.default_rng(0)
     print(f"segments={args.segments} metrics={args.metrics} length={args.length}, best of {args.repeat}")
     segs64 = rng.standard_normal((args.segments, args.metrics, args.length))

@@ -23,7 +23,37 @@
 #include <utility>
 #include <vector>
 
+// The instruction set this copy of the kernels is compiled for, and its vector width. One build
+// holds several copies (CMakeLists.txt: a module per target, each compiled with its flags) and
+// Python picks the best one the CPU runs (omnistream.kernels.targets). Each copy lives in an
+// inline namespace of its own, so that copies compiled for different CPUs never merge.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define OMNISTREAM_TARGET avx512
+#define OMNISTREAM_VECTOR_BYTES 64
+#elif defined(__AVX2__) && defined(__FMA__)
+#define OMNISTREAM_TARGET avx2
+#define OMNISTREAM_VECTOR_BYTES 32
+#elif defined(__SSE4_2__)
+#define OMNISTREAM_TARGET sse4
+#define OMNISTREAM_VECTOR_BYTES 16
+#elif defined(__x86_64__)
+#define OMNISTREAM_TARGET sse2
+#define OMNISTREAM_VECTOR_BYTES 16
+#elif defined(__ARM_NEON)
+#define OMNISTREAM_TARGET neon
+#define OMNISTREAM_VECTOR_BYTES 16
+#else
+#define OMNISTREAM_TARGET generic
+#define OMNISTREAM_VECTOR_BYTES 16
+#endif
+#define OMNISTREAM_STR2(x) #x
+#define OMNISTREAM_STR(x) OMNISTREAM_STR2(x)
+
 namespace omnistream {
+inline namespace OMNISTREAM_TARGET {
+
+constexpr const char* kTarget = OMNISTREAM_STR(OMNISTREAM_TARGET);
+constexpr std::size_t kVectorBytes = OMNISTREAM_VECTOR_BYTES;
 
 // Threads the kernels use: OMNISTREAM_THREADS when set to a positive number (benchmarks
 // compare thread counts with it), else one per hardware thread.
@@ -34,10 +64,11 @@ inline std::size_t thread_count() {
   return std::max<std::size_t>(1, std::thread::hardware_concurrency());
 }
 
-// Eight doubles (or sixteen floats) in one vector (GCC vector extension; one AVX-512 register,
-// or two AVX ones): the kernels below keep independent rows, points or segments in its lanes.
-typedef double double_lanes __attribute__((vector_size(64)));
-typedef float float_lanes __attribute__((vector_size(64)));
+// One vector register of doubles or floats (GCC vector extension; 8 doubles on AVX-512, 4 on
+// AVX2, 2 on SSE and NEON): the kernels below keep independent rows, points or segments in its
+// lanes, so their blocking follows the target's width.
+typedef double double_lanes __attribute__((vector_size(OMNISTREAM_VECTOR_BYTES)));
+typedef float float_lanes __attribute__((vector_size(OMNISTREAM_VECTOR_BYTES)));
 constexpr std::size_t kLanes = sizeof(double_lanes) / sizeof(double);
 
 // The vector of T's lanes. Declared outside templates: a vector attribute written on a dependent
@@ -589,16 +620,12 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
 // packed GEMM: B is packed once into column panels one vector wide (NR of Acc); each thread packs
 // blocks of kGemmBlockRows rows of A and sweeps every B panel over all tiles of the block
 // while the panel is in cache, so B, large when n is, is read once per block, not once per
-// MR rows. The MR x NR micro-kernel keeps its MR accumulators in vector registers: 16 of
-// 512 bits where the CPU has AVX-512 (32 registers), else 8 of 256 bits (16 registers).
+// MR rows. The MR x NR micro-kernel keeps its MR accumulators in vector registers: 16 where
+// the target has 32 of them (AVX-512), else 8 (16 registers: AVX2, SSE, NEON's 32 included).
 // pack_a(i0, rows, apack) writes rows i0..i0+rows of A as apack[kk * MR + r] (zero-padded
 // to MR rows), which lets a caller transform A on the fly instead of materialising it;
 // store(i, j, c) receives each element of C once.
-#if defined(__AVX512F__)
-constexpr std::size_t kVectorBytes = 64, kGemmRows = 16;
-#else
-constexpr std::size_t kVectorBytes = 32, kGemmRows = 8;
-#endif
+constexpr std::size_t kGemmRows = kVectorBytes == 64 ? 16 : 8;
 constexpr std::size_t kGemmBlockRows = 128;  // rows of A per block: a multiple of kGemmRows
 
 template <class Acc, class TB, class PackA, class Store>
@@ -654,8 +681,8 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
   if (n < 8 || !is_smooth(n)) return false;
   const MixedFftPlan<T>& plan = cached_plan<MixedFftPlan<T>>(n);
   typedef typename lanes_of<T>::type V;
-  static_assert(sizeof(V) == 64, "segments must sit in the lanes of one vector");
-  constexpr std::size_t lanes = 64 / sizeof(T);
+  static_assert(sizeof(V) == kVectorBytes, "segments must sit in the lanes of one vector");
+  constexpr std::size_t lanes = kVectorBytes / sizeof(T);
   const std::size_t half = n / 2 + 1;
   // R_j[k] / 2 (the untangling's halves folded in), k < half, by the same FFT: `lanes`
   // reference rows at a time in the real parts (imaginary parts zero, so nothing to untangle).
@@ -839,4 +866,5 @@ void align(const T* segments, const std::int64_t* shift, T* out, std::size_t cou
   }, 64);
 }
 
+}  // namespace OMNISTREAM_TARGET
 }  // namespace omnistream

@@ -1,14 +1,19 @@
-// pybind11 bindings of the kernels in kernels.hpp as omnistream._core. Every binding checks
-// shapes, accepts any strided or differently typed array (copied to a contiguous float32
-// or float64 buffer) and releases the GIL while the kernel runs.
+// pybind11 bindings of the kernels in kernels.hpp. Compiled once per instruction-set target
+// (CMakeLists.txt): omnistream._core for the portable baseline, which also says which targets
+// the CPU runs (cpu_targets), and omnistream._core_<target> for the others; Python imports the
+// best one (omnistream.kernels.targets). Every binding checks shapes, accepts any strided or
+// differently typed array (copied to a contiguous float32 or float64 buffer) and releases the
+// GIL while the kernel runs.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
 #include "kernels.hpp"
+#include "targets.hpp"
 
 namespace py = pybind11;
 
@@ -124,8 +129,12 @@ bool is_float32(const py::array& x) { return x.dtype().is(py::dtype::of<float>()
 
 }  // namespace
 
-PYBIND11_MODULE(_core, m) {
+PYBIND11_MODULE(OMNISTREAM_MODULE, m) {
   m.doc() = "omnistream numeric kernels in C++ (GIL released; float32 stays float32, else float64)";
+  m.attr("TARGET") = omnistream::kTarget;
+  m.attr("VECTOR_BYTES") = omnistream::kVectorBytes;
+  m.def("cpu_targets", &omnistream::cpu_targets,
+        "The kernel targets this CPU runs, best first; the last is the baseline.");
   m.def("baseline", [](const py::array& x, std::int64_t window, double drop) {
     return OMNISTREAM_DISPATCH(baseline, x, x, window, drop);
   }, py::arg("x"), py::arg("window"), py::arg("drop") = 0.05,

@@ -1,7 +1,16 @@
-"""omnistream numeric kernels in C++ (csrc/; GIL released; float32 stays float32, else float64)."""
+"""omnistream numeric kernels in C++ (csrc/; GIL released; float32 stays float32, else float64).
+
+The portable baseline copy; ``_core_sse4``, ``_core_avx2`` and ``_core_avx512`` (x86-64) have the
+same interface, compiled for their instruction sets (omnistream.kernels.targets picks one)."""
 
 import numpy as np
 from numpy.typing import NDArray
+
+TARGET: str  # the instruction-set target this copy is compiled for
+VECTOR_BYTES: int  # its vector width
+
+def cpu_targets() -> list[str]:
+    """The kernel targets this CPU runs, best first; the last is the baseline."""
 
 def baseline(x: NDArray[np.floating], window: int, drop: float = 0.05) -> NDArray[np.floating]:
     """Robust baseline of each row of x (rows, length): drop extremes, interpolate, moving average."""

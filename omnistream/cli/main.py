@@ -626,8 +626,8 @@ def detectors() -> None:
 
 
 @app.command()
-def bench(info: Annotated[bool, typer.Option("--info", help="only say which kernel backend runs and why, "
-                                                          "the BLAS NumPy uses and the cores")] = False) -> None:
+def bench(info: Annotated[bool, typer.Option("--info", help="only say which kernel backend and target run and "
+                                                          "why, the BLAS NumPy uses and the cores")] = False) -> None:
     """Benchmarks (kernels, W-HAC at fleet scale; end to end when a broker answers on 127.0.0.1:9092),
     as ratios from the same run."""
     if info:
@@ -637,6 +637,9 @@ def bench(info: Annotated[bool, typer.Option("--info", help="only say which kern
 
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         console.print(f"kernels: [bold]{kernels.BACKEND_NAME}[/] ({kernels.BACKEND_REASON})")
+        if kernels.BACKEND_NAME == "cpp":
+            console.print(f"kernel targets this CPU runs: {', '.join(kernels.targets.runnable())} "
+                          f"(cap with {kernels.targets.CAP_VARIABLE})")
         console.print(f"NumPy {np.__version__} BLAS: {blas.get('name')} {blas.get('version', '')}")
         console.print(f"cores available: {len(os.sched_getaffinity(0))}")
         return

@@ -1,8 +1,10 @@
 """The numeric kernels of W-HAC (OmniTransfer section 4.3.1) behind one facade.
 
-Backends, first available wins: the C++ extension ``omnistream._core`` (GIL released),
-its numba twins, then vectorised NumPy. ``OMNISTREAM_KERNELS=cpp|numba|numpy`` forces one.
-``BACKEND_NAME`` says which runs and ``BACKEND_REASON`` why; a fallback is logged as a warning.
+Backends, first available wins: the C++ extension (GIL released; the copy compiled for the
+best instruction-set target the CPU runs, ``kernels.targets``), its numba twins, then
+vectorised NumPy. ``OMNISTREAM_KERNELS=cpp|numba|numpy`` forces one. ``BACKEND_NAME`` says
+which runs, ``KERNEL_TARGET`` which C++ target (None for the others) and ``BACKEND_REASON``
+why; a fallback is logged as a warning.
 Definitions shared by all backends:
 
 - ``baseline``: per series, drop the floor(drop * m) finite points farthest from the mean
@@ -28,6 +30,7 @@ from types import ModuleType
 import numpy as np
 
 from omnistream.kernels import numpy_twin as kernels_numpy
+from omnistream.kernels import targets
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +44,8 @@ def _load_backend() -> tuple[str, ModuleType, str]:
     if wanted:
         forced = f"OMNISTREAM_KERNELS={wanted}"
         if wanted == "cpp":
-            from omnistream import _core
-
-            return "cpp", _core, forced
+            core, why = targets.load()
+            return "cpp", core, f"{forced}; {why}"
         if wanted == "numba":
             from omnistream.kernels import numba_twin as kernels_numba
 
@@ -51,9 +53,8 @@ def _load_backend() -> tuple[str, ModuleType, str]:
         return "numpy", kernels_numpy, forced
     failures = []
     try:
-        from omnistream import _core
-
-        return "cpp", _core, "the C++ extension omnistream._core loaded"
+        core, why = targets.load()
+        return "cpp", core, f"the C++ extension loaded; {why}"
     except ImportError as exc:
         failures.append(f"the C++ extension omnistream._core did not load ({exc})")
     try:
@@ -69,6 +70,7 @@ def _load_backend() -> tuple[str, ModuleType, str]:
 
 
 BACKEND_NAME, _backend, BACKEND_REASON = _load_backend()
+KERNEL_TARGET: str | None = getattr(_backend, "TARGET", None)
 # Elements of the largest intermediate (distance rows, NCC rows) the blocked kernels hold.
 BLOCK_ELEMENTS = 1 << 24
 

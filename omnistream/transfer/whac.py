@@ -180,7 +180,8 @@ def cluster_entities(data: dict[str, np.ndarray], metrics: list[str], config: Cl
     if config.align:
         shift, _ = kernels.best_shift(pivot, segments, weights.astype(np.float32))
         segments = kernels.align(segments, shift)
-    lap(f"alignment ({kernels.BACKEND_NAME} kernels)" if config.align else "no alignment (ablation)")
+    lap(f"alignment ({kernels.BACKEND_NAME} kernels{f', {kernels.KERNEL_TARGET}' if kernels.KERNEL_TARGET else ''})"
+        if config.align else "no alignment (ablation)")
     labels_sample, z, rule = hac(segments[sample], weights, config)
     k = int(labels_sample.max()) + 1
     lap(f"HAC of {len(sample)} segments into {k} clusters")
@@ -199,7 +200,8 @@ def cluster_entities(data: dict[str, np.ndarray], metrics: list[str], config: Cl
     votes = np.bincount(owner.astype(np.int64) * k + labels, minlength=len(names) * k).reshape(len(names), k)
     entities = {name: int(votes[i].argmax()) for i, name in enumerate(names) if votes[i].any()}
     info = {**rule, "periodicity": [round(float(v), 4) for v in p], "backend": kernels.BACKEND_NAME,
-            "segments": int(len(segments)), "clustered_directly": int(len(sample)), "timings_s": timings,
+            "kernel_target": kernels.KERNEL_TARGET, "segments": int(len(segments)),
+            "clustered_directly": int(len(sample)), "timings_s": timings,
             "config": config.model_dump()}
     return ClusterRegistry(settings, list(metrics), weights, pivot.astype(np.float64), centroids.astype(np.float64),
                            nearest, np.bincount(labels, minlength=k).tolist(), entities,

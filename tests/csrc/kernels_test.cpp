@@ -1,4 +1,6 @@
-// C++ tests of csrc/kernels.hpp against small hand-checked cases and plain loops.
+// C++ tests of csrc/kernels.hpp against small hand-checked cases and plain loops, built once
+// per kernel target (CMakeLists.txt); a target this CPU cannot run is skipped, by name
+// (target_environment.cpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>

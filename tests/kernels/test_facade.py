@@ -29,3 +29,30 @@ def test_bench_info_names_the_backend():
                             text=True, timeout=120)
     out = result.stdout + result.stderr
     assert result.returncode == 0 and f"kernels: {kernels.BACKEND_NAME}" in out and "BLAS" in out
+
+
+def _kernels_in_a_child(**env: str) -> subprocess.CompletedProcess:
+    code = "import omnistream.kernels as k; print(k.KERNEL_TARGET, '|', k.BACKEND_REASON)"
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMNISTREAM_KERNELS", "OMNISTREAM_KERNEL_TARGET")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**clean, **env},
+                          timeout=120)
+
+
+def test_the_best_target_the_cpu_runs_is_chosen_and_named():
+    best = kernels.targets.runnable()[0]
+    result = _kernels_in_a_child()
+    assert result.stdout.startswith(f"{best} | the C++ extension loaded; target {best}, ")
+    assert "the best target this CPU runs" in result.stdout
+
+
+@pytest.mark.parametrize("target", kernels.targets.runnable())
+def test_a_capped_target_runs_and_says_so(target):
+    result = _kernels_in_a_child(OMNISTREAM_KERNEL_TARGET=target)
+    assert result.stdout.startswith(f"{target} | ") and f"capped by OMNISTREAM_KERNEL_TARGET={target}" in result.stdout
+
+
+def test_a_cap_this_cpu_cannot_run_is_an_error():
+    foreign = "neon" if "sse2" in kernels.targets.runnable() else "avx512"
+    result = _kernels_in_a_child(OMNISTREAM_KERNEL_TARGET=foreign)
+    assert result.returncode != 0
+    assert f"OMNISTREAM_KERNEL_TARGET={foreign}: this CPU runs {', '.join(kernels.targets.runnable())}" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import platform
 
 import numpy as np
 import pytest
@@ -13,9 +14,19 @@ from hypothesis.extra import numpy as hnp
 from omnistream.kernels import reference as ref
 from omnistream import kernels as facade
 from omnistream.kernels import numba_twin as kernels_numba, numpy_twin as kernels_numpy
+from omnistream.kernels import targets
 
 _core = importlib.import_module("omnistream._core")
-BACKENDS = {"cpp": _core, "numba": kernels_numba, "numpy": kernels_numpy}
+# Every compiled copy of the C++ kernels (one per instruction-set target); one this CPU cannot
+# run is skipped, by name.
+BUILT_TARGETS = ["avx512", "avx2", "sse4", _core.TARGET] if platform.machine() in ("x86_64", "AMD64") \
+    else [_core.TARGET]
+RUNNABLE = targets.runnable()
+BACKENDS = {f"cpp-{t}": importlib.import_module(targets.module_name(t, _core.TARGET))
+            for t in BUILT_TARGETS if t in RUNNABLE} | {"numba": kernels_numba, "numpy": kernels_numpy}
+CPP_PARAMS = [pytest.param(f"cpp-{t}", marks=() if t in RUNNABLE else pytest.mark.skip(
+    reason=f"kernel target {t} skipped: this CPU lacks its instructions")) for t in BUILT_TARGETS]
+BACKEND_PARAMS = [*CPP_PARAMS, "numba", "numpy"]
 DTYPES = [np.float32, np.float64]
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 normal = st.floats(-10, 10, width=32, allow_subnormal=False)  # subnormals make float32 NCC ill-conditioned
@@ -25,7 +36,7 @@ def tol(dtype) -> dict:
     return {"rtol": 1e-4, "atol": 1e-3} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-8}
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
@@ -41,7 +52,7 @@ def test_baseline_matches_reference(name, dtype, data):
     np.testing.assert_allclose(got, want, **tol(dtype))
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
 @pytest.mark.parametrize("drop", [0.05, 0.2])
 @pytest.mark.parametrize("window", [12, 50])
 def test_baseline_of_long_rows_follows_the_naive_one(name, drop, window):
@@ -57,7 +68,7 @@ def test_baseline_of_long_rows_follows_the_naive_one(name, drop, window):
     np.testing.assert_allclose(BACKENDS[name].baseline(x, window, drop), want, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
@@ -89,7 +100,7 @@ def test_weighted_sq_dist_matches_reference(dtype, data):  # one BLAS formulatio
     np.testing.assert_allclose(got, want, rtol=0, atol=(1e-5 if dtype == np.float32 else 1e-12) * scale)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
@@ -105,7 +116,7 @@ def test_weighted_ncc_matches_reference(name, dtype, data):
                                              else {"rtol": 1e-9, "atol": 1e-9}))
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
 @pytest.mark.parametrize("scale", [np.finfo(np.float32).tiny, 1e-40])
 def test_weighted_ncc_of_tiny_float32_rows_is_not_zero(name, scale):
     """Squares of float32 values near (or under) the smallest normal number underflow; the
@@ -119,7 +130,7 @@ def test_weighted_ncc_of_tiny_float32_rows_is_not_zero(name, scale):
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [60, 49, 16])
 @pytest.mark.parametrize("m", [4, 5])
@@ -137,7 +148,7 @@ def test_weighted_ncc_of_segment_lengths_follows_the_naive_one(name, dtype, n, m
     np.testing.assert_allclose(got, want, **tol(dtype))
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_zero_constant_and_nan_rows_follow_the_references(name, dtype):
     """A segment row of zeros or with a NaN has no norm and contributes 0 to the NCC (a constant
@@ -159,7 +170,7 @@ def test_zero_constant_and_nan_rows_follow_the_references(name, dtype):
     np.testing.assert_allclose(base, [ref.naive_baseline(s, 3, 0.05) for s in series], **tol(dtype))
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_align_is_numpy_roll(name, data):
@@ -183,7 +194,7 @@ def test_best_shift_recovers_a_known_phase():
     assert np.all(value > 7.9)
 
 
-@pytest.mark.parametrize("backend", ["cpp", "numba", "numpy"])
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [20, 49])  # C++: the FFT path, then the circulant GEMM
 def test_bounded_memory_kernels_equal_the_whole_matrices(backend, dtype, n, monkeypatch):
@@ -194,14 +205,14 @@ def test_bounded_memory_kernels_equal_the_whole_matrices(backend, dtype, n, monk
     segs, w = rng.standard_normal((97, 3, n)).astype(dtype), rng.uniform(0.5, 2.0, 3).astype(dtype)
     segs[4] = 0.0  # no norm: NCC 0 at every shift, an exact tie
     monkeypatch.setattr(facade, "_backend", BACKENDS[backend])
-    monkeypatch.setattr(facade, "BACKEND_NAME", backend)
+    monkeypatch.setattr(facade, "BACKEND_NAME", backend.split("-")[0])
     monkeypatch.setattr(facade, "BLOCK_ELEMENTS", 7 * 3 * n)  # 7 segments of NCC, 1 distance row at a time
     ncc = BACKENDS[backend].weighted_ncc(segs[0], segs, w)
     shift, value = facade.best_shift(segs[0], segs, w)
     best = ncc.max(axis=1)  # a BLAS may round a block differently from the whole: equal up to the dtype
     np.testing.assert_allclose(value, best, **tol(dtype))
     np.testing.assert_allclose(ncc[np.arange(len(segs)), shift], best, **tol(dtype))
-    if backend == "cpp":  # the same kernel either way: exactly the argmax
+    if backend.startswith("cpp"):  # the same kernel either way: exactly the argmax
         np.testing.assert_array_equal(shift, ncc.argmax(axis=1))
     assert shift[4] == 0
     whole = facade.weighted_sq_dist(segs, segs, w)
@@ -254,7 +265,7 @@ def test_pivot_and_assign_nearest():
     np.testing.assert_allclose(dist, [2.0, 0.04])
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
 def test_cmnd_of_long_smooth_and_odd_series_follows_the_naive_one(name):
     """Long rows of every kind, more than one batch of the C++ FFT (16 rows) and a part batch:
     noise, periodic, random walk, a ramp on a large offset, a very slow sine (where the FFT
@@ -273,14 +284,15 @@ def test_cmnd_of_long_smooth_and_odd_series_follows_the_naive_one(name):
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
-def test_cmnd_sums_the_first_lags_directly_where_the_fft_identity_cancels():
+@pytest.mark.parametrize("name", CPP_PARAMS)
+def test_cmnd_sums_the_first_lags_directly_where_the_fft_identity_cancels(name):
     """On a long smooth row d(1) is ~1e-9 of the row's energy, below what the FFT identity
     resolves (its error is ~eps E log n): the C++ kernel must sum those lags directly."""
     t = np.arange(50_000)
     x = np.stack([1e3 + t / 50_000, np.sin(2 * np.pi * t / 80_000), np.sin(2 * np.pi * t / 40_000) ** 3])
     periods = np.array([2, 3, 100])
     want = [[ref.naive_cmnd(row, int(p)) for p in periods] for row in x]
-    np.testing.assert_allclose(_core.cmnd(x, periods), want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(BACKENDS[name].cmnd(x, periods), want, rtol=1e-9, atol=1e-12)
 
 
 def test_the_fft_cmnd_agrees_with_the_naive_one():
@@ -312,15 +324,17 @@ def test_the_fastest_numpy_references_agree_with_the_naive_ones(kernel, dtype):
         np.testing.assert_allclose(got, want, **tol(dtype), err_msg=name)
 
 
-def test_the_thread_count_changes_no_result(monkeypatch):
+@pytest.mark.parametrize("name", CPP_PARAMS)
+def test_the_thread_count_changes_no_result(name, monkeypatch):
+    core = BACKENDS[name]
     rng = np.random.default_rng(3)
     segs, w = rng.standard_normal((300, 4, 24)), rng.uniform(0.5, 2.0, 4)
     series = rng.standard_normal((40, 500))
     results = []
     for threads in ("1", "2", "3"):
         monkeypatch.setenv("OMNISTREAM_THREADS", threads)
-        results.append((_core.weighted_ncc(segs[0], segs, w), _core.baseline(series, 12, 0.05),
-                        _core.cmnd(series, np.array([12, 48]))))
+        results.append((core.weighted_ncc(segs[0], segs, w), core.baseline(series, 12, 0.05),
+                        core.cmnd(series, np.array([12, 48]))))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
