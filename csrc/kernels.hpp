@@ -71,6 +71,16 @@ typedef double double_lanes __attribute__((vector_size(OMNISTREAM_VECTOR_BYTES))
 typedef float float_lanes __attribute__((vector_size(OMNISTREAM_VECTOR_BYTES)));
 constexpr std::size_t kLanes = sizeof(double_lanes) / sizeof(double);
 
+// Unaligned loads and stores of a vector (a memcpy of a vector's size is split into 16-byte
+// pieces under generic tuning, and goes through general registers when copying a block).
+typedef double double_lanes_unaligned
+    __attribute__((vector_size(OMNISTREAM_VECTOR_BYTES), aligned(alignof(double)), may_alias));
+typedef float float_lanes_unaligned
+    __attribute__((vector_size(OMNISTREAM_VECTOR_BYTES), aligned(alignof(float)), may_alias));
+inline double_lanes load_lanes(const double* p) { return *reinterpret_cast<const double_lanes_unaligned*>(p); }
+inline float_lanes load_lanes(const float* p) { return *reinterpret_cast<const float_lanes_unaligned*>(p); }
+inline void store_lanes(double* p, double_lanes v) { *reinterpret_cast<double_lanes_unaligned*>(p) = v; }
+
 // The vector of T's lanes. Declared outside templates: a vector attribute written on a dependent
 // type is dropped when the type becomes a template argument (std::vector<V> would hold scalars).
 template <class T> struct lanes_of;
@@ -201,11 +211,9 @@ void baseline(const T* x, T* out, std::size_t rows, std::size_t length, std::siz
         for (; i + kLanes <= length; i += kLanes) {  // kLanes windows at once, summed in registers
           double_lanes total{};
           for (std::size_t k = 0; k < window; ++k) {
-            double_lanes v;
-            std::memcpy(&v, filled.data() + i - k, sizeof(v));
-            total += v;
+            total += load_lanes(filled.data() + i - k);
           }
-          std::memcpy(sums.data() + i, &total, sizeof(total));
+          store_lanes(sums.data() + i, total);
         }
         for (; i < length; ++i) sums[i] = std::accumulate(filled.begin() + (i + 1 - window), filled.begin() + (i + 1), 0.0);
       } else {
@@ -350,21 +358,23 @@ inline void small_dft(const V* ar, const V* ai, V* br, V* bi) {
   }
 }
 
-// One Stockham stage of radix P after stages of product `before` (see MixedFftPlan).
-template <std::size_t P, class V, class T>
+// One Stockham stage of radix P after stages of product `before` (see MixedFftPlan). With
+// `scale` (the first stage only), the input's real and imaginary parts are multiplied lane-wise
+// by scale[0] and scale[1] as they are read, saving a pass over the input.
+template <std::size_t P, bool Scaled = false, class V, class T>
 void mixed_stage(const V* xr, const V* xi, V* yr, V* yi, std::size_t n, std::size_t before, const T* twr,
-                 const T* twi) {
+                 const T* twi, const V* scale = nullptr) {
   const std::size_t next = n / (before * P), stride = next * P, out_stride = n / P;
   for (std::size_t k = 0; k < before; ++k) {
     T wr[P], wi[P];
     for (std::size_t q = 1; q < P; ++q) wr[q] = twr[(q - 1) * before + k], wi[q] = twi[(q - 1) * before + k];
     for (std::size_t r = 0; r < next; ++r) {
       V ar[P], ai[P], br[P], bi[P];
-      ar[0] = xr[r + stride * k], ai[0] = xi[r + stride * k];
-      for (std::size_t q = 1; q < P; ++q) {
+      for (std::size_t q = 0; q < P; ++q) {
         const std::size_t at = r + next * q + stride * k;
-        const V vr = xr[at], vi = xi[at];
-        if (k == 0) {  // a twiddle of 1 (the whole first stage): loop-invariant, so unswitched
+        V vr = xr[at], vi = xi[at];
+        if constexpr (Scaled) vr *= scale[0], vi *= scale[1];
+        if (q == 0 || k == 0) {  // a twiddle of 1 (the whole first stage): loop-invariant, so unswitched
           ar[q] = vr, ai[q] = vi;
         } else {
           ar[q] = vr * wr[q] - vi * wi[q];
@@ -381,21 +391,34 @@ void mixed_stage(const V* xr, const V* xi, V* yr, V* yi, std::size_t n, std::siz
 }
 
 // Forward FFT of (re, im) using the scratch pair; returns the buffers holding the result.
+// `scale` (two vectors, or none): the input's real and imaginary parts are first multiplied by
+// them lane-wise.
 template <class V, class T>
-std::pair<V*, V*> mixed_fft(V* re, V* im, V* scratch_re, V* scratch_im, const MixedFftPlan<T>& plan) {
+std::pair<V*, V*> mixed_fft(V* re, V* im, V* scratch_re, V* scratch_im, const MixedFftPlan<T>& plan,
+                            const V* scale = nullptr) {
   V *xr = re, *xi = im, *yr = scratch_re, *yi = scratch_im;
   std::size_t before = 1;
   for (std::size_t stage = 0; stage < plan.radix.size(); ++stage) {
     const T *twr = plan.twiddle_re[stage].data(), *twi = plan.twiddle_im[stage].data();
-    switch (plan.radix[stage]) {
-      case 2: mixed_stage<2>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
-      case 3: mixed_stage<3>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
-      case 4: mixed_stage<4>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
-      default: mixed_stage<5>(xr, xi, yr, yi, plan.n, before, twr, twi);
+    const std::size_t p = plan.radix[stage];
+    if (stage == 0 && scale != nullptr) {
+      switch (p) {
+        case 2: mixed_stage<2, true>(xr, xi, yr, yi, plan.n, before, twr, twi, scale); break;
+        case 3: mixed_stage<3, true>(xr, xi, yr, yi, plan.n, before, twr, twi, scale); break;
+        case 4: mixed_stage<4, true>(xr, xi, yr, yi, plan.n, before, twr, twi, scale); break;
+        default: mixed_stage<5, true>(xr, xi, yr, yi, plan.n, before, twr, twi, scale);
+      }
+    } else {
+      switch (p) {
+        case 2: mixed_stage<2>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
+        case 3: mixed_stage<3>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
+        case 4: mixed_stage<4>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
+        default: mixed_stage<5>(xr, xi, yr, yi, plan.n, before, twr, twi);
+      }
     }
     std::swap(xr, yr);
     std::swap(xi, yi);
-    before *= plan.radix[stage];
+    before *= p;
   }
   return {xr, xi};
 }
@@ -444,8 +467,7 @@ inline void sum_min_max(const double* x, std::size_t n, double& sum, double& lo,
   for (std::size_t l = 0; l < kLanes; ++l) vlo[l] = std::numeric_limits<double>::infinity(), vhi[l] = -vlo[l];
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    double_lanes v;
-    std::memcpy(&v, x + i, sizeof(v));
+    const double_lanes v = load_lanes(x + i);
     vsum += v;
     vlo = v < vlo ? v : vlo;
     vhi = v > vhi ? v : vhi;
@@ -538,9 +560,9 @@ void cmnd(const T* x, double* out, std::size_t rows, std::size_t length,
         for (; t0 + kLanes <= length; t0 += kLanes) {
           double_lanes block[kLanes];
           for (std::size_t lane = 0; lane < kLanes; ++lane)
-            std::memcpy(&block[lane], source[part * kLanes + lane] + t0, sizeof(double_lanes));
+            block[lane] = load_lanes(source[part * kLanes + lane] + t0);
           transpose_lanes(block);
-          std::memcpy(dst + t0, block, sizeof(block));
+          for (std::size_t lane = 0; lane < kLanes; ++lane) dst[t0 + lane] = block[lane];
         }
         for (; t0 < length; ++t0)
           for (std::size_t lane = 0; lane < kLanes; ++lane) dst[t0][lane] = source[part * kLanes + lane][t0];
@@ -653,8 +675,7 @@ void gemm_packed(PackA pack_a, const TB* b, std::size_t m, std::size_t k, std::s
           vec acc[MR] = {};  // GCC vector types, so that the accumulators live in registers
           const Acc* ap = apack.data() + t * k * MR;
           for (std::size_t kk = 0; kk < k; ++kk) {
-            vec brow;
-            std::memcpy(&brow, bp + kk * NR, sizeof(brow));
+            const vec brow = load_lanes(bp + kk * NR);
             const Acc* arow = ap + kk * MR;
             for (std::size_t r = 0; r < MR; ++r) acc[r] += arow[r] * brow;
           }
@@ -728,9 +749,10 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
             for (; t0 + lanes <= n; t0 += lanes) {
               V block[lanes];
               for (std::size_t lane = 0; lane < lanes; ++lane)
-                std::memcpy(&block[lane], segments + ((c0 + lane) * m + j + part) * n + t0, sizeof(V));
+                block[lane] = load_lanes(segments + ((c0 + lane) * m + j + part) * n + t0);
               transpose_lanes(block);
-              std::memcpy((part ? xi : xr).data() + t0, block, sizeof(block));
+              V* to = (part ? xi : xr).data() + t0;
+              for (std::size_t lane = 0; lane < lanes; ++lane) to[lane] = block[lane];
             }
           for (std::size_t lane = 0; lane < lanes; ++lane) {
             T* dst = (part ? li : lr) + lane;
@@ -762,19 +784,20 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
             for (std::size_t t = 0; t < n; ++t) data[t * lanes] = usable ? static_cast<T>(row[t] / norm) : T{0};
             scale[lane] = usable ? T{1} : T{0};
           }
-        for (std::size_t t = 0; t < n; ++t) xr[t] *= scale_r, xi[t] *= scale_i;
-        const auto [zr, zi] = mixed_fft(xr.data(), xi.data(), yr.data(), yi.data(), plan);
+        const V scale[2] = {scale_r, scale_i};
+        const auto [zr, zi] = mixed_fft(xr.data(), xi.data(), yr.data(), yi.data(), plan, scale);
         const T* r0r = rr.data() + j * half;
         const T* r0i = ri.data() + j * half;
         const T* r1r = rr.data() + (j + 1) * half;
         const T* r1i = ri.data() + (j + 1) * half;
         for (std::size_t k = 0; k < half; ++k) {
-          const std::size_t mk = (n - k) % n;
+          const std::size_t mk = k == 0 ? 0 : n - k;  // (n - k) mod n, without a division
           const V a = zr[k], bb = zi[k], c = zr[mk], d = zi[mk];
           const V ar = a + c, ai = d - bb;  // 2 conj(U_j[k])
           const V br = bb + d, bi = a - c;  // 2 conj(U_{j+1}[k])
-          sr[k] += ar * r0r[k] - ai * r0i[k] + br * r1r[k] - bi * r1i[k];
-          si[k] += ar * r0i[k] + ai * r0r[k] + br * r1i[k] + bi * r1r[k];
+          const T w0r = r0r[k], w0i = r0i[k], w1r = r1r[k], w1i = r1i[k];  // read once: stores to sr may alias
+          sr[k] += ar * w0r - ai * w0i + br * w1r - bi * w1i;
+          si[k] += ar * w0i + ai * w0r + br * w1i + bi * w1r;
         }
       }
       for (std::size_t k = 0; k < n; ++k) {  // conj(S) over all k, S Hermitian
