@@ -361,10 +361,14 @@ inline void small_dft(const V* ar, const V* ai, V* br, V* bi) {
 // One Stockham stage of radix P after stages of product `before` (see MixedFftPlan). With
 // `scale` (the first stage only), the input's real and imaginary parts are multiplied lane-wise
 // by scale[0] and scale[1] as they are read, saving a pass over the input.
-template <std::size_t P, bool Scaled = false, class V, class T>
-void mixed_stage(const V* xr, const V* xi, V* yr, V* yi, std::size_t n, std::size_t before, const T* twr,
-                 const T* twi, const V* scale = nullptr) {
-  const std::size_t next = n / (before * P), stride = next * P, out_stride = n / P;
+// Before and Next, when not 0, fix `before` and n / (before P) at compile time, so that the
+// loops unroll and the addresses fold (the stages of the usual segment length, 60).
+template <std::size_t P, bool Scaled = false, std::size_t Before = 0, std::size_t Next = 0, class V, class T>
+void mixed_stage(const V* xr, const V* xi, V* yr, V* yi, std::size_t n_runtime, std::size_t before_runtime,
+                 const T* twr, const T* twi, const V* scale = nullptr) {
+  const std::size_t before = Before ? Before : before_runtime;
+  const std::size_t n = Before && Next ? Before * P * Next : n_runtime;
+  const std::size_t next = Next ? Next : n / (before * P), stride = next * P, out_stride = n / P;
   for (std::size_t k = 0; k < before; ++k) {
     T wr[P], wi[P];
     for (std::size_t q = 1; q < P; ++q) wr[q] = twr[(q - 1) * before + k], wi[q] = twi[(q - 1) * before + k];
@@ -397,6 +401,18 @@ template <class V, class T>
 std::pair<V*, V*> mixed_fft(V* re, V* im, V* scratch_re, V* scratch_im, const MixedFftPlan<T>& plan,
                             const V* scale = nullptr) {
   V *xr = re, *xi = im, *yr = scratch_re, *yi = scratch_im;
+  if (plan.n == 60) {  // the usual segment length: radices 4, 3, 5 with compile-time sizes
+    const std::size_t n = plan.n;
+    const auto& wr = plan.twiddle_re;
+    const auto& wi = plan.twiddle_im;
+    if (scale != nullptr)
+      mixed_stage<4, true, 1, 15>(xr, xi, yr, yi, n, 1, wr[0].data(), wi[0].data(), scale);
+    else
+      mixed_stage<4, false, 1, 15>(xr, xi, yr, yi, n, 1, wr[0].data(), wi[0].data());
+    mixed_stage<3, false, 4, 5>(yr, yi, xr, xi, n, 4, wr[1].data(), wi[1].data());
+    mixed_stage<5, false, 12, 1>(xr, xi, yr, yi, n, 12, wr[2].data(), wi[2].data());
+    return {yr, yi};
+  }
   std::size_t before = 1;
   for (std::size_t stage = 0; stage < plan.radix.size(); ++stage) {
     const T *twr = plan.twiddle_re[stage].data(), *twi = plan.twiddle_im[stage].data();
@@ -766,14 +782,21 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
             }
           }
         }
-        V scale_r = lane_norms(xr.data(), n), scale_i = lane_norms(xi.data(), n);  // squared norms first
-        for (std::size_t part = 0; part < 2; ++part)
+        V scale[2] = {lane_norms(xr.data(), n), lane_norms(xi.data(), n)};  // squared norms first
+        for (std::size_t part = 0; part < 2; ++part) {
+          V& squared = scale[part];
+          bool in_range = true;  // every lane's squared norm a normal number of T: 1 / sqrt, all at once
+          for (std::size_t lane = 0; lane < lanes; ++lane)
+            in_range &= squared[lane] >= std::numeric_limits<T>::min() && squared[lane] <= std::numeric_limits<T>::max();
+          if (in_range) {
+            for (std::size_t lane = 0; lane < lanes; ++lane) squared[lane] = T{1} / std::sqrt(squared[lane]);
+            continue;
+          }
           for (std::size_t lane = 0; lane < lanes; ++lane) {
-            V& scale = part ? scale_i : scale_r;
             T* data = (part ? li : lr) + lane;
-            const T squared = scale[lane];
-            if (squared >= std::numeric_limits<T>::min() && squared <= std::numeric_limits<T>::max()) {
-              scale[lane] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(squared)));
+            const T lane_squared = squared[lane];
+            if (lane_squared >= std::numeric_limits<T>::min() && lane_squared <= std::numeric_limits<T>::max()) {
+              squared[lane] = T{1} / std::sqrt(lane_squared);
               continue;
             }
             // Zero, under- or overflowed in T, or not finite: the norm again in double, and a usable
@@ -782,9 +805,9 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
             const double norm = row ? std::sqrt(dot(row, row, n)) : 0.0;
             const bool usable = usable_norm(norm);
             for (std::size_t t = 0; t < n; ++t) data[t * lanes] = usable ? static_cast<T>(row[t] / norm) : T{0};
-            scale[lane] = usable ? T{1} : T{0};
+            squared[lane] = usable ? T{1} : T{0};
           }
-        const V scale[2] = {scale_r, scale_i};
+        }
         const auto [zr, zi] = mixed_fft(xr.data(), xi.data(), yr.data(), yi.data(), plan, scale);
         const T* r0r = rr.data() + j * half;
         const T* r0i = ri.data() + j * half;
