@@ -12,7 +12,8 @@ the segment length allows, with several times fewer flops, so its time is what c
 Every kernel target of ``--target`` (default: each one this CPU runs; omnistream.kernels.targets)
 is measured in a process of its own, its C++ copy chosen with OMNISTREAM_KERNEL_TARGET, and NumPy
 and OpenBLAS held to the same instruction set (NPY_DISABLE_CPU_FEATURES, OPENBLAS_CORETYPE), so
-that a narrower target is set against the NumPy a CPU of that kind would run. NumPy cannot go
+that each target is set against the NumPy a CPU of that kind would run (OpenBLAS's SkylakeX
+kernels for avx512, Haswell's for avx2, Nehalem's for sse4, Core2's for sse2). NumPy cannot go
 below its own baseline (x86-64-v2): the sse2 target meets NumPy at SSE4.2.
 
     python bench/kernels.py [--target avx512,avx2] [--segments 10000] [--metrics 38] [--length 60]
@@ -49,8 +50,10 @@ def peak_gflops(threads: int, dtype: np.dtype, fma_units: int) -> tuple[float, s
     return peak, f"{threads} x {lanes} lanes x {fma_units} FMA x 2 x {mhz / 1e3:.2f} GHz"
 
 
-# OpenBLAS's kernels for a CPU of each target's kind (its DYNAMIC_ARCH core types).
-OPENBLAS_CORE = {"avx2": "Haswell", "sse4": "Nehalem", "sse2": "Core2"}
+# OpenBLAS's kernels for a CPU of each target's kind (its DYNAMIC_ARCH core types), set for every
+# target: OpenBLAS picks Haswell's on some AVX-512 CPUs (AMD's), and an inherited
+# OPENBLAS_CORETYPE would hold it anywhere.
+OPENBLAS_CORE = {"avx512": "SkylakeX", "avx2": "Haswell", "sse4": "Nehalem", "sse2": "Core2"}
 CHILD = "OMNISTREAM_BENCH_TARGET_CHILD"
 
 
