@@ -33,6 +33,8 @@ def load() -> tuple[ModuleType, str]:
     whose module is missing from the build is passed over with a warning."""
     from omnistream import _core
 
+    if not hasattr(_core, "cpu_targets"):  # a stale build of the extension, from before the targets
+        raise ImportError(f"{_core.__file__} predates the per-target build: rebuild it (make env)")
     runs = list(_core.cpu_targets())
     cap = os.environ.get(CAP_VARIABLE, "").strip().lower()
     why = "the best target this CPU runs"

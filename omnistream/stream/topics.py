@@ -139,14 +139,20 @@ class BrokerProbe:
         """The committed offsets of ``partitions`` for ``group``; a partition the group never
         committed counts as committed at its earliest offset."""
         with self._lock:
-            return self._committed(group, partitions, timeout)
+            try:
+                return self._committed(group, partitions, timeout)
+            finally:
+                self._handle(group).poll(0)  # hands the handle's queued log lines to Python logging
 
     def offsets(self, group: str, partitions: list[tuple[str, int]],
                 timeout: float = 10.0) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
         """The committed (as ``committed`` gives them) and end offsets of ``partitions``."""
         with self._lock:
-            return (self._committed(group, partitions, timeout),
-                    self._list_offsets(group, partitions, OFFSET_LATEST, timeout))
+            try:
+                return (self._committed(group, partitions, timeout),
+                        self._list_offsets(group, partitions, OFFSET_LATEST, timeout))
+            finally:
+                self._handle(group).poll(0)
 
     def has_records(self, topic: str, partition: int, start: int, stop: int, timeout: float = 10.0) -> bool:
         """Whether the partition holds a record at an offset in [start, stop): offsets also go
@@ -171,8 +177,11 @@ class BrokerProbe:
             consumer.close()
 
     def _handle(self, group: str) -> Consumer:
+        """The group's consumer handle; end offsets are the high watermarks (read_uncommitted),
+        as the admin API gave them."""
         if group not in self._handles:
-            self._handles[group] = Consumer({**self.client, "group.id": group, "enable.auto.commit": False})
+            self._handles[group] = Consumer({**self.client, "group.id": group, "enable.auto.commit": False,
+                                             "isolation.level": "read_uncommitted"})
         return self._handles[group]
 
     def _committed(self, group: str, partitions: list[tuple[str, int]], timeout: float) -> dict[tuple[str, int], int]:
