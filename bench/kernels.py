@@ -23,9 +23,11 @@ below its own baseline (x86-64-v2): the sse2 target meets NumPy at SSE4.2.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
+from types import ModuleType
 
 import numba
 import numpy as np
@@ -38,12 +40,18 @@ from omnistream.kernels.reference import FASTEST_NUMPY, streaming_pass
 from timing import best_of
 
 
+@functools.cache
+def cpp_kernels() -> tuple[ModuleType, str]:
+    """This process's C++ kernels (the target OMNISTREAM_KERNEL_TARGET caps) and why, loaded once."""
+    return targets.load()
+
+
 def peak_gflops(threads: int, dtype: np.dtype, fma_units: int) -> tuple[float, str]:
     """The peak for ``threads`` cores at the kernel target's vector width: cores x SIMD lanes x
     FMA units x 2 flops x clock. The clock from the kernel's "cpu MHz" (the nominal clock: with
     boost the true peak is higher), FMA units per core as given (2 on current x86 server cores)."""
     info = open("/proc/cpuinfo").read()
-    bits = 8 * targets.load()[0].VECTOR_BYTES
+    bits = 8 * cpp_kernels()[0].VECTOR_BYTES
     mhz = float(info.split("cpu MHz")[1].split(":")[1].split()[0])
     lanes = bits // (8 * np.dtype(dtype).itemsize)
     peak = threads * lanes * fma_units * 2 * mhz / 1e3
@@ -86,7 +94,7 @@ def report(name: str, kernel: str, args: tuple, repeat: int, floor: float | None
     timings = {label: best_of(lambda f=f: f(*args), repeat) for label, f in FASTEST_NUMPY[kernel].items()}
     best_label = min(timings, key=timings.get)
     best = timings[best_label]
-    for label, module in (("numba", kernels_numba), ("cpp", targets.load()[0])):
+    for label, module in (("numba", kernels_numba), ("cpp", cpp_kernels()[0])):
         if hasattr(module, kernel):  # weighted_sq_dist has none: every backend runs the BLAS formulation
             timings[label] = best_of(lambda m=module: getattr(m, kernel)(*args), repeat)
     cells = "  ".join(f"{k}={v * 1e3:8.1f} ms ({best / v:5.2f}x)" for k, v in timings.items())
@@ -105,18 +113,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", default=str(os.cpu_count() or 1), help="comma-separated thread counts")
     parser.add_argument("--fma-units", type=int, default=2, help="FMA units per core, for the peak")
-    parser.add_argument("--target", default=",".join(targets.runnable()),
+    runnable = targets.runnable()
+    parser.add_argument("--target", default=",".join(runnable),
                         help="comma-separated kernel targets [default: every one this CPU runs]")
     args = parser.parse_args()
     if not os.environ.get(CHILD):  # each target in a process of its own: NumPy reads its caps at import
         for target in args.target.split(","):
-            if target not in targets.runnable():
-                parser.error(f"--target {target}: this CPU runs {', '.join(targets.runnable())}")
+            if target not in runnable:
+                parser.error(f"--target {target}: this CPU runs {', '.join(runnable)}")
             code = subprocess.call([sys.executable, __file__, *sys.argv[1:]], env=target_environment(target))
             if code:
                 raise SystemExit(code)
         return
-    core, why = targets.load()
+    core, why = cpp_kernels()
     blas = next((f"{i['internal_api']} {i['version']} ({i.get('architecture')} kernels)" for i in threadpool_info()
                  if i["user_api"] == "blas"), "unknown")
     print(f"=== kernel target {core.TARGET} ({why}); NumPy features disabled: "

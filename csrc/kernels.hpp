@@ -394,6 +394,18 @@ void mixed_stage(const V* xr, const V* xi, V* yr, V* yi, std::size_t n_runtime, 
   }
 }
 
+// One stage of any radix the plans use (2, 3, 4 or 5), chosen at run time.
+template <bool Scaled, class V, class T>
+void mixed_stage_of(std::size_t p, const V* xr, const V* xi, V* yr, V* yi, std::size_t n, std::size_t before,
+                    const T* twr, const T* twi, const V* scale) {
+  switch (p) {
+    case 2: mixed_stage<2, Scaled>(xr, xi, yr, yi, n, before, twr, twi, scale); break;
+    case 3: mixed_stage<3, Scaled>(xr, xi, yr, yi, n, before, twr, twi, scale); break;
+    case 4: mixed_stage<4, Scaled>(xr, xi, yr, yi, n, before, twr, twi, scale); break;
+    default: mixed_stage<5, Scaled>(xr, xi, yr, yi, n, before, twr, twi, scale);
+  }
+}
+
 // Forward FFT of (re, im) using the scratch pair; returns the buffers holding the result.
 // `scale` (two vectors, or none): the input's real and imaginary parts are first multiplied by
 // them lane-wise.
@@ -417,21 +429,10 @@ std::pair<V*, V*> mixed_fft(V* re, V* im, V* scratch_re, V* scratch_im, const Mi
   for (std::size_t stage = 0; stage < plan.radix.size(); ++stage) {
     const T *twr = plan.twiddle_re[stage].data(), *twi = plan.twiddle_im[stage].data();
     const std::size_t p = plan.radix[stage];
-    if (stage == 0 && scale != nullptr) {
-      switch (p) {
-        case 2: mixed_stage<2, true>(xr, xi, yr, yi, plan.n, before, twr, twi, scale); break;
-        case 3: mixed_stage<3, true>(xr, xi, yr, yi, plan.n, before, twr, twi, scale); break;
-        case 4: mixed_stage<4, true>(xr, xi, yr, yi, plan.n, before, twr, twi, scale); break;
-        default: mixed_stage<5, true>(xr, xi, yr, yi, plan.n, before, twr, twi, scale);
-      }
-    } else {
-      switch (p) {
-        case 2: mixed_stage<2>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
-        case 3: mixed_stage<3>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
-        case 4: mixed_stage<4>(xr, xi, yr, yi, plan.n, before, twr, twi); break;
-        default: mixed_stage<5>(xr, xi, yr, yi, plan.n, before, twr, twi);
-      }
-    }
+    if (stage == 0 && scale != nullptr)
+      mixed_stage_of<true>(p, xr, xi, yr, yi, plan.n, before, twr, twi, scale);
+    else
+      mixed_stage_of<false>(p, xr, xi, yr, yi, plan.n, before, twr, twi, scale);
     std::swap(xr, yr);
     std::swap(xi, yi);
     before *= p;
@@ -783,20 +784,21 @@ bool weighted_ncc_fft(const T* ref, const T* segments, const T* w, std::size_t c
           }
         }
         V scale[2] = {lane_norms(xr.data(), n), lane_norms(xi.data(), n)};  // squared norms first
+        const auto normal = [](T squared) {  // 1 / sqrt is exact enough in T
+          return squared >= std::numeric_limits<T>::min() && squared <= std::numeric_limits<T>::max();
+        };
         for (std::size_t part = 0; part < 2; ++part) {
           V& squared = scale[part];
-          bool in_range = true;  // every lane's squared norm a normal number of T: 1 / sqrt, all at once
-          for (std::size_t lane = 0; lane < lanes; ++lane)
-            in_range &= squared[lane] >= std::numeric_limits<T>::min() && squared[lane] <= std::numeric_limits<T>::max();
-          if (in_range) {
+          bool all_normal = true;  // the usual case: 1 / sqrt of every lane at once
+          for (std::size_t lane = 0; lane < lanes; ++lane) all_normal &= normal(squared[lane]);
+          if (all_normal) {
             for (std::size_t lane = 0; lane < lanes; ++lane) squared[lane] = T{1} / std::sqrt(squared[lane]);
             continue;
           }
           for (std::size_t lane = 0; lane < lanes; ++lane) {
             T* data = (part ? li : lr) + lane;
-            const T lane_squared = squared[lane];
-            if (lane_squared >= std::numeric_limits<T>::min() && lane_squared <= std::numeric_limits<T>::max()) {
-              squared[lane] = T{1} / std::sqrt(lane_squared);
+            if (normal(squared[lane])) {
+              squared[lane] = T{1} / std::sqrt(squared[lane]);
               continue;
             }
             // Zero, under- or overflowed in T, or not finite: the norm again in double, and a usable

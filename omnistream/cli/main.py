@@ -715,12 +715,12 @@ def demo(speed: Annotated[float, typer.Option(help="data seconds per wall second
 
 
 def main() -> None:
-    from omnistream.stream.logs import RepeatFilter
+    from omnistream.stream.logs import make_readable
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Every command thins repeated warnings: a Kafka client waiting for an absent broker logs
     # each failed connection (about 20 lines a second) until its first answer.
-    logging.getLogger().handlers[0].addFilter(RepeatFilter())
+    make_readable(logging.getLogger().handlers, json_lines=False)
     app()
 
 

@@ -17,25 +17,26 @@ log = logging.getLogger(__name__)
 CAP_VARIABLE = "OMNISTREAM_KERNEL_TARGET"
 
 
-def module_name(target: str, baseline: str) -> str:
-    return "omnistream._core" if target == baseline else f"omnistream._core_{target}"
+def module_name(target: str) -> str:
+    """The module of ``target``: the baseline's is ``omnistream._core`` itself."""
+    from omnistream import _core
+
+    return "omnistream._core" if target == _core.TARGET else f"omnistream._core_{target}"
 
 
 def runnable() -> list[str]:
     """The targets this CPU runs, best first; the last is the baseline."""
     from omnistream import _core
 
+    if not hasattr(_core, "cpu_targets"):  # a stale build of the extension, from before the targets
+        raise ImportError(f"{_core.__file__} predates the per-target build: rebuild it (make env)")
     return list(_core.cpu_targets())
 
 
 def load() -> tuple[ModuleType, str]:
     """The kernels module of the best target (under the cap), and why it was chosen. A target
     whose module is missing from the build is passed over with a warning."""
-    from omnistream import _core
-
-    if not hasattr(_core, "cpu_targets"):  # a stale build of the extension, from before the targets
-        raise ImportError(f"{_core.__file__} predates the per-target build: rebuild it (make env)")
-    runs = list(_core.cpu_targets())
+    runs = runnable()
     cap = os.environ.get(CAP_VARIABLE, "").strip().lower()
     why = "the best target this CPU runs"
     if cap:
@@ -45,7 +46,7 @@ def load() -> tuple[ModuleType, str]:
     missing = []
     for target in runs:
         try:
-            module = importlib.import_module(module_name(target, _core.TARGET))
+            module = importlib.import_module(module_name(target))
         except ImportError as exc:
             missing.append(f"{target} ({exc})")
             log.warning("kernel target %s is not in this build (%s): trying the next", target, exc)

@@ -209,7 +209,6 @@ def _answered(partitions: list[TopicPartition]) -> list[TopicPartition]:
     return partitions
 
 
-
 def wanted_topics(settings: Settings, extra: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
     """Every topic the worker creates if missing, with the configs it needs: compaction for the
     keyed state topics, retention for the rest, and ``min.insync.replicas`` where set."""

@@ -22,7 +22,7 @@ _core = importlib.import_module("omnistream._core")
 BUILT_TARGETS = ["avx512", "avx2", "sse4", _core.TARGET] if platform.machine() in ("x86_64", "AMD64") \
     else [_core.TARGET]
 RUNNABLE = targets.runnable()
-BACKENDS = {f"cpp-{t}": importlib.import_module(targets.module_name(t, _core.TARGET))
+BACKENDS = {f"cpp-{t}": importlib.import_module(targets.module_name(t))
             for t in BUILT_TARGETS if t in RUNNABLE} | {"numba": kernels_numba, "numpy": kernels_numpy}
 CPP_PARAMS = [pytest.param(f"cpp-{t}", marks=() if t in RUNNABLE else pytest.mark.skip(
     reason=f"kernel target {t} skipped: this CPU lacks its instructions")) for t in BUILT_TARGETS]

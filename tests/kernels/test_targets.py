@@ -31,8 +31,7 @@ FORBIDDEN = {
 def _module_file(target: str) -> str:
     """The module's file, found without importing it: its init code is compiled for its
     target, and a CPU without that target would die of an illegal instruction."""
-    core = importlib.import_module("omnistream._core")
-    return importlib.util.find_spec(targets.module_name(target, core.TARGET)).origin
+    return importlib.util.find_spec(targets.module_name(target)).origin
 
 
 @pytest.mark.skipif(not X86 or shutil.which("objdump") is None, reason="x86-64 with binutils' objdump only")
